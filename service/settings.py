@@ -1,0 +1,175 @@
+"""meterway's one typed settings object, read from ``METERWAY_*`` environment variables.
+
+Nothing here runs at import time: ``Settings.from_env()`` is called by the CLI (or a test) and the result is
+passed to ``create_app(settings)``. Every field names its variable and says what it is for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, get_type_hints
+
+
+def _env(name: str, doc: str, default: Any = None) -> Any:
+    return field(default=default, metadata={"env": name, "doc": doc})
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Where the HTTP gateway listens and what it accepts."""
+
+    host: str = _env("METERWAY_HOST", "interface to bind", "127.0.0.1")
+    port: int = _env("METERWAY_PORT", "TCP port to serve on", 8080)
+    max_body_bytes: int = _env("METERWAY_MAX_BODY_BYTES", "largest JSON request body accepted (413 past it)",
+                               4 * 1024 * 1024)
+    max_upload_bytes: int = _env("METERWAY_MAX_UPLOAD_BYTES", "largest fine-tune upload accepted",
+                                 2 * 1024 * 1024 * 1024)
+    log_level: str = _env("METERWAY_LOG_LEVEL", "structlog level: debug, info, warning, error", "info")
+    request_timeout_s: float = _env("METERWAY_REQUEST_TIMEOUT_S", "longest a generation may run", 300.0)
+    enable_test_model: bool = _env("METERWAY_ENABLE_TEST_MODEL",
+                                   "list and serve the built-in deterministic 'meterway-echo' model", False)
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    """The relational store: SQLite under METERWAY_HOME by default, PostgreSQL in production."""
+
+    url: str = _env("METERWAY_DATABASE_URL", "SQLAlchemy async URL; empty means SQLite under METERWAY_HOME", "")
+    echo: bool = _env("METERWAY_DATABASE_ECHO", "log every SQL statement", False)
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """Platform admin key and the secret that keys are hashed with."""
+
+    admin_key: str = _env("METERWAY_ADMIN_KEY", "platform admin key; generated under METERWAY_HOME when unset "
+                          "in local mode, required otherwise", "")
+    key_pepper: str = _env("METERWAY_KEY_PEPPER", "HMAC secret for key hashes; generated under METERWAY_HOME "
+                           "when unset in local mode", "")
+    rotation_grace_s: int = _env("METERWAY_KEY_ROTATION_GRACE_S",
+                                 "how long a regenerated key's old secret keeps working", 3600)
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """The shared model pool: worker processes, memory budget, idle unload, queues."""
+
+    backend: str = _env("METERWAY_POOL_BACKEND", "pool implementation: 'local' worker processes", "local")
+    memory_budget_mb: int = _env("METERWAY_POOL_MEMORY_BUDGET_MB",
+                                 "memory the loaded models may use together (GPU memory where there is one)",
+                                 4096)
+    idle_ttl_s: float = _env("METERWAY_POOL_IDLE_TTL_S", "unload a model idle this long (scale to zero)", 600.0)
+    load_wait_s: float = _env("METERWAY_POOL_LOAD_WAIT_S",
+                              "how long a request waits for a loading model before 503 + Retry-After", 30.0)
+    queue_limit: int = _env("METERWAY_POOL_QUEUE_LIMIT",
+                            "requests waiting or running per model before 429", 64)
+    max_batch: int = _env("METERWAY_POOL_MAX_BATCH", "sequences decoded together per model", 16)
+    max_n: int = _env("METERWAY_POOL_MAX_N", "largest 'n' (choices per request) accepted", 4)
+    device: str = _env("METERWAY_POOL_DEVICE", "'auto' (CUDA when present), 'cpu' or 'cuda'", "auto")
+    threads: int = _env("METERWAY_POOL_THREADS", "torch threads per worker; 0 means all cores", 0)
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    """Per-key throttling defaults and the shared limit store."""
+
+    redis_url: str = _env("METERWAY_REDIS_URL", "Redis for limits shared across replicas; empty = in memory", "")
+    default_rpm: int = _env("METERWAY_DEFAULT_RPM", "requests per minute for keys without their own; 0 = none", 0)
+    default_tpm: int = _env("METERWAY_DEFAULT_TPM", "tokens per minute for keys without their own; 0 = none", 0)
+    default_max_concurrency: int = _env("METERWAY_DEFAULT_MAX_CONCURRENCY",
+                                        "concurrent requests per key without their own; 0 = none", 0)
+
+
+@dataclass(frozen=True)
+class BillingSettings:
+    """Usage events, the ledger consumer and the Stripe export."""
+
+    currency: str = _env("METERWAY_CURRENCY", "ISO currency of every price", "usd")
+    nats_url: str = _env("METERWAY_NATS_URL", "NATS JetStream for usage events; empty = local durable log", "")
+    consumer_batch: int = _env("METERWAY_LEDGER_BATCH", "events written per ledger transaction", 500)
+    consumer_interval_s: float = _env("METERWAY_LEDGER_INTERVAL_S", "how often the consumer drains", 0.2)
+    stripe_api_key: str = _env("METERWAY_STRIPE_API_KEY", "Stripe secret key for meter events", "")
+    stripe_api_base: str = _env("METERWAY_STRIPE_API_BASE", "Stripe API base (a local server in tests)", "")
+    stripe_meter_event: str = _env("METERWAY_STRIPE_METER_EVENT", "Stripe meter event name", "meterway_tokens")
+    stripe_export_interval_s: float = _env("METERWAY_STRIPE_EXPORT_INTERVAL_S",
+                                           "how often the export runs in the server; 0 = only on demand", 0.0)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything meterway reads from its environment, nested by concern."""
+
+    home: Path = _env("METERWAY_HOME", "state directory: SQLite, model store, event log, generated keys",
+                      Path("var"))
+    mode: str = _env("METERWAY_MODE", "'local' (embedded defaults allowed) or 'production'", "local")
+    server: ServerSettings = field(default_factory=ServerSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    pool: PoolSettings = field(default_factory=PoolSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    billing: BillingSettings = field(default_factory=BillingSettings)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``environ`` (default ``os.environ``); keyword overrides win."""
+        env = os.environ if environ is None else environ
+        settings = _read(cls, env)
+        return dataclasses.replace(settings, **overrides) if overrides else settings
+
+    @property
+    def database_url(self) -> str:
+        """The effective database URL (SQLite under ``home`` unless set)."""
+        return self.database.url or f"sqlite+aiosqlite:///{(self.home / 'meterway.db').resolve()}"
+
+    @property
+    def store_dir(self) -> Path:
+        """The model store: imported catalog weights and uploaded fine-tunes."""
+        return self.home / "models"
+
+    @property
+    def is_local(self) -> bool:
+        return self.mode == "local"
+
+
+def _read(kind: type, env: Any) -> Any:
+    hints = get_type_hints(kind)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(kind):
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            values[f.name] = _read(hint, env)  # type: ignore[arg-type]
+        elif f.metadata.get("env") in env:
+            values[f.name] = _convert(env[f.metadata["env"]], hint, f.metadata["env"])
+    return kind(**values)
+
+
+def _convert(raw: str, hint: Any, name: str) -> Any:
+    try:
+        if hint is bool:
+            return raw.strip().lower() in {"1", "true", "yes", "on"}
+        if hint in (int, float, Decimal, Path):
+            return hint(raw)
+        return raw
+    except (ValueError, ArithmeticError) as exc:
+        raise ValueError(f"{name}={raw!r} is not a valid {getattr(hint, '__name__', hint)}") from exc
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """Every variable with its default and meaning, for the README and ``meterway config``."""
+    rows: list[tuple[str, str, str]] = []
+
+    def walk(kind: type) -> None:
+        hints = get_type_hints(kind)
+        for f in dataclasses.fields(kind):
+            if dataclasses.is_dataclass(hints[f.name]):
+                walk(hints[f.name])
+            else:
+                default = f.default if f.default is not dataclasses.MISSING else ""
+                rows.append((f.metadata["env"], str(default), f.metadata["doc"]))
+
+    walk(Settings)
+    return rows
