@@ -1,0 +1,28 @@
+"""The usage event: what the request path reports for every served request.
+
+It carries what the engine really counted, never what the request claimed. The ledger prices it with the
+price book entry in force at ``started_at``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+
+class UsageEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One served request. ``request_id`` is unique: it is the ledger's idempotency key."""
+
+    request_id: str
+    tenant: str
+    key_id: str
+    model: str
+    endpoint: str  # the route that served it: "chat.completions", "completions", "embeddings", "batch"
+    prompt_tokens: int
+    completion_tokens: int
+    started_at: datetime
+    finished_at: datetime
+    status: str = "completed"  # "completed", "abandoned" (client left mid-stream), "failed" (partial output)
+    base_model: str | None = None  # for fine-tunes: the catalog model underneath
+    billable: bool = True  # False for mirrored traffic: recorded, not charged to the customer

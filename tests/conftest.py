@@ -1,0 +1,72 @@
+"""Shared fixtures: the imported model store (once per session) and freshly migrated databases."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PG_ADMIN_URL = os.environ.get("METERWAY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def store_dir() -> Path:
+    """The demo catalog imported into a store kept between runs (the GGUF import runs once per clone)."""
+    from models.catalog import load_catalog
+    from models.store.importer import import_catalog
+
+    store = Path(os.environ.get("METERWAY_TEST_STORE", REPO / "var" / "test-store"))
+    import_catalog(load_catalog(), store, progress=lambda _msg: None)
+    return store
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A new SQLite database file, migrated to head."""
+    from service.db import migrate
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'meterway.db'}"
+    migrate(url)
+    return url
+
+
+def _pg_admin(statement: str) -> None:
+    import asyncio
+
+    import asyncpg
+
+    async def run() -> None:
+        connection = await asyncpg.connect(PG_ADMIN_URL)
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A new PostgreSQL database on the machine's server, migrated by Alembic, dropped afterwards."""
+    from service.db import migrate
+
+    name = f"mw_{uuid.uuid4().hex[:12]}"
+    _pg_admin(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    url = f"{base}/{name}"
+    try:
+        migrate(url)
+        yield url
+    finally:
+        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Both databases, for tests that must hold on each."""
+    fixture = "sqlite_url" if request.param == "sqlite" else "pg_url"
+    return str(request.getfixturevalue(fixture))
