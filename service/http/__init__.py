@@ -1,0 +1,1 @@
+"""HTTP plumbing: the single error mapping, request ids and access logs."""

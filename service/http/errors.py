@@ -1,0 +1,77 @@
+"""The one place errors become HTTP: status, OpenAI's error body, ``Retry-After`` and rate-limit headers."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import structlog
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from service.errors import InternalFailure, MeterwayError
+
+log = structlog.get_logger("meterway.http")
+
+_HTTP_CODES = {
+    400: ("invalid_request_error", "invalid_request"),
+    401: ("invalid_request_error", "invalid_api_key"),
+    403: ("permission_error", "permission_denied"),
+    404: ("invalid_request_error", "unknown_url"),
+    405: ("invalid_request_error", "method_not_allowed"),
+    413: ("invalid_request_error", "payload_too_large"),
+    415: ("invalid_request_error", "unsupported_media_type"),
+}
+
+
+def error_headers(error: MeterwayError) -> dict[str, str]:
+    headers = dict(error.headers)
+    if error.retry_after is not None:
+        headers["retry-after"] = str(max(1, math.ceil(error.retry_after)))
+        headers["retry-after-ms"] = str(max(1, int(error.retry_after * 1000)))
+    return headers
+
+
+def to_meterway(exc: Exception) -> MeterwayError:
+    """Any exception as a ``MeterwayError``; unexpected ones become a 500 without internals."""
+    if isinstance(exc, MeterwayError):
+        return exc
+    if isinstance(exc, HTTPException):
+        return _from_http(exc)
+    return InternalFailure("The server had an error while processing your request.")
+
+
+def _from_http(exc: HTTPException) -> MeterwayError:
+    kind, code = _HTTP_CODES.get(exc.status_code, ("invalid_request_error", None))
+    message, param = str(exc.detail), None
+    if isinstance(exc, ValidationException) or exc.status_code == 400:
+        message, param = _validation_message(exc)
+    elif exc.status_code == 404:
+        message = "Unknown request URL. Please check the URL and method."
+    elif exc.status_code == 413:
+        message = "Request body too large."
+    error = MeterwayError(message, param=param, code=code)
+    error.status, error.type = exc.status_code, kind
+    return error
+
+
+def _validation_message(exc: HTTPException) -> tuple[str, str | None]:
+    extra: Any = exc.extra
+    if isinstance(extra, list) and extra and isinstance(extra[0], dict):
+        first = extra[0]
+        param = first.get("key") or None
+        text = str(first.get("message", exc.detail))
+        return (f"Invalid value for '{param}': {text}" if param else text), param
+    detail = str(exc.detail)
+    if "JSON" in detail or "json" in detail:
+        return "We could not parse the JSON body of your request. Make sure it is valid JSON.", None
+    return detail, None
+
+
+def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Litestar exception handler for every exception."""
+    error = to_meterway(exc)
+    if error.status >= 500:
+        log.error("request failed", error=error.message, exc_info=exc if error is not exc else None)
+    return Response(error.body(), status_code=error.status, headers=error_headers(error),
+                    media_type="application/json")

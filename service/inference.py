@@ -1,0 +1,202 @@
+"""The request path behind every generation: admit, run on the pool, meter, settle.
+
+A ``Run`` owns one admitted request from the pool's first token to its ledger event. However the request
+ends — completed, failed in the worker, timed out, or abandoned by the client mid-stream — ``finish`` runs
+exactly once: it bills what the engine really generated (nothing if it produced nothing) and returns the
+unused part of the reservation to the throttle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+import structlog
+
+from billing.events import UsageEvent
+from models.pool.api import ModelPool
+from models.runtime.api import TokenDelta
+from service.auth import Principal
+from service.jobs import Plan
+
+log = structlog.get_logger("meterway.inference")
+FINAL_WAIT_S = 10.0
+
+
+class Meter(Protocol):
+    """Where usage events go (``billing``): durable before ``record`` returns."""
+
+    async def record(self, event: UsageEvent) -> None: ...
+
+
+class Admission(Protocol):
+    """An admitted request's reservation in the throttle."""
+
+    headers: dict[str, str]
+
+    async def settle(self, tokens_used: int, cost_used: Decimal) -> None: ...
+
+    async def release(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Prices:
+    """Per-million-token prices in force for a request."""
+
+    input_per_million: Decimal
+    output_per_million: Decimal
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
+        million = Decimal(1_000_000)
+        return (self.input_per_million * prompt_tokens + self.output_per_million * completion_tokens) / million
+
+
+@dataclass
+class Choice:
+    """One generated sequence's accumulated state."""
+
+    index: int
+    text: list[str] = field(default_factory=list)
+    completion_tokens: int = 0
+    finish_reason: str | None = None
+    error: str | None = None
+
+
+class Run:
+    """One admitted generation request streaming from the pool."""
+
+    def __init__(self, plan: Plan, principal: Principal, pool: ModelPool, meter: Meter, admission: Admission,
+                 prices: Prices, timeout_s: float) -> None:
+        self.plan = plan
+        self.principal = principal
+        self.choices = [Choice(i) for i in range(len(plan.jobs))]
+        self.started_at = datetime.now(UTC)
+        self._pool = pool
+        self._meter = meter
+        self._admission = admission
+        self._prices = prices
+        self._deadline = time.monotonic() + timeout_s
+        self._streams: list[Any] = []
+        self._finished = asyncio.Event()
+        self._finishing = False
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self._admission.headers
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(c.completion_tokens for c in self.choices)
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.plan.prompt_tokens
+
+    @property
+    def failed(self) -> TokenDelta | None:
+        """The first choice that ended in an error, as its delta."""
+        for choice in self.choices:
+            if choice.finish_reason == "error":
+                return TokenDelta("", "", self.prompt_tokens, choice.completion_tokens, "error", choice.error)
+        return None
+
+    async def events(self) -> AsyncIterator[tuple[int, TokenDelta]]:
+        """Deltas of every choice, as they come; each choice's last delta has its finish reason."""
+        self._streams = [self._pool.generate(job) for job in self.plan.jobs]
+        merged = self._single() if len(self._streams) == 1 else self._merged()
+        async for index, delta in merged:
+            choice = self.choices[index]
+            choice.completion_tokens = max(choice.completion_tokens, delta.completion_tokens)
+            if delta.text:
+                choice.text.append(delta.text)
+            if delta.finish_reason:
+                choice.finish_reason, choice.error = delta.finish_reason, delta.error
+            yield index, delta
+
+    async def _single(self) -> AsyncIterator[tuple[int, TokenDelta]]:
+        async with asyncio.timeout_at(self._loop_deadline()):
+            async for delta in self._streams[0]:
+                yield 0, delta
+
+    async def _merged(self) -> AsyncIterator[tuple[int, TokenDelta]]:
+        queue: asyncio.Queue[tuple[int, TokenDelta] | None] = asyncio.Queue()
+
+        async def pump(index: int, stream: AsyncIterator[TokenDelta]) -> None:
+            try:
+                async for delta in stream:
+                    await queue.put((index, delta))
+            finally:
+                await queue.put(None)
+
+        tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(self._streams)]
+        try:
+            async with asyncio.timeout_at(self._loop_deadline()):
+                open_streams = len(tasks)
+                while open_streams:
+                    item = await queue.get()
+                    if item is None:
+                        open_streams -= 1
+                    else:
+                        yield item
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    def _loop_deadline(self) -> float:
+        loop = asyncio.get_running_loop()
+        return loop.time() + max(0.0, self._deadline - time.monotonic())
+
+    async def finish(self, status: str, *, delivered: bool = True) -> None:
+        """Bill what was generated and settle the reservation; runs once, whatever the caller does.
+
+        ``delivered`` is False when the caller received nothing (a non-streamed request that failed): then
+        nothing is billed, however many tokens the engine made before failing.
+        """
+        if self._finishing:
+            await self._finished.wait()
+            return
+        self._finishing = True
+        try:
+            await self._collect_final_counts()
+            await self._bill(status, delivered)
+        finally:
+            self._finished.set()
+
+    async def _collect_final_counts(self) -> None:
+        # A stream closed early (client gone, timeout) still reports what the engine generated before the
+        # cancel reached it: the pool resolves ``final`` with the sequence's last delta.
+        for choice, stream in zip(self.choices, self._streams, strict=False):
+            if choice.finish_reason is None:
+                with contextlib.suppress(Exception):
+                    await stream.aclose()
+                final = getattr(stream, "final", None)
+                if final is not None:
+                    with contextlib.suppress(Exception):
+                        last = await asyncio.wait_for(asyncio.shield(final), FINAL_WAIT_S)
+                        choice.completion_tokens = max(choice.completion_tokens, last.completion_tokens)
+
+    async def _bill(self, status: str, delivered: bool) -> None:
+        completion = self.completion_tokens
+        produced = delivered and (completion > 0 or status == "completed")
+        if not produced:
+            await self._admission.release()
+            return
+        event = UsageEvent(
+            request_id=self.plan.request_id, tenant=self.principal.billing_tenant,
+            key_id=self.principal.key_id or "admin", model=self.plan.model.id, endpoint=self.plan.endpoint,
+            prompt_tokens=self.prompt_tokens, completion_tokens=completion, started_at=self.started_at,
+            finished_at=datetime.now(UTC), status=status, base_model=self.plan.model.base)
+        try:
+            await self._meter.record(event)
+        finally:
+            await self._admission.settle(self.prompt_tokens + completion,
+                                         self._prices.cost(self.prompt_tokens, completion))
+        log.info("usage", request_id=event.request_id, tenant=event.tenant, model=event.model,
+                 prompt_tokens=event.prompt_tokens, completion_tokens=completion, status=status)
+

@@ -1,0 +1,165 @@
+"""Validation: an OpenAI request becomes a ``Plan`` of generation jobs, or a clear 400.
+
+Everything a request claims is checked here, before any model runs: the model's task, the context window
+(prompt + completion), the sampling ranges, the number of choices. Token counts come from the model's own
+tokenizer; the engine later reports what it really produced, and that is what billing uses.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from models.catalog import ModelSpec
+from models.pool.api import EmbeddingJob, GenerationJob
+from models.runtime.api import SamplingParams
+from models.tokenizer import PromptTokenizer
+from service.errors import ContextTooLong, InvalidRequest
+from service.protocol import ChatCompletionRequest, ChatMessage, CompletionRequest, EmbeddingRequest
+
+MAX_STOP_SEQUENCES = 4
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated generation request: one job per (prompt, choice)."""
+
+    request_id: str
+    endpoint: str
+    model: ModelSpec
+    jobs: tuple[GenerationJob, ...]
+    prompt_tokens: int  # counted once per prompt, not per choice, as OpenAI bills
+    reserved_completion_tokens: int
+    stream: bool
+    include_usage: bool
+
+    @property
+    def reserved_tokens(self) -> int:
+        return self.prompt_tokens + self.reserved_completion_tokens
+
+
+@dataclass(frozen=True)
+class EmbeddingPlan:
+    """A validated embedding request."""
+
+    request_id: str
+    model: ModelSpec
+    job: EmbeddingJob
+    prompt_tokens: int
+
+
+def new_request_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(12)}"
+
+
+def plan_chat(request: ChatCompletionRequest, model: ModelSpec, tokenizer: PromptTokenizer, *,
+              request_id: str, max_n: int) -> Plan:
+    """Validate a chat completion request against ``model``."""
+    _require_task(model, "chat", "chat completions")
+    if request.logprobs:
+        raise InvalidRequest("logprobs are not supported by meterway models.", param="logprobs")
+    messages = [_message_dict(i, m) for i, m in enumerate(request.messages)]
+    try:
+        prompt = tokenizer.encode_chat(messages)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), param="messages") from exc
+    max_tokens = request.max_completion_tokens or request.max_tokens
+    return _plan(request_id, "chat.completions", model, [prompt], request, max_tokens, max_n, "messages")
+
+
+def plan_completion(request: CompletionRequest, model: ModelSpec, tokenizer: PromptTokenizer, *,
+                    request_id: str, max_n: int) -> Plan:
+    """Validate a legacy completion request: one or several prompts, text or token ids."""
+    _require_task(model, "chat", "completions")
+    if request.echo or request.logprobs or request.suffix:
+        param = "echo" if request.echo else "logprobs" if request.logprobs else "suffix"
+        raise InvalidRequest(f"'{param}' is not supported by meterway models.", param=param)
+    prompts = [_prompt_ids(p, tokenizer) for p in _prompt_list(request.prompt)]
+    if not prompts or len(prompts) > 16:
+        raise InvalidRequest("'prompt' must hold between 1 and 16 prompts.", param="prompt")
+    return _plan(request_id, "completions", model, prompts, request, request.max_tokens, max_n, "prompt")
+
+
+def plan_embeddings(request: EmbeddingRequest, model: ModelSpec, tokenizer: PromptTokenizer, *,
+                    request_id: str) -> EmbeddingPlan:
+    """Validate an embedding request: each input within the model's context."""
+    _require_task(model, "embedding", "embeddings")
+    if request.dimensions is not None:
+        raise InvalidRequest("'dimensions' is not supported by this model.", param="dimensions")
+    inputs = [_prompt_ids(p, tokenizer) for p in _prompt_list(request.input)]
+    if not inputs or len(inputs) > 2048 or any(not ids for ids in inputs):
+        raise InvalidRequest("'input' must hold 1 to 2048 non-empty inputs.", param="input")
+    for index, ids in enumerate(inputs):
+        if len(ids) > model.context_length:
+            raise ContextTooLong(f"This model's maximum context length is {model.context_length} tokens, "
+                                 f"however input {index} has {len(ids)} tokens.", param="input")
+    job = EmbeddingJob(request_id, model, tuple(tuple(ids) for ids in inputs))
+    return EmbeddingPlan(request_id, model, job, sum(len(ids) for ids in inputs))
+
+
+def _plan(request_id: str, endpoint: str, model: ModelSpec, prompts: list[list[int]],
+          request: ChatCompletionRequest | CompletionRequest, max_tokens: int | None, max_n: int,
+          prompt_param: str) -> Plan:
+    if request.n > max_n:
+        raise InvalidRequest(f"'n' must be at most {max_n}.", param="n")
+    longest = max(len(p) for p in prompts)
+    room = model.context_length - longest
+    if room < 1 or (max_tokens is not None and max_tokens > room):
+        asked = f" and {max_tokens} in the completion" if max_tokens else ""
+        raise ContextTooLong(f"This model's maximum context length is {model.context_length} tokens. However, "
+                             f"you requested {longest + (max_tokens or 0)} tokens ({longest} in the "
+                             f"{prompt_param}{asked}). Please reduce the length of the {prompt_param} or "
+                             f"completion.", param=prompt_param)
+    limit = max_tokens or room
+    stop = _stop(request.stop)
+    temperature = 1.0 if request.temperature is None else request.temperature
+    top_p = 1.0 if request.top_p is None else request.top_p
+    jobs = []
+    for p_index, prompt in enumerate(prompts):
+        for choice in range(request.n):
+            seed = None if request.seed is None else request.seed + choice
+            params = SamplingParams(max_tokens=limit, temperature=temperature, top_p=top_p, seed=seed, stop=stop)
+            jobs.append(GenerationJob(f"{request_id}/{p_index * request.n + choice}", model, tuple(prompt),
+                                      params))
+    options = request.stream_options
+    return Plan(request_id, endpoint, model, tuple(jobs), sum(len(p) for p in prompts),
+                limit * len(jobs), request.stream, bool(request.stream and options and options.include_usage))
+
+
+def _require_task(model: ModelSpec, task: str, what: str) -> None:
+    if model.task != task:
+        raise InvalidRequest(f"The model '{model.id}' does not support {what}.", param="model",
+                             code="model_not_supported")
+
+
+def _message_dict(index: int, message: ChatMessage) -> dict[str, str]:
+    content = message.content
+    if isinstance(content, list):
+        if any(part.type != "text" or part.text is None for part in content):
+            raise InvalidRequest("Only text content parts are supported.", param=f"messages.[{index}].content")
+        content = "".join(part.text or "" for part in content)
+    return {"role": "system" if message.role == "developer" else message.role, "content": content or ""}
+
+
+def _prompt_list(prompt: str | list[str] | list[int] | list[list[int]]) -> list[str | list[int]]:
+    if isinstance(prompt, str):
+        return [prompt]
+    if prompt and all(isinstance(p, int) for p in prompt):
+        return [list(prompt)]  # type: ignore[arg-type]
+    return list(prompt)  # type: ignore[arg-type]
+
+
+def _prompt_ids(prompt: str | Sequence[int], tokenizer: PromptTokenizer) -> list[int]:
+    if isinstance(prompt, str):
+        return tokenizer.encode(prompt)
+    if any(not isinstance(t, int) or t < 0 for t in prompt):
+        raise InvalidRequest("Token ids must be non-negative integers.", param="prompt")
+    return list(prompt)
+
+
+def _stop(stop: str | list[str] | None) -> tuple[str, ...]:
+    sequences = [stop] if isinstance(stop, str) else list(stop or [])
+    if len(sequences) > MAX_STOP_SEQUENCES or any(not s for s in sequences):
+        raise InvalidRequest(f"'stop' takes up to {MAX_STOP_SEQUENCES} non-empty sequences.", param="stop")
+    return tuple(sequences)

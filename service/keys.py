@@ -1,0 +1,187 @@
+"""API keys: create (secret shown once), list, update limits, revoke, rotate with grace, authenticate."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from service.auth import KeyHasher, Principal, looks_like_key, lookup_prefix, new_secret
+from service.errors import AuthenticationFailed, InvalidRequest, NotFound
+from service.tables import ApiKeyRow, TenantRow
+
+LIMIT_FIELDS = ("rpm", "tpm", "rpd", "max_concurrency", "budget_amount", "budget_period")
+_CACHE_SECONDS = 2.0  # how long another replica may still accept a key revoked elsewhere
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A key row and, right after creation or rotation only, its secret."""
+
+    row: ApiKeyRow
+    secret: str | None = None
+
+
+@dataclass(frozen=True)
+class AuthenticatedKey:
+    """What authentication yields: the principal and the key's (and tenant's) limits."""
+
+    principal: Principal
+    key: ApiKeyRow | None
+    tenant: TenantRow | None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
+class KeyService:
+    """Key lifecycle and authentication over the database."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], hasher: KeyHasher, admin_key: str,
+                 rotation_grace_s: int) -> None:
+        self._sessions = sessions
+        self._hasher = hasher
+        self._admin_digest = hasher.digest(admin_key)
+        self._grace = timedelta(seconds=rotation_grace_s)
+        self._cache: dict[str, tuple[float, AuthenticatedKey]] = {}
+
+    async def authenticate(self, secret: str | None) -> AuthenticatedKey:
+        """Resolve a secret to its principal, or raise ``AuthenticationFailed`` (401)."""
+        if not secret:
+            raise AuthenticationFailed("You didn't provide an API key. Send it as 'Authorization: Bearer "
+                                       "<key>' or in the 'api-key' header.", code="missing_api_key")
+        digest = self._hasher.digest(secret)
+        if secrets.compare_digest(digest, self._admin_digest):
+            return AuthenticatedKey(Principal(tenant=None, key_id=None, is_admin=True), None, None)
+        cached = self._cache.get(digest)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        found = await self._lookup(secret, digest)
+        self._cache[digest] = (time.monotonic() + _CACHE_SECONDS, found)
+        return found
+
+    async def _lookup(self, secret: str, digest: str) -> AuthenticatedKey:
+        if looks_like_key(secret):
+            async with self._sessions() as session:
+                row = await session.scalar(select(ApiKeyRow).where(ApiKeyRow.prefix == lookup_prefix(secret)))
+                if row is not None and self._hasher.matches(secret, row.secret_hash) and _usable(row):
+                    tenant = await session.get(TenantRow, row.tenant)
+                    return AuthenticatedKey(Principal(row.tenant, row.id), row, tenant)
+        raise AuthenticationFailed("Incorrect API key provided. You can find your API keys with your "
+                                   "platform administrator.")
+
+    async def create(self, tenant: str, name: str, limits: dict[str, Any] | None = None) -> IssuedKey:
+        """A new key for ``tenant`` (created if new); the secret is returned this once."""
+        _check_name("tenant", tenant)
+        _check_name("name", name, allow_spaces=True)
+        async with self._sessions.begin() as session:
+            if await session.get(TenantRow, tenant) is None:
+                session.add(TenantRow(id=tenant, created_at=_now()))
+            return await self._insert(session, tenant, name, limits or {})
+
+    async def _insert(self, session: AsyncSession, tenant: str, name: str, limits: dict[str, Any]) -> IssuedKey:
+        secret = new_secret()
+        row = ApiKeyRow(id=f"key_{secrets.token_hex(12)}", tenant=tenant, name=name,
+                        prefix=lookup_prefix(secret), secret_hash=self._hasher.digest(secret),
+                        created_at=_now(), **_limits(limits))
+        session.add(row)
+        await session.flush()
+        return IssuedKey(row, secret)
+
+    async def list(self, principal: Principal, tenant: str | None = None) -> list[ApiKeyRow]:
+        """Keys the caller may see: the admin sees all (or one tenant's), a tenant its own."""
+        query = select(ApiKeyRow).order_by(ApiKeyRow.created_at)
+        scope = tenant if principal.is_admin else principal.tenant
+        if scope is not None:
+            query = query.where(ApiKeyRow.tenant == scope)
+        async with self._sessions() as session:
+            return list(await session.scalars(query))
+
+    async def get(self, principal: Principal, key_id: str) -> ApiKeyRow:
+        """One key the caller may see; another tenant's key is a 404, like a missing one."""
+        async with self._sessions() as session:
+            row = await session.get(ApiKeyRow, key_id)
+        if row is None or not (principal.is_admin or row.tenant == principal.tenant):
+            raise NotFound(f"No API key with id '{key_id}'.", param="key_id")
+        return row
+
+    async def update(self, principal: Principal, key_id: str, changes: dict[str, Any]) -> ApiKeyRow:
+        """Change a key's name or limits (admin)."""
+        await self.get(principal, key_id)
+        async with self._sessions.begin() as session:
+            row = await session.get(ApiKeyRow, key_id)
+            assert row is not None
+            for field, value in _limits(changes, partial=True).items():
+                setattr(row, field, value)
+            if "name" in changes and changes["name"] is not None:
+                _check_name("name", changes["name"], allow_spaces=True)
+                row.name = changes["name"]
+        self._cache.clear()
+        return row
+
+    async def revoke(self, principal: Principal, key_id: str) -> ApiKeyRow:
+        """Revoke at once; the secret is refused from now on (within the cache window on other replicas)."""
+        await self.get(principal, key_id)
+        async with self._sessions.begin() as session:
+            row = await session.get(ApiKeyRow, key_id)
+            assert row is not None
+            row.revoked_at = row.revoked_at or _now()
+        self._cache.clear()
+        return row
+
+    async def rotate(self, principal: Principal, key_id: str) -> IssuedKey:
+        """A new secret with the same tenant, name and limits; the old one works for the grace period."""
+        old = await self.get(principal, key_id)
+        if not _usable(old):
+            raise InvalidRequest("A revoked or expired key cannot be rotated.", param="key_id")
+        async with self._sessions.begin() as session:
+            current = await session.get(ApiKeyRow, key_id)
+            assert current is not None
+            current.expires_at = min(_aware(current.expires_at) or _now() + self._grace, _now() + self._grace)
+            limits = {field: getattr(current, field) for field in LIMIT_FIELDS}
+            issued = await self._insert(session, current.tenant, current.name, limits)
+        self._cache.clear()
+        return issued
+
+
+def _usable(row: ApiKeyRow) -> bool:
+    expires = _aware(row.expires_at)
+    return row.revoked_at is None and (expires is None or expires > _now())
+
+
+def _limits(values: dict[str, Any], *, partial: bool = False) -> dict[str, Any]:
+    chosen = {f: values.get(f) for f in LIMIT_FIELDS if not partial or f in values}
+    for field in ("rpm", "tpm", "rpd", "max_concurrency"):
+        if chosen.get(field) is not None and int(chosen[field]) < 1:
+            raise InvalidRequest(f"'{field}' must be a positive integer or null.", param=field)
+    if chosen.get("budget_amount") is not None:
+        try:
+            amount = Decimal(str(chosen["budget_amount"]))
+        except ArithmeticError as exc:
+            raise InvalidRequest("'budget_amount' must be a decimal string.", param="budget_amount") from exc
+        if not amount.is_finite() or amount < 0:
+            raise InvalidRequest("'budget_amount' must be a non-negative decimal.", param="budget_amount")
+        chosen["budget_amount"] = amount
+    if chosen.get("budget_period") not in (None, "day", "month"):
+        raise InvalidRequest("'budget_period' must be 'day' or 'month'.", param="budget_period")
+    if chosen.get("budget_amount") is not None and not chosen.get("budget_period") and not partial:
+        chosen["budget_period"] = "month"
+    return chosen
+
+
+def _check_name(field: str, value: str, *, allow_spaces: bool = False) -> None:
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_." + (" " if allow_spaces else ""))
+    if not value or len(value) > 64 or not set(value) <= allowed:
+        raise InvalidRequest(f"'{field}' must be 1-64 characters of letters, digits, '-', '_' or '.'.",
+                             param=field)

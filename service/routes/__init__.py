@@ -1,0 +1,1 @@
+"""Route modules: each handler decodes, calls one service function, encodes."""

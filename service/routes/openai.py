@@ -1,0 +1,128 @@
+"""OpenAI-compatible routes: chat completions, legacy completions, embeddings, models.
+
+Each handler decodes, calls one ``ServingService`` method, and encodes; streaming bodies come from
+``service.streams``.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+import time
+from typing import Any
+
+import structlog
+from litestar import Response, get, post
+from litestar.response import Stream
+
+from service.auth import Principal
+from service.jobs import new_request_id
+from service.protocol import (
+    AssistantMessage,
+    ChatChoice,
+    ChatCompletion,
+    ChatCompletionRequest,
+    Completion,
+    CompletionChoice,
+    CompletionRequest,
+    Embedding,
+    EmbeddingList,
+    EmbeddingRequest,
+    EmbeddingUsage,
+    Model,
+    ModelList,
+    Usage,
+)
+from service.serving import ServingService, Started
+from service.streams import StreamWriter, chat_chunks, collect, completion_chunks
+
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def _bind(principal: Principal, model: str) -> None:
+    structlog.contextvars.bind_contextvars(tenant=principal.billing_tenant, model=model)
+
+
+def _headers(started: Started) -> dict[str, str]:
+    return {**started.run.headers, "x-meterway-model-state": started.model_state}
+
+
+@post("/v1/chat/completions", summary="Create a chat completion", tags=["OpenAI"], status_code=200)
+async def create_chat_completion(data: ChatCompletionRequest, principal: Principal, serving: ServingService,
+                                 writer: StreamWriter) -> Response[Any]:
+    """OpenAI's chat completions, streamed (SSE) or not; ``usage`` is the engine's own count."""
+    _bind(principal, data.model)
+    request_id = new_request_id("chatcmpl")
+    started = await serving.chat(principal, data, request_id)
+    created = int(time.time())
+    if data.stream:
+        body = writer.write(started, chat_chunks(started, data.model, created))
+        return Stream(body, media_type="text/event-stream", headers={**_headers(started), **SSE_HEADERS})
+    await collect(started, writer)
+    run = started.run
+    choices = [ChatChoice(index=c.index, message=AssistantMessage(content="".join(c.text)),
+                          finish_reason=c.finish_reason or "stop") for c in run.choices]
+    usage = Usage(prompt_tokens=run.prompt_tokens, completion_tokens=run.completion_tokens,
+                  total_tokens=run.prompt_tokens + run.completion_tokens)
+    body = ChatCompletion(id=request_id, choices=choices, created=created, model=data.model, usage=usage)
+    return Response(body, headers=_headers(started))
+
+
+@post("/v1/completions", summary="Create a completion (legacy)", tags=["OpenAI"], status_code=200)
+async def create_completion(data: CompletionRequest, principal: Principal, serving: ServingService,
+                            writer: StreamWriter) -> Response[Any]:
+    """OpenAI's legacy prompt completions; a list of prompts gives ``n`` choices per prompt."""
+    _bind(principal, data.model)
+    request_id = new_request_id("cmpl")
+    started = await serving.completion(principal, data, request_id)
+    created = int(time.time())
+    if data.stream:
+        body = writer.write(started, completion_chunks(started, data.model, created))
+        return Stream(body, media_type="text/event-stream", headers={**_headers(started), **SSE_HEADERS})
+    await collect(started, writer)
+    run = started.run
+    choices = [CompletionChoice(text="".join(c.text), index=c.index, finish_reason=c.finish_reason or "stop")
+               for c in run.choices]
+    usage = Usage(prompt_tokens=run.prompt_tokens, completion_tokens=run.completion_tokens,
+                  total_tokens=run.prompt_tokens + run.completion_tokens)
+    return Response(Completion(id=request_id, choices=choices, created=created, model=data.model, usage=usage),
+                    headers=_headers(started))
+
+
+@post("/v1/embeddings", summary="Create embeddings", tags=["OpenAI"], status_code=200)
+async def create_embeddings(data: EmbeddingRequest, principal: Principal, serving: ServingService) -> Response[Any]:
+    """OpenAI's embeddings: a string or a list of inputs; billed per input token."""
+    _bind(principal, data.model)
+    plan, vectors, headers = await serving.embeddings(principal, data, new_request_id("emb"))
+    items = [Embedding(embedding=_encode_vector(v, data.encoding_format), index=i) for i, v in enumerate(vectors)]
+    usage = EmbeddingUsage(prompt_tokens=plan.prompt_tokens, total_tokens=plan.prompt_tokens)
+    return Response(EmbeddingList(data=items, model=data.model, usage=usage), headers=headers)
+
+
+def _encode_vector(vector: list[float], encoding: str) -> list[float] | str:
+    if encoding == "base64":
+        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+    return vector
+
+
+def _model(spec_state_prices: tuple[Any, str, Any]) -> Model:
+    spec, state, prices = spec_state_prices
+    return Model(id=spec.id, created=spec.created, owned_by=spec.tenant or spec.owned_by, state=state,
+                 task=spec.task, context_length=spec.context_length,
+                 input_price_per_million=str(prices.input_per_million),
+                 output_price_per_million=str(prices.output_per_million))
+
+
+@get("/v1/models", summary="List models", tags=["OpenAI"])
+async def list_models(principal: Principal, serving: ServingService) -> ModelList:
+    """The catalog as this key sees it, with each model's live state (cold / loading / ready)."""
+    return ModelList(data=[_model(item) for item in await serving.models(principal)])
+
+
+@get("/v1/models/{model_id:path}", summary="Retrieve a model", tags=["OpenAI"])
+async def retrieve_model(model_id: str, principal: Principal, serving: ServingService) -> Model:
+    """One model, or 404 if it does not exist or is not visible to this key."""
+    return _model(await serving.model(principal, model_id.lstrip("/")))
+
+
+openai_handlers = [create_chat_completion, create_completion, create_embeddings, list_models, retrieve_model]

@@ -1,0 +1,146 @@
+"""The serving service: resolves a model for the caller, validates, admits, and starts the run.
+
+Routes call one method here; this module owns the order of the request path (see docs/architecture.md):
+resolve → tokenize/validate → billing available → throttle admit → pool → meter → settle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from billing.events import UsageEvent
+from models.catalog import ModelSpec
+from models.pool.api import ModelPool
+from models.runtime.api import TokenDelta
+from models.tokenizer import PromptTokenizer, TokenizerCache
+from service.auth import Principal
+from service.errors import ModelNotFound
+from service.inference import Admission, Meter, Prices, Run
+from service.jobs import EmbeddingPlan, Plan, plan_chat, plan_completion, plan_embeddings
+from service.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from service.settings import Settings
+
+
+class ModelResolver(Protocol):
+    """Which models a caller may see and call; endpoints and deployments plug in here."""
+
+    async def visible(self, principal: Principal) -> list[ModelSpec]: ...
+
+    async def resolve(self, model_id: str, principal: Principal) -> ModelSpec: ...
+
+
+class Throttle(Protocol):
+    """Admission control: reserve before the model runs, settle after."""
+
+    async def admit(self, principal: Principal, tokens: int, cost: Any) -> Admission: ...
+
+
+class PriceQuotes(Protocol):
+    """The prices in force for a model at a moment (the price book)."""
+
+    async def quote(self, model: ModelSpec, at: datetime) -> Prices: ...
+
+
+class BillingGate(Protocol):
+    """Refuses to serve when usage could not be recorded."""
+
+    async def ensure_available(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Started:
+    """A generation admitted and under way, with the first delta already in hand."""
+
+    run: Run
+    first: tuple[int, TokenDelta]
+    rest: AsyncIterator[tuple[int, TokenDelta]]
+    model_state: str
+
+
+class ServingService:
+    """Runs chat, completion and embedding requests for a principal."""
+
+    def __init__(self, settings: Settings, resolver: ModelResolver, tokenizers: TokenizerCache, pool: ModelPool,
+                 throttle: Throttle, meter: Meter, prices: PriceQuotes, gate: BillingGate) -> None:
+        self._settings = settings
+        self._resolver = resolver
+        self._tokenizers = tokenizers
+        self._pool = pool
+        self._throttle = throttle
+        self._meter = meter
+        self._prices = prices
+        self._gate = gate
+
+    async def models(self, principal: Principal) -> list[tuple[ModelSpec, str, Prices]]:
+        """The caller's catalog with each model's live state and current prices."""
+        now = datetime.now(UTC)
+        return [(spec, str(self._pool.state(spec.id)), await self._prices.quote(spec, now))
+                for spec in await self._resolver.visible(principal)]
+
+    async def model(self, principal: Principal, model_id: str) -> tuple[ModelSpec, str, Prices]:
+        spec = await self._resolver.resolve(model_id, principal)
+        return spec, str(self._pool.state(spec.id)), await self._prices.quote(spec, datetime.now(UTC))
+
+    async def chat(self, principal: Principal, request: ChatCompletionRequest, request_id: str) -> Started:
+        spec = await self._resolver.resolve(request.model, principal)
+        plan = plan_chat(request, spec, self._tokenizer(spec), request_id=request_id,
+                         max_n=self._settings.pool.max_n)
+        return await self._start(principal, plan)
+
+    async def completion(self, principal: Principal, request: CompletionRequest, request_id: str) -> Started:
+        spec = await self._resolver.resolve(request.model, principal)
+        plan = plan_completion(request, spec, self._tokenizer(spec), request_id=request_id,
+                               max_n=self._settings.pool.max_n)
+        return await self._start(principal, plan)
+
+    async def embeddings(self, principal: Principal, request: EmbeddingRequest,
+                         request_id: str) -> tuple[EmbeddingPlan, list[list[float]], dict[str, str]]:
+        spec = await self._resolver.resolve(request.model, principal)
+        plan = plan_embeddings(request, spec, self._tokenizer(spec), request_id=request_id)
+        await self._gate.ensure_available()
+        prices = await self._prices.quote(spec, datetime.now(UTC))
+        admission = await self._throttle.admit(principal, plan.prompt_tokens, prices.cost(plan.prompt_tokens, 0))
+        started = datetime.now(UTC)
+        try:
+            result = await self._pool.embed(plan.job)
+        except BaseException:
+            await admission.release()
+            raise
+        event = UsageEvent(request_id=request_id, tenant=principal.billing_tenant,
+                           key_id=principal.key_id or "admin", model=spec.id, endpoint="embeddings",
+                           prompt_tokens=result.prompt_tokens, completion_tokens=0, started_at=started,
+                           finished_at=datetime.now(UTC))
+        try:
+            await self._meter.record(event)
+        finally:
+            await admission.settle(result.prompt_tokens, prices.cost(result.prompt_tokens, 0))
+        return plan, result.vectors, admission.headers
+
+    async def _start(self, principal: Principal, plan: Plan) -> Started:
+        state = str(self._pool.state(plan.model.id if not plan.model.base else plan.model.base))
+        await self._gate.ensure_available()
+        prices = await self._prices.quote(plan.model, datetime.now(UTC))
+        admission = await self._throttle.admit(principal, plan.reserved_tokens,
+                                               prices.cost(plan.prompt_tokens, plan.reserved_completion_tokens))
+        run = Run(plan, principal, self._pool, self._meter, admission, prices,
+                  self._settings.server.request_timeout_s)
+        events = run.events()
+        try:
+            first = await anext(events)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await events.aclose()
+            await run.finish("failed")
+            raise
+        return Started(run, first, events, state)
+
+    def _tokenizer(self, spec: ModelSpec) -> PromptTokenizer:
+        try:
+            return self._tokenizers.get(spec.store_name if not spec.base else spec.base, spec.task,
+                                        builtin=spec.builtin)
+        except FileNotFoundError as exc:
+            raise ModelNotFound(spec.id) from exc
