@@ -1,0 +1,104 @@
+"""LoRA adapters on one loaded base model, decoded together in mixed batches (peft's ``adapter_names``).
+
+The first adapter wraps the base in a ``PeftModel`` in place: peft swaps the target ``Linear`` modules for LoRA
+layers that keep the original weights as their ``base_layer`` (nothing is copied or reloaded). Later adapters
+are added to the same wrapper. At most ``max_adapters`` stay attached; attaching past that evicts the least
+recently used adapter that no sequence is using.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+import torch
+
+from service.errors import InvalidRequest, ModelOverloaded
+
+log = structlog.get_logger(__name__)
+
+BASE_ADAPTER = "__base__"
+
+
+class AdapterSet:
+    """The adapters attached to one base model, in least-recently-used order."""
+
+    def __init__(self, base: torch.nn.Module, *, max_adapters: int = 8,
+                 in_use: Callable[[], set[str]] = set) -> None:
+        self._base = base
+        self._peft: Any = None  # the PeftModel wrapper, created by the first attach
+        self._lru: OrderedDict[str, str] = OrderedDict()  # name -> path, least recently used first
+        self._max = max_adapters
+        self._in_use = in_use
+        self.loads = 0
+        self.hits = 0
+        self.evictions = 0
+        self.last_attach_seconds = 0.0
+
+    @property
+    def forward(self) -> Callable[..., Any]:
+        """The module to call: the peft wrapper once an adapter was ever attached, else the bare base."""
+        return self._peft if self._peft is not None else self._base
+
+    @property
+    def wrapped(self) -> bool:
+        """Whether forward calls need ``adapter_names`` (peft would otherwise apply its active adapter)."""
+        return self._peft is not None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._lru
+
+    def __len__(self) -> int:
+        return len(self._lru)
+
+    def touch(self, name: str) -> None:
+        """Mark an adapter as just used (a request selected it)."""
+        self._lru.move_to_end(name)
+
+    def attach(self, name: str, path: str) -> float:
+        """Load the adapter at ``path`` as ``name`` unless already attached; return seconds taken."""
+        started = time.perf_counter()
+        if name == BASE_ADAPTER:
+            raise InvalidRequest(f"'{BASE_ADAPTER}' is reserved for the base model")
+        if name in self._lru and self._lru[name] == path:
+            self.hits += 1
+            self.touch(name)
+            return time.perf_counter() - started
+        if name in self._lru:
+            self.detach(name)  # same name, new weights: replace
+        while len(self._lru) >= self._max:
+            self._evict_one()
+        self._load(name, path)
+        self._lru[name] = path
+        self.loads += 1
+        self.last_attach_seconds = time.perf_counter() - started
+        log.info("adapter_attached", adapter=name, seconds=round(self.last_attach_seconds, 4))
+        return self.last_attach_seconds
+
+    def _load(self, name: str, path: str) -> None:
+        from peft import PeftModel
+
+        if self._peft is None:
+            self._peft = PeftModel.from_pretrained(self._base, path, adapter_name=name, is_trainable=False,
+                                                   low_cpu_mem_usage=True)
+        else:
+            self._peft.load_adapter(path, adapter_name=name, is_trainable=False, low_cpu_mem_usage=True)
+        self._peft.eval()
+
+    def _evict_one(self) -> None:
+        busy = self._in_use()
+        idle = next((name for name in self._lru if name not in busy), None)
+        if idle is None:
+            raise ModelOverloaded(f"all {self._max} adapter slots are serving requests")
+        log.info("adapter_evicted", adapter=idle)
+        self.evictions += 1
+        self.detach(idle)
+
+    def detach(self, name: str) -> None:
+        """Delete an adapter and its weights; unknown names are ignored."""
+        if self._lru.pop(name, None) is None:
+            return
+        self._peft.delete_adapter(name)

@@ -1,0 +1,111 @@
+"""The running batch: one left-padded KV cache shared by every sequence being decoded.
+
+This is the design of text-generation-inference's python ``CausalLMBatch``: newcomers are prefilled together,
+then their caches are concatenated into the running batch (both padded on the left to the same width); rows
+leave by index selection, which frees their cache; columns that became padding for every row are trimmed.
+Invariant: the cache holds ``width`` columns, ``mask`` says which are real, and ``next_ids`` are the tokens
+sampled last step, not yet fed to the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from transformers import DynamicCache
+
+from models.runtime.sampling import SamplingPlan
+
+if TYPE_CHECKING:
+    from models.runtime.sequence import Sequence
+
+Forward = Callable[..., Any]
+
+
+class KvBatch:
+    """Sequences decoding together, with their shared cache, padding mask and positions."""
+
+    def __init__(self, seqs: list[Sequence], cache: DynamicCache, mask: torch.Tensor,
+                 positions: torch.Tensor) -> None:
+        self.seqs = seqs
+        self.cache = cache
+        self.mask = mask  # bool [rows, width]: which cache columns are real tokens
+        self.positions = positions  # long [rows]: the position id of each row's next token
+        self.next_ids = torch.zeros(len(seqs), dtype=torch.long, device=mask.device)
+        self._refresh()
+
+    def __len__(self) -> int:
+        return len(self.seqs)
+
+    def _refresh(self) -> None:
+        """Recompute what depends on the rows: the sampling plan and peft's adapter names."""
+        self.plan = SamplingPlan([s.sampling for s in self.seqs], self.mask.device)
+        self.adapter_names = [s.adapter_name for s in self.seqs]
+        self._ones = torch.ones(len(self.seqs), 1, dtype=torch.bool, device=self.mask.device)
+
+    @classmethod
+    def prefill(cls, forward: Forward, seqs: list[Sequence], pad_id: int, device: torch.device,
+                extra: dict[str, Any]) -> tuple[KvBatch, torch.Tensor]:
+        """Run the prompts of ``seqs`` (left-padded together); return the batch and last-position logits."""
+        width = max(len(s.request.prompt_ids) for s in seqs)
+        ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.bool)
+        for row, seq in enumerate(seqs):
+            prompt = seq.request.prompt_ids
+            ids[row, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
+            mask[row, width - len(prompt):] = True
+        ids, mask = ids.to(device), mask.to(device)
+        position_ids = (mask.long().cumsum(dim=-1) - 1).clamp(min=0)
+        cache = DynamicCache()
+        out = forward(input_ids=ids, attention_mask=mask.long(), position_ids=position_ids, cache=cache,
+                      use_cache=True, logits_to_keep=1, **extra)
+        batch = cls(seqs, cache, mask, mask.sum(dim=-1))
+        return batch, out.logits[:, -1, :]
+
+    def step(self, forward: Forward, extra: dict[str, Any]) -> torch.Tensor:
+        """Feed every row's last token; return the next-token logits ``[rows, vocab]``."""
+        self.mask = torch.cat([self.mask, self._ones], dim=1)
+        # A ready 4D mask (query length 1) spares transformers rebuilding it from the 2D mask every step.
+        out = forward(input_ids=self.next_ids[:, None], attention_mask=self.mask[:, None, None, :],
+                      position_ids=self.positions[:, None], cache=self.cache, use_cache=True,
+                      logits_to_keep=1, **extra)
+        self.positions += 1
+        return out.logits[:, -1, :]  # type: ignore[no-any-return]
+
+    def set_next(self, tokens: list[int]) -> None:
+        """Remember the tokens just sampled: they are next step's input."""
+        self.next_ids = torch.tensor(tokens, dtype=torch.long, device=self.mask.device)
+
+    def keep(self, rows: list[int]) -> None:
+        """Keep only ``rows`` (in order), dropping the others' cache, then trim all-padding columns."""
+        index = torch.tensor(rows, dtype=torch.long, device=self.mask.device)
+        self.seqs = [self.seqs[r] for r in rows]
+        mask = self.mask.index_select(0, index)
+        start = int(mask.any(dim=0).long().argmax())  # first column real for some row
+        self.mask = mask[:, start:]
+        self.positions = self.positions.index_select(0, index)
+        self.next_ids = self.next_ids.index_select(0, index)
+        for layer in self.cache.layers:
+            layer.keys = layer.keys.index_select(0, index)[..., start:, :]
+            layer.values = layer.values.index_select(0, index)[..., start:, :]
+        self._refresh()
+
+    def merge(self, other: KvBatch) -> None:
+        """Append ``other``'s rows, padding the narrower cache on the left."""
+        width = max(self.mask.shape[1], other.mask.shape[1])
+        pad_self, pad_other = width - self.mask.shape[1], width - other.mask.shape[1]
+        self.mask = torch.cat([F.pad(self.mask, (pad_self, 0)), F.pad(other.mask, (pad_other, 0))])
+        for mine, theirs in zip(self.cache.layers, other.cache.layers, strict=True):
+            mine.keys = torch.cat([_pad_left(mine.keys, pad_self), _pad_left(theirs.keys, pad_other)])
+            mine.values = torch.cat([_pad_left(mine.values, pad_self), _pad_left(theirs.values, pad_other)])
+        self.positions = torch.cat([self.positions, other.positions])
+        self.next_ids = torch.cat([self.next_ids, other.next_ids])
+        self.seqs = self.seqs + other.seqs
+        self._refresh()
+
+
+def _pad_left(states: torch.Tensor, columns: int) -> torch.Tensor:
+    """Zero columns before the cached sequence axis (``[rows, heads, seq, dim]``)."""
+    return F.pad(states, (0, 0, columns, 0)) if columns else states

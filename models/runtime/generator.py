@@ -1,0 +1,266 @@
+"""Continuous batching on a transformers causal LM: one background thread decodes every live sequence.
+
+Callers (the pool's worker) ``submit`` from any thread; the decode thread admits queued sequences at the start
+of each step (prefilled together, then merged into the running batch), decodes one token for all rows, and
+drops finished or cancelled rows at once. Every delta is emitted from the decode thread.
+
+Locks: ``_cond`` guards the queues and counters (held briefly); ``_model_lock`` is held for a whole step so
+that attaching or detaching an adapter never changes the model under a running forward pass.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import structlog
+import torch
+
+from models.runtime.adapters import AdapterSet
+from models.runtime.batch import KvBatch
+from models.runtime.sampling import row_sampling
+from models.runtime.sequence import Sequence
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+    from models.runtime.api import EmitDelta, GenerationRequest
+
+log = structlog.get_logger(__name__)
+
+
+class BatchingGenerator:
+    """A ``TextGenerator``: a loaded causal LM decoding many sequences together.
+
+    ``stats()`` keys (all floats): ``batch_size`` (rows decoding now), ``queue_depth`` (submitted, not yet
+    admitted), ``tokens_generated_total``, ``prompt_tokens_total`` (prefilled), ``sequences_finished_total``,
+    ``steps_total`` (decode steps), ``adapters_attached``, ``adapter_loads_total``,
+    ``adapter_cache_hits_total`` (attach calls for an adapter already attached), ``adapter_evictions_total``,
+    ``adapter_last_attach_seconds``.
+    """
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Tokenizer, *, eos_ids: frozenset[int], pad_id: int,
+                 context_length: int, max_batch: int = 16, threads: int = 0, max_adapters: int = 8) -> None:
+        self._model = model
+        self._tokenizer = tokenizer
+        self._eos_ids = eos_ids
+        self._pad_id = pad_id
+        self._context = context_length
+        self._max_batch = max(1, max_batch)
+        self._threads = threads
+        self._device = next(model.parameters()).device
+        self._cond = threading.Condition()
+        self._model_lock = threading.Lock()
+        self._pending: deque[Sequence] = deque()
+        self._endings: dict[str, tuple[str, str | None]] = {}  # request id -> (finish reason, error)
+        self._batch: KvBatch | None = None
+        self._closed = False
+        self._counters = {"tokens_generated_total": 0, "prompt_tokens_total": 0, "sequences_finished_total": 0,
+                          "steps_total": 0}
+        self.adapters = AdapterSet(model, max_adapters=max_adapters, in_use=self._adapters_in_use)
+        self._thread = threading.Thread(target=self._run, name="decode-loop", daemon=True)
+        self._thread.start()
+
+    # -- the TextGenerator contract -------------------------------------------------------------------------
+
+    def submit(self, request: GenerationRequest, emit: EmitDelta) -> None:
+        """Queue a sequence; it joins the running batch at the next step. Thread-safe."""
+        params = request.params
+        room = self._context - len(request.prompt_ids)  # the guard: prompt + completion must fit the context
+        seq = Sequence(request, emit, tokenizer=self._tokenizer, eos_ids=self._eos_ids,
+                       max_tokens=min(params.max_tokens, room),
+                       sampling=row_sampling(params.temperature, params.top_p, params.seed, self._device))
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the generator is closed")
+            self._pending.append(seq)
+            self._cond.notify()
+
+    def cancel(self, request_id: str) -> None:
+        """End a sequence at the next step with ``finish_reason='cancelled'``. Thread-safe."""
+        with self._cond:
+            self._endings[request_id] = ("cancelled", None)
+            self._cond.notify()
+
+    def attach_adapter(self, name: str, path: str) -> float:
+        """Attach a LoRA adapter between two steps; returns seconds spent attaching."""
+        with self._model_lock:
+            return self.adapters.attach(name, path)
+
+    def detach_adapter(self, name: str) -> None:
+        """Drop an adapter; sequences still using it end with an error."""
+        with self._model_lock:
+            with self._cond:
+                for seq in self._live():
+                    if seq.request.adapter == name:
+                        self._endings[seq.request_id] = ("error", f"adapter '{name}' was detached")
+            self.adapters.detach(name)
+
+    def close(self) -> None:
+        """Stop the decode loop (live sequences end with an error) and release the model."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join()
+        self._model = None  # type: ignore[assignment]
+        self.adapters = None  # type: ignore[assignment]
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def stats(self) -> dict[str, float]:
+        """Gauges and counters for metrics (keys documented on the class)."""
+        with self._cond:
+            values: dict[str, float] = {k: float(v) for k, v in self._counters.items()}
+            values["queue_depth"] = float(len(self._pending))
+        batch = self._batch
+        values["batch_size"] = float(len(batch) if batch is not None else 0)
+        adapters = self.adapters
+        if adapters is not None:
+            values.update(adapters_attached=float(len(adapters)), adapter_loads_total=float(adapters.loads),
+                          adapter_cache_hits_total=float(adapters.hits),
+                          adapter_evictions_total=float(adapters.evictions),
+                          adapter_last_attach_seconds=adapters.last_attach_seconds)
+        return values
+
+    # -- the decode thread ----------------------------------------------------------------------------------
+
+    def _live(self) -> list[Sequence]:
+        batch = self._batch
+        return list(self._pending) + (list(batch.seqs) if batch is not None else [])
+
+    def _adapters_in_use(self) -> set[str]:
+        with self._cond:
+            return {s.request.adapter for s in self._live() if s.request.adapter}
+
+    def _run(self) -> None:
+        if self._threads:
+            torch.set_num_threads(self._threads)
+        with torch.inference_mode():
+            while self._wait_for_work():
+                with self._model_lock:
+                    try:
+                        self._iterate()
+                    except Exception as exc:  # the loop must survive anything: fail what was running
+                        log.exception("decode_step_failed")
+                        self._fail_batch(exc)
+            self._shutdown()
+
+    def _wait_for_work(self) -> bool:
+        with self._cond:
+            while not (self._closed or self._pending or self._endings or self._batch is not None):
+                self._cond.wait()
+            return not self._closed
+
+    def _iterate(self) -> None:
+        newcomers = self._take_work()
+        if newcomers:
+            self._admit(newcomers)
+        if self._batch is not None:
+            batch = self._batch
+            logits = batch.step(self.adapters.forward, self._forward_extra(batch.adapter_names))
+            self._counters["steps_total"] += 1
+            self._accept(batch, batch.plan.sample(logits))
+
+    def _forward_extra(self, adapter_names: list[str]) -> dict[str, Any]:
+        return {"adapter_names": adapter_names} if self.adapters.wrapped else {}
+
+    def _take_work(self) -> list[Sequence]:
+        """Apply cancellations, then pop as many queued sequences as the batch has room for."""
+        with self._cond:
+            endings, self._endings = self._endings, {}
+            ended = [s for s in self._pending if s.request_id in endings]
+            for seq in ended:
+                self._pending.remove(seq)
+            room = self._max_batch - (len(self._batch) if self._batch is not None else 0)
+            newcomers = [self._pending.popleft() for _ in range(min(room, len(self._pending)))]
+        for seq in ended:
+            self._end(seq, *endings[seq.request_id])
+        if self._batch is not None and endings:
+            for seq in self._batch.seqs:
+                if seq.request_id in endings:
+                    self._end(seq, *endings[seq.request_id])
+            self._drop_finished(self._batch)
+        return newcomers
+
+    def _admit(self, newcomers: list[Sequence]) -> None:
+        """Prefill the sequences that can run, emit their first token and merge them into the batch."""
+        ready = [s for s in newcomers if self._check(s)]
+        if not ready:
+            return
+        names = [s.adapter_name for s in ready]
+        try:
+            fresh, logits = KvBatch.prefill(self.adapters.forward, ready, self._pad_id, self._device,
+                                            self._forward_extra(names))
+            tokens = fresh.plan.sample(logits)
+        except Exception as exc:
+            log.exception("prefill_failed", rows=len(ready))
+            for seq in ready:
+                self._end(seq, "error", f"prefill failed: {exc}")
+            return
+        with self._cond:
+            self._counters["prompt_tokens_total"] += sum(len(s.request.prompt_ids) for s in ready)
+        self._accept(fresh, tokens)
+        if len(fresh) and self._batch is not None:
+            self._batch.merge(fresh)
+        elif len(fresh):
+            self._batch = fresh
+
+    def _check(self, seq: Sequence) -> bool:
+        """Refuse what cannot run (ending it at once); count a use of its adapter."""
+        prompt_len = len(seq.request.prompt_ids)
+        adapter = seq.request.adapter
+        if prompt_len == 0 or prompt_len >= self._context:
+            self._end(seq, "error", f"prompt of {prompt_len} tokens does not fit the context of {self._context}")
+        elif adapter and adapter not in self.adapters:
+            self._end(seq, "error", f"adapter '{adapter}' is not attached")
+        elif seq.max_tokens <= 0:
+            self._end(seq, "length")
+        else:
+            if adapter:
+                self.adapters.touch(adapter)
+            return True
+        return False
+
+    def _accept(self, batch: KvBatch, tokens: list[int]) -> None:
+        """Hand each row its token (emitting text or a final delta), then drop finished rows."""
+        batch.set_next(tokens)
+        for seq, token in zip(batch.seqs, tokens, strict=True):
+            try:
+                seq.accept(token)
+            except Exception as exc:
+                log.exception("token_accept_failed", request_id=seq.request_id)
+                seq.finish("error", error=str(exc))
+        with self._cond:
+            self._counters["tokens_generated_total"] += len(tokens)
+        self._drop_finished(batch)
+
+    def _drop_finished(self, batch: KvBatch) -> None:
+        keep = [row for row, seq in enumerate(batch.seqs) if not seq.finished]
+        finished = len(batch) - len(keep)
+        if not finished:
+            return
+        with self._cond:
+            self._counters["sequences_finished_total"] += finished
+        if keep:
+            batch.keep(keep)
+        elif batch is self._batch:
+            self._batch = None
+        else:
+            batch.seqs = []
+
+    def _end(self, seq: Sequence, reason: str, error: str | None = None) -> None:
+        seq.finish(reason, error=error)
+
+    def _fail_batch(self, exc: Exception) -> None:
+        """After an unexpected failure, end every running sequence with an error and drop the cache."""
+        batch, self._batch = self._batch, None
+        for seq in batch.seqs if batch is not None else []:
+            seq.finish("error", error=f"decode failed: {exc}")
+
+    def _shutdown(self) -> None:
+        with self._cond:
+            pending, self._pending = list(self._pending), deque()
+        batch, self._batch = self._batch, None
+        for seq in pending + (batch.seqs if batch is not None else []):
+            seq.finish("error", error="the model was unloaded")

@@ -1,0 +1,104 @@
+"""Load a store directory into a runtime object, in a worker process: ``load(spec)``.
+
+Weights are safetensors read by mmap; accelerate places them on the GPU when one is present and the spec
+allows it, on the CPU otherwise. Which loader runs is chosen by the spec's task through a registry.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+import structlog
+import torch
+
+from service.errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from models.runtime.api import Embedder, LoadSpec, TextGenerator
+
+log = structlog.get_logger(__name__)
+
+_DTYPES = MappingProxyType({"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16})
+
+
+def load(spec: LoadSpec) -> TextGenerator | Embedder:
+    """Load the model described by ``spec``: a ``BatchingGenerator`` for chat, a ``MeanPoolingEmbedder``
+    for embeddings."""
+    loader = _LOADERS.get(spec.task)
+    if loader is None:
+        raise InvalidRequest(f"no runtime for task {spec.task!r}; known: {sorted(_LOADERS)}")
+    torch.set_num_threads(spec.threads or os.cpu_count() or 1)
+    return loader(spec)
+
+
+def resolve_device(requested: str) -> torch.device:
+    """``auto`` means the GPU when there is one; anything else is taken as given (``cpu``, ``cuda:1``)."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    """The torch dtype for a catalog dtype name."""
+    try:
+        return _DTYPES[name]
+    except KeyError:
+        raise InvalidRequest(f"unsupported dtype {name!r}; known: {sorted(_DTYPES)}") from None
+
+
+def load_generator(spec: LoadSpec) -> TextGenerator:
+    """A causal LM with its detokenizer and EOS ids, decoding in a continuous batch."""
+    from tokenizers import Tokenizer
+    from transformers import AutoModelForCausalLM
+
+    from models.runtime.generator import BatchingGenerator
+
+    device = resolve_device(spec.device)
+    model = AutoModelForCausalLM.from_pretrained(spec.path, dtype=resolve_dtype(spec.dtype),
+                                                 device_map={"": str(device)})
+    model.eval()
+    eos_ids = _eos_ids(model)
+    pad_id = _first_id(model.generation_config.pad_token_id, model.config.pad_token_id, min(eos_ids, default=0))
+    log.info("generator_loaded", model=spec.model_id, device=str(device), dtype=spec.dtype)
+    return BatchingGenerator(
+        model, Tokenizer.from_file(str(Path(spec.path) / "tokenizer.json")), eos_ids=eos_ids, pad_id=pad_id,
+        context_length=int(model.config.max_position_embeddings), max_batch=spec.max_batch,
+        threads=spec.threads or os.cpu_count() or 1, max_adapters=int(spec.extra.get("max_adapters", "8")))
+
+
+def load_embedder(spec: LoadSpec) -> Embedder:
+    """A sentence-embedding encoder (mean pooling, L2-normalised)."""
+    from transformers import AutoModel
+
+    from models.runtime.embedder import MeanPoolingEmbedder
+
+    device = resolve_device(spec.device)
+    model = AutoModel.from_pretrained(spec.path, dtype=resolve_dtype(spec.dtype), device_map={"": str(device)})
+    model.eval()
+    pad_id = _first_id(model.config.pad_token_id, 0)
+    log.info("embedder_loaded", model=spec.model_id, device=str(device), dtype=spec.dtype)
+    return MeanPoolingEmbedder(model, pad_id=pad_id, max_tokens=int(model.config.max_position_embeddings),
+                               threads=spec.threads or os.cpu_count() or 1)
+
+
+def _eos_ids(model: torch.nn.Module) -> frozenset[int]:
+    """End-of-sequence ids from the generation config (which may list several), else the model config."""
+    ids: set[int] = set()
+    for source in (model.generation_config.eos_token_id, model.config.eos_token_id):
+        if isinstance(source, int):
+            ids.add(source)
+        elif source:
+            ids.update(int(i) for i in source)
+    return frozenset(ids)
+
+
+def _first_id(*candidates: object) -> int:
+    return next(int(c) for c in candidates if isinstance(c, int))  # type: ignore[call-overload]
+
+
+_LOADERS: MappingProxyType[str, Callable[[LoadSpec], TextGenerator | Embedder]] = MappingProxyType(
+    {"chat": load_generator, "embedding": load_embedder})

@@ -1,0 +1,77 @@
+"""One sequence being generated: its request, its text stream and how it reports deltas.
+
+The decode loop owns every ``Sequence``; deltas are emitted from that one thread, so a sequence's deltas arrive
+in order and nothing follows its final delta.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import structlog
+
+from models.runtime.api import EmitDelta, GenerationRequest, TokenDelta
+from models.runtime.text import TextStream
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+    from models.runtime.sampling import RowSampling
+
+log = structlog.get_logger(__name__)
+
+
+class Sequence:
+    """A request's generation state: tokens so far, pending text, and whether it has finished."""
+
+    def __init__(self, request: GenerationRequest, emit: EmitDelta, *, tokenizer: Tokenizer,
+                 eos_ids: frozenset[int], max_tokens: int, sampling: RowSampling) -> None:
+        self.request = request
+        self.sampling = sampling
+        self.max_tokens = max_tokens
+        self.generated = 0
+        self.finished = False
+        self._emit = emit
+        self._eos_ids = eos_ids
+        self._text = TextStream(tokenizer, request.prompt_ids, request.params.stop)
+
+    @property
+    def request_id(self) -> str:
+        return self.request.request_id
+
+    @property
+    def adapter_name(self) -> str:
+        """The adapter name for peft's mixed batches (``__base__`` for the base model)."""
+        return self.request.adapter or "__base__"
+
+    def accept(self, token_id: int) -> None:
+        """Take one generated token: emit its text, or finish on EOS, a stop string or the token limit."""
+        self.generated += 1
+        if token_id in self._eos_ids:
+            tail, _ = self._text.finish()
+            self.finish("stop", tail)
+            return
+        text, stopped = self._text.push(token_id)
+        if stopped:
+            self.finish("stop", text)
+        elif self.generated >= self.max_tokens:
+            tail, stopped = self._text.finish()
+            self.finish("stop" if stopped else "length", text + tail)
+        elif text:
+            self._send(TokenDelta(self.request_id, text, len(self.request.prompt_ids), self.generated))
+
+    def finish(self, reason: str, text: str = "", error: str | None = None) -> None:
+        """Send the final delta (once) carrying the tokens generated so far."""
+        if self.finished:
+            return
+        self.finished = True
+        delta = TokenDelta(self.request_id, text, len(self.request.prompt_ids), self.generated, reason, error)
+        self._send(delta)
+
+    def _send(self, delta: TokenDelta) -> None:
+        try:
+            self._emit(delta)
+        except Exception:
+            # A consumer that cannot take deltas is gone: stop spending compute on it.
+            log.warning("emit_failed", request_id=self.request_id, exc_info=True)
+            self.finished = True
