@@ -106,6 +106,7 @@ class Settings:
     home: Path = _env("METERWAY_HOME", "state directory: SQLite, model store, event log, generated keys",
                       Path("var"))
     mode: str = _env("METERWAY_MODE", "'local' (embedded defaults allowed) or 'production'", "local")
+    store: str = _env("METERWAY_STORE", "model store directory; empty means METERWAY_HOME/models", "")
     server: ServerSettings = field(default_factory=ServerSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
@@ -128,7 +129,7 @@ class Settings:
     @property
     def store_dir(self) -> Path:
         """The model store: imported catalog weights and uploaded fine-tunes."""
-        return self.home / "models"
+        return Path(self.store) if self.store else self.home / "models"
 
     @property
     def is_local(self) -> bool:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.server import ServerProcess
+
+ServerFactory = Callable[..., ServerProcess]
 
 REPO = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("METERWAY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -70,3 +74,26 @@ def database_url(request: pytest.FixtureRequest) -> str:
     """Both databases, for tests that must hold on each."""
     fixture = "sqlite_url" if request.param == "sqlite" else "pg_url"
     return str(request.getfixturevalue(fixture))
+
+
+@pytest.fixture(scope="session")
+def server(store_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One gateway on SQLite (embedded defaults) for the whole session, real models, test model enabled."""
+    process = ServerProcess(home=tmp_path_factory.mktemp("server"), store=store_dir).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def start_server(store_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerFactory]:
+    """Start extra gateways with their own settings (``env``); all are stopped at the end of the session."""
+    started: list[ServerProcess] = []
+
+    def start(env: dict[str, str] | None = None, home: Path | None = None) -> ServerProcess:
+        process = ServerProcess(home=home or tmp_path_factory.mktemp("gateway"), store=store_dir, env=env or {})
+        started.append(process.start())
+        return process
+
+    yield start
+    for process in started:
+        process.stop()

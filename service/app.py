@@ -1,0 +1,135 @@
+"""The composition root: ``create_app(settings)`` wires every part of meterway, and nothing else does.
+
+Services are built here once per app and handed to handlers through Litestar's dependency injection; the
+lifespan starts and stops the pool, the ledger consumer and the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from litestar import Litestar, Request
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from billing.wiring import Billing, build_billing
+from models.catalog import ModelSpec, load_catalog
+from models.finetune.catalog import FineTuneCatalog
+from models.pool import build_pool
+from models.pool.api import ModelPool
+from models.tokenizer import TokenizerCache
+from service.auth import Principal, secret_from_headers
+from service.db import Database
+from service.errors import MeterwayError
+from service.http.errors import handle_exception
+from service.http.middleware import request_id_middleware
+from service.keys import KeyService
+from service.logs import configure_logging
+from service.pricing import BookQuotes
+from service.resolver import CatalogResolver
+from service.routes.health import health_handlers
+from service.routes.keys import key_handlers
+from service.routes.openai import openai_handlers
+from service.secrets import load_secrets
+from service.serving import ServingService
+from service.settings import Settings
+from service.streams import StreamWriter
+from service.telemetry import Telemetry
+from service.throttle import build_throttle
+
+
+@dataclass
+class AppParts:
+    """Everything the app owns, built once."""
+
+    settings: Settings
+    database: Database
+    keys: KeyService
+    pool: ModelPool
+    billing: Billing
+    serving: ServingService
+    writer: StreamWriter
+    telemetry: Telemetry
+    throttle: Any
+    fine_tunes: FineTuneCatalog
+    catalog: list[ModelSpec]
+
+
+def build_parts(settings: Settings) -> AppParts:
+    """Construct (without starting) every service of the app."""
+    secrets_ = load_secrets(settings)
+    database = Database.connect(settings.database_url, echo=settings.database.echo)
+    catalog: list[ModelSpec] = load_catalog(include_test_model=settings.server.enable_test_model)
+    keys = KeyService(database.sessions, secrets_.hasher, secrets_.admin_key, settings.auth.rotation_grace_s)
+    fine_tunes = FineTuneCatalog(database.sessions, settings.store_dir, {s.id: s for s in catalog})
+    pool = build_pool(settings, settings.store_dir, catalog, resolve_spec=fine_tunes.spec_for_pool)
+    billing = build_billing(settings, database)
+    throttle = build_throttle(settings)
+    resolver = CatalogResolver(catalog, fine_tunes.visible, fine_tunes.find)
+    quotes = BookQuotes(billing.prices)
+    serving = ServingService(settings, resolver, TokenizerCache(settings.store_dir), pool, throttle,
+                             billing.meter, quotes, billing.meter)
+    return AppParts(settings, database, keys, pool, billing, serving, StreamWriter(), Telemetry(pool),
+                      throttle, fine_tunes, catalog)
+
+
+def create_app(settings: Settings) -> Litestar:
+    """The meterway HTTP app for ``settings``."""
+    configure_logging(settings.server.log_level)
+    parts = build_parts(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: Litestar) -> AsyncIterator[None]:
+        await parts.billing.start(parts.catalog)
+        await parts.pool.start()
+        try:
+            yield
+        finally:
+            await parts.writer.drain()
+            await parts.pool.close()
+            await parts.billing.stop()
+            await parts.throttle.close()
+            await parts.database.close()
+
+    async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
+        secret = secret_from_headers(request.headers.get("authorization"), request.headers.get("api-key"))
+        return (await parts.keys.authenticate(secret)).principal
+
+    dependencies = {
+        "principal": Provide(provide_principal),
+        "keys": Provide(lambda: parts.keys, use_cache=True, sync_to_thread=False),
+        "serving": Provide(lambda: parts.serving, use_cache=True, sync_to_thread=False),
+        "writer": Provide(lambda: parts.writer, use_cache=True, sync_to_thread=False),
+        "telemetry": Provide(lambda: parts.telemetry, use_cache=True, sync_to_thread=False),
+        **parts.billing.dependencies,
+        **parts.fine_tunes.dependencies,
+    }
+    return Litestar(
+        route_handlers=[*openai_handlers, *key_handlers, *health_handlers, *parts.billing.handlers,
+                        *parts.fine_tunes.handlers],
+        dependencies=dependencies,
+        exception_handlers={Exception: handle_exception, MeterwayError: handle_exception},
+        middleware=[request_id_middleware],
+        lifespan=[lifespan],
+        request_max_body_size=settings.server.max_body_bytes,
+        openapi_config=_openapi(),
+        debug=False,
+    )
+
+
+def _openapi() -> OpenAPIConfig:
+    bearer = SecurityScheme(type="http", scheme="bearer", description="A meterway API key (mw-...)")
+    api_key = SecurityScheme(type="apiKey", name="api-key", security_scheme_in="header")
+    return OpenAPIConfig(
+        title="meterway", version="0.1.0", path="/schema",
+        description="Serverless, per-token-billed model API, compatible with OpenAI's.",
+        render_plugins=[SwaggerRenderPlugin()],
+        components=Components(security_schemes={"bearer": bearer, "api-key": api_key}),
+        security=[{"bearer": []}, {"api-key": []}],
+    )
+

@@ -1,0 +1,178 @@
+"""The ``meterway`` command: serve, prepare the store and database, and manage keys over the REST API.
+
+Server-side commands (``serve``, ``import-models``, ``migrate``, ``billing ...``) act on ``METERWAY_HOME`` and
+the database; client-side commands (``keys ...``, ``models upload``) talk to the server at ``METERWAY_URL``
+with ``METERWAY_API_KEY`` (or, on the server's own machine, the generated admin key).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+import httpx
+
+from service.settings import Settings, describe
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``meterway`` console script."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        raise SystemExit(2)
+    try:
+        args.run(args)
+    except httpx.HTTPError as exc:
+        raise SystemExit(f"meterway: cannot reach the server: {exc}") from exc
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="meterway", description=__doc__)
+    commands = parser.add_subparsers(title="commands")
+
+    serve = commands.add_parser("serve", help="import the demo models, migrate, and serve on METERWAY_HOST:PORT")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(run=_serve)
+    commands.add_parser("prepare", help="import the demo models and migrate, without serving").set_defaults(
+        run=lambda a: _prepare(Settings.from_env()))
+    commands.add_parser("migrate", help="apply database migrations").set_defaults(run=_migrate)
+    commands.add_parser("config", help="list every METERWAY_* setting").set_defaults(run=_config)
+    _add_key_commands(commands)
+    _add_plugin_commands(commands)
+    return parser
+
+
+def _add_plugin_commands(commands: Any) -> None:
+    from billing.cli import add_billing_commands
+    from service.cli_models import add_model_commands
+
+    add_billing_commands(commands)
+    add_model_commands(commands)
+
+
+def _prepare(settings: Settings) -> None:
+    from tqdm import tqdm
+
+    from models.catalog import load_catalog
+    from models.store.importer import import_catalog
+    from service.db import migrate
+
+    catalog = load_catalog()
+    with tqdm(total=len(catalog), desc="model store", unit="model") as bar:
+        def progress(message: str) -> None:
+            bar.set_postfix_str(message)
+
+        for spec in catalog:
+            import_catalog([spec], settings.store_dir, progress)
+            bar.update(1)
+    migrate(settings.database_url)
+
+
+def _serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from service.app import create_app
+    from service.secrets import admin_key_file, load_secrets
+
+    settings = Settings.from_env()
+    _prepare(settings)
+    platform = load_secrets(settings)
+    if platform.admin_key_generated:
+        print(f"\nGenerated the admin key (kept in {admin_key_file(settings)}, shown once):\n\n"
+              f"    {platform.admin_key}\n\nCreate a tenant key with it:\n"
+              f"    curl -H 'Authorization: Bearer <admin key>' -d '{{\"tenant\":\"acme\",\"name\":\"ci\"}}' "
+              f"http://{settings.server.host}:{settings.server.port}/v1/keys\n", flush=True)
+    host = args.host or settings.server.host
+    port = args.port or settings.server.port
+    print(f"meterway serving on http://{host}:{port} (OpenAPI: /schema/swagger)", flush=True)
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False,
+                timeout_graceful_shutdown=10)
+
+
+def _migrate(_args: argparse.Namespace) -> None:
+    from service.db import migrate
+
+    migrate(Settings.from_env().database_url)
+
+
+def _config(_args: argparse.Namespace) -> None:
+    for name, default, doc in describe():
+        print(f"{name:36} {default!s:24} {doc}")
+
+
+def client(settings: Settings | None = None) -> httpx.Client:
+    """An HTTP client for the server at METERWAY_URL with METERWAY_API_KEY (or the local admin key)."""
+    settings = settings or Settings.from_env()
+    url = os.environ.get("METERWAY_URL", f"http://{settings.server.host}:{settings.server.port}")
+    key = os.environ.get("METERWAY_API_KEY") or settings.auth.admin_key
+    if not key:
+        from service.secrets import admin_key_file
+
+        path = admin_key_file(settings)
+        key = path.read_text().strip() if path.exists() else ""
+    if not key:
+        raise SystemExit("meterway: set METERWAY_API_KEY (or METERWAY_ADMIN_KEY) to talk to the server")
+    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+
+
+def print_response(response: httpx.Response) -> Any:
+    """Print a JSON response; an error body becomes the exit message."""
+    body = response.json() if response.content else {}
+    if response.status_code >= 400:
+        message = body.get("error", {}).get("message") if isinstance(body, dict) else response.text
+        raise SystemExit(f"meterway: {response.status_code}: {message}")
+    print(json.dumps(body, indent=2))
+    return body
+
+
+def _add_key_commands(commands: Any) -> None:
+    keys = commands.add_parser("keys", help="manage API keys (through the server)").add_subparsers(title="keys")
+    create = keys.add_parser("create", help="create a tenant key; prints its secret once")
+    create.add_argument("--tenant", required=True)
+    create.add_argument("--name", default="default")
+    _limit_flags(create)
+    create.set_defaults(run=lambda a: print_response(client().post("/v1/keys", json=_body(a, "tenant", "name"))))
+    listing = keys.add_parser("list", help="list keys (no secrets)")
+    listing.add_argument("--tenant")
+    listing.set_defaults(run=lambda a: print_response(
+        client().get("/v1/keys", params={"tenant": a.tenant} if a.tenant else None)))
+    update = keys.add_parser("update", help="change a key's limits")
+    update.add_argument("key_id")
+    _limit_flags(update)
+    update.set_defaults(run=lambda a: print_response(client().patch(f"/v1/keys/{a.key_id}", json=_body(a))))
+    for verb, help_text in (("revoke", "revoke a key at once"), ("rotate", "new secret; old one has a grace")):
+        command = keys.add_parser(verb, help=help_text)
+        command.add_argument("key_id")
+        command.set_defaults(run=_key_action(verb))
+
+
+def _key_action(verb: str) -> Any:
+    def run(args: argparse.Namespace) -> None:
+        if verb == "revoke":
+            print_response(client().delete(f"/v1/keys/{args.key_id}"))
+        else:
+            print_response(client().post(f"/v1/keys/{args.key_id}/rotate"))
+
+    return run
+
+
+def _limit_flags(parser: argparse.ArgumentParser) -> None:
+    for flag in ("rpm", "tpm", "rpd", "max-concurrency"):
+        parser.add_argument(f"--{flag}", type=int)
+    parser.add_argument("--budget-amount", help="decimal amount in the price book's currency")
+    parser.add_argument("--budget-period", choices=["day", "month"])
+
+
+def _body(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    fields = (*names, "rpm", "tpm", "rpd", "max_concurrency", "budget_amount", "budget_period")
+    return {f: getattr(args, f) for f in fields if getattr(args, f, None) is not None}
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
