@@ -1,0 +1,91 @@
+"""The usage event bus: one small interface, implementations chosen by name from a registry.
+
+``publish`` is durable when it returns. ``fetch`` hands the consumer a batch that is delivered at least once:
+until ``Batch.ack()`` is called (after the ledger commit) the same events come back to some consumer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+import msgspec
+
+from billing.events import UsageEvent
+
+if TYPE_CHECKING:
+    from service.db import Database
+    from service.settings import Settings
+
+
+class BusUnavailable(Exception):
+    """The bus did not take an event (unreachable, timed out); the caller spools it."""
+
+
+@dataclass
+class Batch:
+    """Events fetched together; ``ack`` removes them from the bus once the ledger holds them."""
+
+    events: list[UsageEvent]
+    ack: Callable[[], Awaitable[None]] = field(repr=False)
+
+
+class UsageBus(Protocol):
+    """Where the request path puts usage events and the ledger consumer takes them from."""
+
+    name: str
+
+    async def publish(self, event: UsageEvent) -> None:
+        """Make ``event`` durable on the bus, or raise ``BusUnavailable``."""
+        ...
+
+    async def fetch(self, max_events: int, timeout_s: float) -> Batch:
+        """Up to ``max_events`` unacknowledged events; an empty batch after ``timeout_s`` without any."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+@dataclass(frozen=True)
+class BusOptions:
+    """What a bus is built from; names default per settings and can be overridden (tests, a second stream)."""
+
+    stream: str = "METERWAY_USAGE"
+    subject: str = "meterway.usage"
+    durable: str = "meterway-ledger"
+    ack_wait_s: float = 30.0
+    publish_timeout_s: float = 2.0
+
+
+BusFactory = Callable[["Settings", "Database", BusOptions], Awaitable[UsageBus]]
+
+
+def encode_event(event: UsageEvent) -> bytes:
+    return msgspec.json.encode(event)
+
+
+def decode_event(raw: bytes | str) -> UsageEvent:
+    return msgspec.json.decode(raw, type=UsageEvent)
+
+
+def bus_registry() -> dict[str, BusFactory]:
+    """The bus implementations by name ('local': outbox table, 'nats': JetStream)."""
+    from billing.local_bus import open_local_bus
+    from billing.nats_bus import open_nats_bus
+
+    return {"local": open_local_bus, "nats": open_nats_bus}
+
+
+def bus_kind(settings: Settings) -> str:
+    """Which bus the settings ask for: NATS when a URL is set, else the local outbox."""
+    return "nats" if settings.billing.nats_url else "local"
+
+
+async def open_bus(settings: Settings, database: Database, options: BusOptions | None = None,
+                   kind: str | None = None) -> UsageBus:
+    """Build the bus the settings ask for (or ``kind``)."""
+    factory = bus_registry()[kind or bus_kind(settings)]
+    return await factory(settings, database, options or BusOptions())

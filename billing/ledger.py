@@ -1,0 +1,99 @@
+"""The ledger writer: prices usage events and appends them, idempotently, in one transaction per batch.
+
+It only ever INSERTs into ``ledger_entries`` (``ON CONFLICT (request_id) DO NOTHING``); see README.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from sqlalchemy import select, text
+from sqlalchemy.dialects import postgresql, sqlite
+
+from billing.money import Price, as_utc, next_period, period_of
+from billing.prices import PriceTable, price_from_row
+from billing.tables import ClosedPeriodRow, LedgerEntryRow, PriceRow
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+    from billing.events import UsageEvent
+
+log = structlog.get_logger("billing.ledger")
+ZERO = Decimal(0)
+
+# Dialect-specific pieces, chosen by name: the upsert construct and how a writer excludes a period close.
+_INSERTS: dict[str, Callable[..., Any]] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+# PostgreSQL: ROW EXCLUSIVE conflicts with the EXCLUSIVE lock that close_period takes, so a writer either
+# finishes before a close or reads the closed period after it. SQLite: a no-op write as the first statement
+# takes the database's single write lock before the reads that follow (pysqlite starts no transaction on a
+# SELECT, so without it the reads could predate a concurrent close).
+_SQLITE_WRITE_LOCK = "UPDATE closed_periods SET period = period WHERE 1 = 0"
+_WRITER_LOCKS: dict[str, str] = {"postgresql": "LOCK TABLE ledger_entries IN ROW EXCLUSIVE MODE",
+                                 "sqlite": _SQLITE_WRITE_LOCK}
+CLOSE_LOCKS: dict[str, str] = {"postgresql": "LOCK TABLE ledger_entries IN EXCLUSIVE MODE",
+                               "sqlite": _SQLITE_WRITE_LOCK}
+
+async def lock_ledger(session: AsyncSession, locks: dict[str, str]) -> None:
+    """Take the dialect's ledger lock inside the current transaction (no-op where none is needed)."""
+    statement = locks.get(session.bind.dialect.name)
+    if statement:
+        await session.execute(text(statement))
+
+
+class LedgerWriter:
+    """Turns usage events into ledger entries."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], currency: str) -> None:
+        self._sessions = sessions
+        self._currency = currency
+
+    async def write(self, events: Sequence[UsageEvent]) -> int:
+        """Append entries for ``events`` in one transaction; returns how many were new."""
+        if not events:
+            return 0
+        async with self._sessions() as session, session.begin():
+            await lock_ledger(session, _WRITER_LOCKS)
+            closed = set((await session.execute(select(ClosedPeriodRow.period))).scalars())
+            prices = await _price_table(session, events)
+            now = datetime.now(UTC)
+            unique = {e.request_id: e for e in events}  # a batch may carry a redelivery of its own event
+            rows = [self._row(unique[rid], prices, closed, now) for rid in sorted(unique)]
+            upsert = _INSERTS[session.bind.dialect.name](LedgerEntryRow).on_conflict_do_nothing(
+                index_elements=["request_id"])
+            result = await session.execute(upsert.returning(LedgerEntryRow.request_id), rows)
+            return len(result.all())
+
+    def _row(self, event: UsageEvent, prices: PriceTable, closed: set[str], now: datetime) -> dict[str, Any]:
+        started = as_utc(event.started_at)
+        price = prices.at(event.model, started)
+        if price is None and event.base_model:
+            price = prices.at(event.base_model, started)  # a fine-tune without its own price
+        if price is None:
+            # Never drop usage: record it at zero so the request id is taken, and tell finance to adjust.
+            log.error("usage_without_price", model=event.model, request_id=event.request_id)
+            price = Price(event.model, ZERO, ZERO, self._currency)
+        period, kind = period_of(started), "usage"
+        while period in closed:
+            period, kind = next_period(period), "adjustment"
+        return {
+            "request_id": event.request_id, "tenant": event.tenant, "key_id": event.key_id,
+            "model": event.model, "base_model": event.base_model, "endpoint": event.endpoint,
+            "prompt_tokens": event.prompt_tokens, "completion_tokens": event.completion_tokens,
+            "input_per_million": price.input_per_million, "output_per_million": price.output_per_million,
+            "cost": price.cost(event.prompt_tokens, event.completion_tokens), "currency": price.currency,
+            "started_at": started, "finished_at": as_utc(event.finished_at),
+            "usage_day": started.strftime("%Y-%m-%d"), "usage_hour": started.strftime("%Y-%m-%dT%H"),
+            "status": event.status, "billable": event.billable, "period": period, "kind": kind,
+            "created_at": now,
+        }
+
+
+async def _price_table(session: AsyncSession, events: Sequence[UsageEvent]) -> PriceTable:
+    models = {e.model for e in events} | {e.base_model for e in events if e.base_model}
+    rows = (await session.execute(select(PriceRow).where(PriceRow.model.in_(models)))).scalars()
+    return PriceTable(price_from_row(row) for row in rows)

@@ -1,0 +1,152 @@
+"""Usage reports for finance: billable ledger entries grouped by day / model / key / tenant, JSON or CSV.
+
+Totals are exact: SQL sums integer token counts per price pair, Python multiplies by the exact prices, so a
+report equals the sum of its entries' costs to the last digit on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+
+from billing.money import cost_of, format_decimal
+from billing.tables import LedgerEntryRow
+from service.errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+GROUPS = {"day": LedgerEntryRow.usage_day, "model": LedgerEntryRow.model, "key": LedgerEntryRow.key_id,
+          "tenant": LedgerEntryRow.tenant}
+_COUNTS = ("requests", "prompt_tokens", "completion_tokens", "total_tokens")
+
+
+@dataclass(frozen=True)
+class UsageQuery:
+    """What to report: [start, end) over ``started_at``, grouped by ``group_by``, one tenant or all."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+    group_by: tuple[str, ...] = ("day", "model")
+    tenant: str | None = None  # None: every tenant (admin only)
+
+
+@dataclass
+class UsageLine:
+    """One group's totals."""
+
+    group: dict[str, str]
+    currency: str
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: Decimal = field(default_factory=Decimal)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.group, "requests": self.requests, "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+                "total_tokens": self.prompt_tokens + self.completion_tokens,
+                "cost": format_decimal(self.cost), "currency": self.currency}
+
+
+@dataclass
+class UsageReport:
+    """The lines of a report and their grand total."""
+
+    query: UsageQuery
+    lines: list[UsageLine]
+    total: UsageLine
+
+    def as_json(self) -> dict[str, Any]:
+        """The JSON body of ``GET /v1/usage``."""
+        bound = lambda moment: moment.isoformat() if moment else None  # noqa: E731
+        return {"object": "usage_report", "start": bound(self.query.start), "end": bound(self.query.end),
+                "group_by": list(self.query.group_by), "tenant": self.query.tenant,
+                "data": [line.as_dict() for line in self.lines], "total": self.total.as_dict()}
+
+    def as_csv(self) -> str:
+        """One row per line, group columns first; costs as exact decimal strings."""
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow([*self.query.group_by, *_COUNTS, "cost", "currency"])
+        for line in self.lines:
+            row = line.as_dict()
+            writer.writerow([row[name] for name in (*self.query.group_by, *_COUNTS, "cost", "currency")])
+        return out.getvalue()
+
+
+def parse_group_by(raw: str | list[str] | None) -> tuple[str, ...]:
+    """'day,model' → ('day', 'model'); refuses unknown names."""
+    parts = raw.split(",") if isinstance(raw, str) else list(raw or [])
+    names = tuple(dict.fromkeys(p.strip() for p in parts if p.strip()))
+    unknown = [n for n in names if n not in GROUPS]
+    if unknown:
+        raise InvalidRequest(f"group_by accepts {', '.join(GROUPS)}; not {', '.join(unknown)}", param="group_by")
+    return names
+
+
+def parse_bound(raw: str | None, param: str) -> datetime | None:
+    """A report bound: unix seconds, an ISO date or datetime (UTC unless it says otherwise).
+
+    A date alone as ``end`` includes that whole day.
+    """
+    if raw is None or raw == "":
+        return None
+    try:
+        if raw.isdigit():
+            return datetime.fromtimestamp(int(raw), UTC)
+        if len(raw) == 10:
+            day = datetime.combine(date.fromisoformat(raw), datetime.min.time(), UTC)
+            return day + timedelta(days=1) if param == "end" else day
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidRequest(f"{param} must be unix seconds or an ISO date/datetime", param=param) from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class UsageReports:
+    """Reads the ledger into reports. Never writes."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def report(self, query: UsageQuery) -> UsageReport:
+        """Billable usage matching ``query``, grouped, with exact costs."""
+        columns = [GROUPS[name].label(name) for name in query.group_by]
+        prices = [LedgerEntryRow.input_per_million, LedgerEntryRow.output_per_million, LedgerEntryRow.currency]
+        statement = (select(*columns, *prices, func.count().label("requests"),
+                            func.sum(LedgerEntryRow.prompt_tokens).label("prompt"),
+                            func.sum(LedgerEntryRow.completion_tokens).label("completion"))
+                     .where(LedgerEntryRow.billable.is_(True))
+                     .group_by(*columns, *prices))
+        if query.tenant is not None:
+            statement = statement.where(LedgerEntryRow.tenant == query.tenant)
+        if query.start is not None:
+            statement = statement.where(LedgerEntryRow.started_at >= query.start.astimezone(UTC))
+        if query.end is not None:
+            statement = statement.where(LedgerEntryRow.started_at < query.end.astimezone(UTC))
+        async with self._sessions() as session:
+            rows = (await session.execute(statement)).all()
+        lines: dict[tuple[str, ...], UsageLine] = {}
+        total = UsageLine({}, "")
+        for row in rows:
+            key = (*(str(getattr(row, name)) for name in query.group_by), row.currency)
+            line = lines.setdefault(key, UsageLine(dict(zip(query.group_by, key, strict=False)), row.currency))
+            for target in (line, total):
+                _add(target, row)
+        total.currency = ",".join(sorted({line.currency for line in lines.values()}))
+        return UsageReport(query, [lines[k] for k in sorted(lines)], total)
+
+
+def _add(line: UsageLine, row: Any) -> None:
+    prompt, completion = int(row.prompt or 0), int(row.completion or 0)
+    line.requests += int(row.requests)
+    line.prompt_tokens += prompt
+    line.completion_tokens += completion
+    line.cost += cost_of(prompt, completion, row.input_per_million, row.output_per_million)

@@ -1,0 +1,145 @@
+"""ORM tables of the billing package: the outbox, the ledger, the price book, statements, Stripe exports.
+
+Migration ``0002_billing`` creates the same tables; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import BigInteger, Boolean, DateTime, Integer, Numeric, String, Text, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+# SQLite's INTEGER PRIMARY KEY is its rowid; BIGINT would not autoincrement there.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class ExactDecimal(TypeDecorator[Decimal]):
+    """An exact decimal: NUMERIC(38, 18) on PostgreSQL, a decimal string on SQLite (which would round)."""
+
+    impl = Numeric(38, 18)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(64))
+        return dialect.type_descriptor(Numeric(38, 18))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        return format(value, "f") if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(str(value))
+
+
+class Base(DeclarativeBase):
+    """Metadata of the billing tables."""
+
+
+class OutboxRow(Base):
+    """One usage event waiting for the ledger consumer (the local bus)."""
+
+    __tablename__ = "usage_outbox"
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(128))
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LedgerEntryRow(Base):
+    """One billed request (kind 'usage') or a late one landed in a later period (kind 'adjustment')."""
+
+    __tablename__ = "ledger_entries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(128), unique=True)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    key_id: Mapped[str] = mapped_column(String(40))
+    model: Mapped[str] = mapped_column(String(128))
+    base_model: Mapped[str | None] = mapped_column(String(128))
+    endpoint: Mapped[str] = mapped_column(String(64))
+    prompt_tokens: Mapped[int] = mapped_column(Integer)
+    completion_tokens: Mapped[int] = mapped_column(Integer)
+    input_per_million: Mapped[Decimal] = mapped_column(ExactDecimal)
+    output_per_million: Mapped[Decimal] = mapped_column(ExactDecimal)
+    cost: Mapped[Decimal] = mapped_column(ExactDecimal)
+    currency: Mapped[str] = mapped_column(String(8))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    usage_day: Mapped[str] = mapped_column(String(10))  # UTC day of started_at, for portable GROUP BY
+    usage_hour: Mapped[str] = mapped_column(String(13))  # UTC hour of started_at, for the Stripe export
+    status: Mapped[str] = mapped_column(String(16))
+    billable: Mapped[bool] = mapped_column(Boolean)
+    period: Mapped[str] = mapped_column(String(7), index=True)  # billing period (YYYY-MM) it counts in
+    kind: Mapped[str] = mapped_column(String(16))  # "usage" or "adjustment"
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PriceRow(Base):
+    """A model's price per 1M tokens from ``effective_from`` until the next entry of the same model."""
+
+    __tablename__ = "prices"
+    __table_args__ = (UniqueConstraint("model", "effective_from"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(128), index=True)
+    effective_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    input_per_million: Mapped[Decimal] = mapped_column(ExactDecimal)
+    output_per_million: Mapped[Decimal] = mapped_column(ExactDecimal)
+    currency: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ClosedPeriodRow(Base):
+    """A billing period that is closed: its statements are final."""
+
+    __tablename__ = "closed_periods"
+
+    period: Mapped[str] = mapped_column(String(7), primary_key=True)
+    closed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class StatementRow(Base):
+    """One tenant's frozen totals for a closed period, rounded once to minor units."""
+
+    __tablename__ = "statements"
+    __table_args__ = (UniqueConstraint("period", "tenant"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    period: Mapped[str] = mapped_column(String(7))
+    tenant: Mapped[str] = mapped_column(String(64))
+    currency: Mapped[str] = mapped_column(String(8))
+    requests: Mapped[int] = mapped_column(Integer)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger)
+    cost: Mapped[Decimal] = mapped_column(ExactDecimal)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    lines: Mapped[str] = mapped_column(Text)  # JSON: per-model lines of the statement
+    closed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class StripeExportRow(Base):
+    """One meter event the exporter decided to send: recorded 'pending' before sending, 'sent' after."""
+
+    __tablename__ = "stripe_exports"
+    __table_args__ = (UniqueConstraint("tenant", "model", "usage_hour", "token_type", "seq"),)
+
+    identifier: Mapped[str] = mapped_column(String(100), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    model: Mapped[str] = mapped_column(String(128))
+    usage_hour: Mapped[str] = mapped_column(String(13))
+    token_type: Mapped[str] = mapped_column(String(8))  # "input" or "output"
+    seq: Mapped[int] = mapped_column(Integer)
+    value: Mapped[int] = mapped_column(BigInteger)
+    stripe_customer_id: Mapped[str] = mapped_column(String(255))
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(8))  # "pending" or "sent"
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
