@@ -1,0 +1,123 @@
+"""The seam between admission logic and where counters live: a small Protocol and a registry of stores.
+
+A store knows three kinds of counters and nothing about keys, tenants or HTTP:
+
+- ``window``: a sliding-window counter, two keys (current fixed window, previous one);
+- ``lease``: concurrency slots, a set of lease ids each with an expiry (a crashed gateway's slots lapse);
+- ``budget``: money reserved or spent in a period, in integer nano-units.
+
+``reserve`` checks every given counter and, only if all fit, reserves all of them: atomically, in one step
+(one Redis round trip). ``adjust`` returns the unused part of a reservation and frees its lease (one more).
+Stores are picked by the URL scheme of ``METERWAY_REDIS_URL`` (empty = ``memory://``) from ``STORES``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Literal, Protocol
+
+CheckKind = Literal["window", "lease", "budget"]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One counter to check and reserve. ``weight`` is the previous window's share (windows only)."""
+
+    kind: CheckKind
+    keys: tuple[str, ...]
+    limit: int
+    amount: int
+    weight: float = 0.0
+    ttl_s: int = 0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Whether everything was reserved, and each counter as found before reserving.
+
+    ``counts[i]`` is ``(current, previous)`` for a window, ``(slots held, 0)`` for a lease and
+    ``(units spent or reserved, 0)`` for a budget.
+    """
+
+    admitted: bool
+    counts: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class Adjustment:
+    """Add ``delta`` (negative: give back) to a counter, if it still exists."""
+
+    key: str
+    delta: int
+
+
+def fits(check: Check, count: tuple[int, int]) -> bool:
+    """Whether ``check`` fits the counter ``count``: the rule of every store (and ``lua/reserve.lua``)."""
+    first, second = count
+    if check.kind == "window":
+        return second * check.weight + first + check.amount <= check.limit
+    if check.kind == "lease":
+        return first + 1 <= check.limit
+    return first < check.limit and first + check.amount <= check.limit
+
+
+class ReservationStore(Protocol):
+    """Where counters live: in this process, or in Redis shared by every gateway process."""
+
+    async def reserve(self, checks: Sequence[Check], lease_id: str, now: float) -> Outcome:
+        """Check all ``checks``; reserve all of them (``lease_id`` for leases) only if every one fits."""
+        ...
+
+    async def adjust(self, adjustments: Sequence[Adjustment], lease_keys: Sequence[str],
+                     lease_id: str) -> None:
+        """Apply ``adjustments`` and drop ``lease_id`` from ``lease_keys``, in one step."""
+        ...
+
+    @property
+    def round_trips(self) -> int:
+        """Requests this store has sent to its server (0 for in-process stores)."""
+        ...
+
+    async def start(self) -> None:
+        """Prepare (e.g. load scripts) so that every admission is one round trip; optional."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close connections."""
+        ...
+
+
+StoreFactory = Callable[[str], ReservationStore]
+
+
+def _memory(url: str) -> ReservationStore:
+    from service.throttle.memory import MemoryStore
+
+    return MemoryStore()
+
+
+def _redis(url: str) -> ReservationStore:
+    from service.throttle.redis_store import RedisStore
+
+    return RedisStore.from_url(url)
+
+
+#: URL scheme → store factory. Read-only; pass another mapping to ``open_store`` to plug in a store.
+STORES: Mapping[str, StoreFactory] = MappingProxyType({
+    "memory": _memory,
+    "redis": _redis,
+    "rediss": _redis,
+    "unix": _redis,
+})
+
+
+def open_store(url: str, stores: Mapping[str, StoreFactory] = STORES) -> ReservationStore:
+    """The store for ``url`` (``memory://``, ``redis://host:port/db``...); connects lazily, no I/O here."""
+    scheme = url.split("://", 1)[0] if "://" in url else url
+    try:
+        factory = stores[scheme]
+    except KeyError:
+        raise ValueError(f"no limit store for {url!r}; known schemes: {sorted(stores)}") from None
+    return factory(url)
