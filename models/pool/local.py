@@ -1,0 +1,376 @@
+"""``LocalPool``: the models of one machine, each in its own worker process, loaded on demand.
+
+Policies, all enforced on the event loop without locks (every decision below is taken between two awaits):
+- single-flight loading: the first request for a cold model starts its load; later ones wait on that same
+  load, at most ``load_wait_s``, then get ``ModelLoading`` (503 + Retry-After) while the load goes on;
+- memory budget: a model's footprint is estimated from its weights; when it does not fit, the least
+  recently used models with nothing in flight are unloaded first; if that is not enough, ``ModelOverloaded``;
+- bounded queues: ``queue_limit`` requests running or waiting per model, then ``ModelOverloaded`` at once;
+- scale to zero: a supervisor unloads models idle for ``idle_ttl_s`` and samples worker memory and stats;
+- crash: a worker that dies ends its streams with an ``error`` delta and leaves its model cold.
+A LoRA fine-tune runs on its base model's worker: the pool attaches the adapter once per worker lifetime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import structlog
+
+from models.pool.adapters import DEFAULT_MAX_ADAPTERS, AdapterSlots
+from models.pool.api import EmbeddingJob, GenerationJob, ModelState
+from models.pool.hosts import HostContext, ModelHost, host_kind
+from models.pool.metrics import PoolMetrics
+from models.pool.stream import GenerationStream
+from models.runtime.api import EmbeddingResult, EmitDelta, GenerationRequest, TokenDelta
+from service.errors import (
+    InternalFailure,
+    MeterwayError,
+    ModelLoading,
+    ModelNotFound,
+    ModelOverloaded,
+    WorkerCrashed,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from prometheus_client import CollectorRegistry
+
+    from models.catalog import ModelSpec
+    from service.settings import PoolSettings
+
+log = structlog.get_logger("meterway.pool")
+DEFAULT_LOADER = "models.runtime:load"
+BATCH_STAT_KEYS = ("batch_size", "running", "active")  # whichever the engine's stats() names it
+
+
+@dataclass(eq=False)
+class Resident:
+    """One hostable model's place in the pool (a LoRA fine-tune shares its base's)."""
+
+    spec: ModelSpec
+    footprint: int
+    state: ModelState = ModelState.COLD
+    host: ModelHost | None = None
+    loading: asyncio.Task[None] | None = None
+    admitted: int = 0  # requests running or waiting for the load: what queue_limit bounds
+    last_used: float = 0.0
+    last_load_s: float = 2.0  # the Retry-After hint while loading; updated by every load
+    adapters: AdapterSlots = field(default_factory=AdapterSlots)
+
+
+class LocalPool:
+    """``models.pool.api.ModelPool`` over worker processes on this machine."""
+
+    def __init__(self, settings: PoolSettings, store_dir: Path, catalog: list[ModelSpec], *,
+                 registry: CollectorRegistry | None = None, worker_loader: str = DEFAULT_LOADER) -> None:
+        self.settings = settings
+        self.store_dir = store_dir
+        self.metrics = PoolMetrics(registry)
+        self._specs = {spec.id: spec for spec in catalog}
+        self._residents: dict[str, Resident] = {}
+        self._context = HostContext(store_dir, settings, worker_loader, self._host_exited)
+        self._background: set[asyncio.Task[None]] = set()
+        self._supervisor: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start the supervisor (idle unload, memory and stats sampling)."""
+        if self._supervisor is None:
+            self._supervisor = asyncio.create_task(self._supervise(), name="pool-supervisor")
+
+    async def close(self) -> None:
+        """Stop the supervisor, abandon loads and stop every worker."""
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+            self._supervisor = None
+        closing = [self._unload(resident, "closed") for resident in self._residents.values()]
+        await asyncio.gather(*closing, *self._background, return_exceptions=True)
+
+    def generate(self, job: GenerationJob) -> GenerationStream:
+        """Stream ``job``'s deltas; admission (and its errors) happens at ``start()`` or the first delta."""
+        return GenerationStream(job, self._open)
+
+    async def embed(self, job: EmbeddingJob) -> EmbeddingResult:
+        """Embed ``job``'s inputs on its model's worker."""
+        resident = await self._acquire(job.model)
+        try:
+            host = self._host_of(resident)
+            return await host.embed(job.request_id, [list(ids) for ids in job.inputs])
+        finally:
+            self._release(resident)
+
+    def state(self, model_id: str) -> ModelState:
+        """cold / loading / ready (a fine-tune reports its base's worker)."""
+        spec = self._specs.get(model_id)
+        resident = self._residents.get(self._host_spec(spec).id) if spec else None
+        return resident.state if resident else ModelState.COLD
+
+    def metrics_text(self) -> str:
+        return self.metrics.text()
+
+    def worker_pid(self, model_id: str) -> int | None:
+        """The process serving ``model_id`` now, if any (for operators and tests)."""
+        resident = self._residents.get(model_id)
+        return resident.host.pid if resident and resident.host else None
+
+    # -- admission -------------------------------------------------------------------------------------
+
+    async def _open(self, stream: GenerationStream) -> Callable[[], None]:
+        job = stream.job
+        resident = await self._acquire(job.model)
+        adapter: str | None = None
+        try:
+            adapter = await self._use_adapter(resident, job.model)
+            host = self._host_of(resident)
+        except BaseException:
+            self._release(resident, adapter)
+            raise
+        submitted = time.monotonic()
+        # From here the stream's final delta releases the slot, whatever happens (even a refused submit).
+        stream.final.add_done_callback(lambda final: self._finished(resident, adapter, job.model, final))
+        host.submit(GenerationRequest(job.request_id, job.prompt_ids, job.params, adapter),
+                    self._timed_sink(stream, resident.spec.id, submitted))
+        return lambda: host.cancel(job.request_id)
+
+    async def _acquire(self, spec: ModelSpec) -> Resident:
+        """Admit one request to ``spec``'s model and wait until it is ready; the caller must release."""
+        self._specs.setdefault(spec.id, spec)
+        resident = self._resident(self._host_spec(spec))
+        if resident.admitted >= self.settings.queue_limit:
+            self.metrics.rejections.labels(resident.spec.id, "overloaded").inc()
+            raise ModelOverloaded(f"{spec.id} has {resident.admitted} requests running or queued; "
+                                  "retry shortly", retry_after=1.0)
+        resident.admitted += 1
+        self.metrics.queue_depth.labels(resident.spec.id).set(resident.admitted)
+        try:
+            await self._ready(resident)
+        except BaseException:
+            self._release(resident)
+            raise
+        return resident
+
+    def _release(self, resident: Resident, adapter: str | None = None) -> None:
+        resident.admitted -= 1
+        resident.last_used = time.monotonic()
+        if adapter is not None:
+            resident.adapters.release(adapter)
+        self.metrics.queue_depth.labels(resident.spec.id).set(resident.admitted)
+
+    def _finished(self, resident: Resident, adapter: str | None, spec: ModelSpec,
+                  final: asyncio.Future[TokenDelta]) -> None:
+        self._release(resident, adapter)
+        self.metrics.tokens.labels(spec.id).inc(final.result().completion_tokens)
+
+    def _timed_sink(self, stream: GenerationStream, model_id: str, submitted: float) -> EmitDelta:
+        """The stream's sink, observing time to first token on the way."""
+        first = True
+
+        def sink(delta: TokenDelta) -> None:
+            nonlocal first
+            if first and delta.completion_tokens > 0:
+                first = False
+                self.metrics.ttft.labels(model_id).observe(time.monotonic() - submitted)
+            stream.push(delta)
+
+        return sink
+
+    async def _ready(self, resident: Resident) -> None:
+        """Wait (bounded) until ``resident`` is loaded, starting its load if it is cold."""
+        if resident.state is ModelState.READY:
+            return
+        if resident.loading is None:
+            self._start_load(resident)
+        assert resident.loading is not None
+        try:
+            await asyncio.wait_for(asyncio.shield(resident.loading), self.settings.load_wait_s)
+        except TimeoutError:
+            self.metrics.rejections.labels(resident.spec.id, "loading").inc()
+            raise ModelLoading(f"{resident.spec.id} is loading; retry shortly",
+                               retry_after=max(1.0, round(resident.last_load_s))) from None
+        if resident.state is not ModelState.READY:
+            raise WorkerCrashed(f"the worker serving {resident.spec.id} stopped right after loading")
+
+    def _resident(self, spec: ModelSpec) -> Resident:
+        resident = self._residents.get(spec.id)
+        if resident is None:
+            footprint = host_kind(spec).footprint_bytes(spec, self.store_dir)
+            slots = AdapterSlots(int(spec.extra.get("max_adapters", DEFAULT_MAX_ADAPTERS)))
+            resident = self._residents[spec.id] = Resident(spec, footprint, adapters=slots)
+        return resident
+
+    def _host_spec(self, spec: ModelSpec) -> ModelSpec:
+        """The spec whose worker serves ``spec``: itself, or the base of a LoRA fine-tune."""
+        if spec.base is None or spec.adapter_path is None:
+            return spec
+        base = self._specs.get(spec.base)
+        if base is None:
+            raise ModelNotFound(spec.base)
+        return base
+
+    def _host_of(self, resident: Resident) -> ModelHost:
+        if resident.host is None:
+            raise WorkerCrashed(f"the worker serving {resident.spec.id} stopped")
+        return resident.host
+
+    async def _use_adapter(self, resident: Resident, spec: ModelSpec) -> str | None:
+        """For a LoRA fine-tune: its adapter, attached to the base's worker; the name the engine knows."""
+        if spec.base is None or spec.adapter_path is None:
+            return None
+        path = Path(spec.adapter_path)
+        path = path if path.is_absolute() else self.store_dir / path
+        use = await resident.adapters.use(self._host_of(resident), spec.id, str(path.resolve()))
+        if use.hit:
+            self.metrics.adapter_hits.labels(resident.spec.id).inc()
+        else:
+            self.metrics.adapter_loads.labels(resident.spec.id).inc()
+            self.metrics.adapter_seconds.labels(resident.spec.id).observe(use.seconds)
+            log.info("adapter attached", adapter=spec.id, base=resident.spec.id, seconds=use.seconds)
+        return spec.id
+
+    # -- loading and memory ----------------------------------------------------------------------------
+
+    def _start_load(self, resident: Resident) -> None:
+        """Reserve memory (evicting idle models) and start the one load every waiter shares."""
+        victims = self._victims_for(resident)
+        closing = [self._unload(victim, "evicted") for victim in victims]
+        resident.state = ModelState.LOADING
+        self._update_reserved()
+        task = asyncio.create_task(self._load(resident, closing), name=f"load-{resident.spec.id}")
+        resident.loading = task
+        # Waiters that timed out no longer read the outcome; retrieve it so asyncio does not complain.
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    def _victims_for(self, resident: Resident) -> list[Resident]:
+        budget = self.settings.memory_budget_mb * 1024 * 1024
+        if resident.footprint > budget:
+            raise ModelOverloaded(f"{resident.spec.id} needs about {resident.footprint >> 20} MB, more "
+                                  f"than the pool's budget of {self.settings.memory_budget_mb} MB",
+                                  retry_after=60.0)
+        free = budget - self._reserved_bytes()
+        idle = sorted((r for r in self._residents.values() if self._is_idle(r)), key=lambda r: r.last_used)
+        victims: list[Resident] = []
+        while free < resident.footprint and idle:
+            victim = idle.pop(0)
+            victims.append(victim)
+            free += victim.footprint
+        if free < resident.footprint:
+            self.metrics.rejections.labels(resident.spec.id, "memory").inc()
+            raise ModelOverloaded(f"no memory to load {resident.spec.id}: the loaded models are all busy",
+                                  retry_after=5.0)
+        return victims
+
+    async def _load(self, resident: Resident, closing: list[asyncio.Future[None]]) -> None:
+        await asyncio.gather(*closing, return_exceptions=True)  # evicted workers exit before we grow
+        started = time.monotonic()
+        host = host_kind(resident.spec).create(resident.spec, self._context)
+        try:
+            await host.load()
+        except BaseException as exc:
+            self.metrics.load_failures.labels(resident.spec.id).inc()
+            resident.state, resident.loading = ModelState.COLD, None
+            self._update_reserved()
+            await asyncio.shield(host.close())
+            log.error("model load failed", model=resident.spec.id, error=str(exc))
+            if isinstance(exc, Exception) and not isinstance(exc, InternalFailure):
+                raise InternalFailure(f"loading {resident.spec.id} failed: {exc}",
+                                      code="model_load_failed") from exc
+            raise
+        seconds = time.monotonic() - started
+        resident.host, resident.state, resident.loading = host, ModelState.READY, None
+        resident.last_used, resident.last_load_s = time.monotonic(), seconds
+        self.metrics.loads.labels(resident.spec.id).inc()
+        self.metrics.cold_start.labels(resident.spec.id).observe(seconds)
+        self.metrics.worker_rss.labels(resident.spec.id).set(host.rss_bytes())
+        log.info("model ready", model=resident.spec.id, seconds=round(seconds, 3), pid=host.pid)
+
+    def _unload(self, resident: Resident, reason: str) -> asyncio.Future[None]:
+        """Detach ``resident``'s host now (the model is cold at once) and stop it in the background."""
+        host, resident.host = resident.host, None
+        if resident.loading is not None:
+            resident.loading.cancel()
+        resident.state, resident.loading = ModelState.COLD, None
+        resident.adapters.clear()
+        self._update_reserved()
+        rss = self.metrics.value("meterway_pool_worker_rss_bytes", model=resident.spec.id)
+        self.metrics.worker_rss.labels(resident.spec.id).set(0)
+        if host is None:
+            return _completed()
+        counters = {"evicted": self.metrics.evictions, "idle": self.metrics.idle_unloads}
+        if reason in counters:
+            counters[reason].labels(resident.spec.id).inc()
+        log.info("model unloaded", model=resident.spec.id, reason=reason, rss_bytes=int(rss), pid=host.pid)
+        task = asyncio.create_task(host.close(), name=f"unload-{resident.spec.id}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    def _host_exited(self, host: ModelHost) -> None:
+        """A worker ended; if it was still serving (not unloaded by us), it crashed: the model goes cold."""
+        for resident in self._residents.values():
+            if resident.host is host:
+                log.error("worker crashed", model=resident.spec.id, pid=host.pid)
+                self.metrics.worker_crashes.labels(resident.spec.id).inc()
+                resident.host, resident.state = None, ModelState.COLD
+                resident.adapters.clear()
+                self.metrics.worker_rss.labels(resident.spec.id).set(0)
+                self._update_reserved()
+
+    @staticmethod
+    def _is_idle(resident: Resident) -> bool:
+        """Loaded with nothing running or waiting: the only state that may be unloaded."""
+        return resident.state is ModelState.READY and resident.admitted == 0
+
+    def _reserved_bytes(self) -> int:
+        return sum(r.footprint for r in self._residents.values() if r.state is not ModelState.COLD)
+
+    def _update_reserved(self) -> None:
+        self.metrics.reserved.set(self._reserved_bytes())
+
+    # -- supervision -----------------------------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        """Every tick: unload idle models, sample worker memory and engine stats."""
+        interval = max(0.05, min(1.0, self.settings.idle_ttl_s / 4))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self._unload_idle()
+                await self._sample()
+            except Exception:  # a bad tick must not end supervision for the life of the pool
+                log.exception("pool supervision tick failed")
+
+    def _unload_idle(self) -> None:
+        now = time.monotonic()
+        for resident in list(self._residents.values()):
+            if self._is_idle(resident) and now - resident.last_used >= self.settings.idle_ttl_s:
+                self._unload(resident, "idle")
+
+    async def _sample(self) -> None:
+        for resident in list(self._residents.values()):
+            host = resident.host
+            if host is None or resident.state is not ModelState.READY:
+                continue
+            self.metrics.worker_rss.labels(resident.spec.id).set(host.rss_bytes())
+            try:
+                stats = await asyncio.wait_for(host.stats(), 5.0)
+            except (TimeoutError, MeterwayError):
+                continue
+            for name, value in stats.values.items():
+                self.metrics.engine_stat.labels(resident.spec.id, name).set(value)
+            batch = next((stats.values[k] for k in BATCH_STAT_KEYS if k in stats.values), None)
+            if batch is not None:
+                self.metrics.batch_size.labels(resident.spec.id).set(batch)
+
+
+def _completed() -> asyncio.Future[None]:
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    future.set_result(None)
+    return future
