@@ -56,7 +56,7 @@ class MemoryStore:
     async def start(self) -> None:
         return None
 
-    async def aclose(self) -> None:
+    async def close(self) -> None:
         await self._counters.reset()
 
     async def _count(self, check: Check, now: float) -> tuple[int, int]:

@@ -112,5 +112,5 @@ class RedisStore:
         for script in (self._reserve, self._settle):
             script.sha = await self._client.script_load(script.script)
 
-    async def aclose(self) -> None:
+    async def close(self) -> None:
         await self._client.aclose()

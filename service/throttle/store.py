@@ -84,7 +84,7 @@ class ReservationStore(Protocol):
         """Prepare (e.g. load scripts) so that every admission is one round trip; optional."""
         ...
 
-    async def aclose(self) -> None:
+    async def close(self) -> None:
         """Close connections."""
         ...
 

@@ -42,7 +42,7 @@ class Throttle(Protocol):
         """Prepare the store (optional; the first admission does it otherwise)."""
         ...
 
-    async def aclose(self) -> None:
+    async def close(self) -> None:
         """Close the store's connections."""
         ...
 
@@ -74,8 +74,8 @@ class LimitThrottle:
     async def start(self) -> None:
         await self.store.start()
 
-    async def aclose(self) -> None:
-        await self.store.aclose()
+    async def close(self) -> None:
+        await self.store.close()
 
 
 def _states(planned: list[Planned], counts: tuple[tuple[int, int], ...], admitted: bool) -> list[WindowState]:

@@ -1,0 +1,93 @@
+"""What only the shared store promises: state outlives a gateway, one round trip per admission, and a dead
+gateway's slots lapse instead of leaking."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from service.errors import BudgetExhausted, RateLimited, Unavailable
+from service.settings import LimitSettings, ServerSettings, Settings
+from service.throttle import KeyLimits, LimitThrottle, Subject, build_throttle
+from service.throttle.memory import MemoryStore
+from service.throttle.redis_store import RedisStore
+
+from .conftest import REDIS_URL, Clock, ThrottleFactory
+
+KEY = Subject("key-1", "tenant-1")
+
+
+async def test_limits_survive_a_gateway_restart(redis_throttle: ThrottleFactory) -> None:
+    limits = KeyLimits(rpm=5, budget_amount=Decimal("0.50"), budget_period="day")
+    before = redis_throttle()
+    for _ in range(5):
+        admission = await before.admit(KEY, limits, 10, Decimal("0.05"))
+        await admission.settle(10, Decimal("0.05"))
+    await before.close()  # the gateway stops; a new process starts on the same Redis
+    after = redis_throttle()
+    with pytest.raises(RateLimited):
+        await after.admit(KEY, limits, 10, Decimal("0.05"))
+    budget_only = KeyLimits(budget_amount=Decimal("0.50"), budget_period="day")
+    admitted = [await after.admit(KEY, budget_only, 10, Decimal("0.05")) for _ in range(5)]
+    with pytest.raises(BudgetExhausted):
+        await after.admit(KEY, budget_only, 10, Decimal("0.05"))
+    assert len(admitted) == 5
+
+
+async def test_one_round_trip_per_admission_and_one_per_settlement(redis_throttle: ThrottleFactory) -> None:
+    throttle = redis_throttle()
+    limits = KeyLimits(rpm=1000, tpm=100_000, rpd=10_000, max_concurrency=50,
+                       budget_amount=Decimal(100), budget_period="month",
+                       tenant=KeyLimits(rpm=5000, tpm=500_000, max_concurrency=100,
+                                        budget_amount=Decimal(1000), budget_period="day"))
+    await throttle.start()
+    warm = await throttle.admit(KEY, limits, 10, Decimal("0.01"))  # opens the connection
+    await warm.settle(5, Decimal("0.005"))
+    sent = throttle.store.round_trips
+    admissions = [await throttle.admit(KEY, limits, 100, Decimal("0.10")) for _ in range(10)]
+    assert throttle.store.round_trips - sent == 10
+    sent = throttle.store.round_trips
+    for admission in admissions:
+        await admission.settle(40, Decimal("0.04"))
+        await admission.release()  # already settled: no further trip
+    assert throttle.store.round_trips - sent == 10
+
+
+async def test_a_dead_gateways_slots_lapse(redis_throttle: ThrottleFactory, clock: Clock) -> None:
+    limits = KeyLimits(max_concurrency=2)
+    crashed = redis_throttle(lease_ttl_s=30)
+    await crashed.admit(KEY, limits, 1, Decimal(0))
+    await crashed.admit(KEY, limits, 1, Decimal(0))
+    await crashed.close()  # never settles: the process died mid-request
+    survivor = redis_throttle(lease_ttl_s=30)
+    with pytest.raises(RateLimited) as refused:
+        await survivor.admit(KEY, limits, 1, Decimal(0))
+    assert refused.value.code == "concurrency_limit_exceeded"
+    clock.advance(31)
+    held = [await survivor.admit(KEY, limits, 1, Decimal(0)) for _ in range(2)]
+    assert len(held) == 2
+
+
+async def test_an_unreachable_store_refuses_with_503(clock: Clock) -> None:
+    throttle = LimitThrottle(RedisStore.from_url("redis://127.0.0.1:1/0"), prefix="unreachable", clock=clock)
+    try:
+        with pytest.raises(Unavailable) as refused:
+            await throttle.admit(KEY, KeyLimits(rpm=1), 1, Decimal(0))
+        assert (refused.value.status, refused.value.code) == (503, "limits_unavailable")
+    finally:
+        await throttle.close()
+
+
+async def test_settings_pick_the_store() -> None:
+    in_memory = build_throttle(Settings())
+    shared = build_throttle(Settings(limits=LimitSettings(redis_url=REDIS_URL),
+                                     server=ServerSettings(request_timeout_s=120)))
+    try:
+        assert isinstance(in_memory.store, MemoryStore)
+        assert isinstance(shared.store, RedisStore)
+    finally:
+        await in_memory.close()
+        await shared.close()
+    with pytest.raises(ValueError, match="no limit store"):
+        build_throttle(Settings(limits=LimitSettings(redis_url="memcached://127.0.0.1")))
