@@ -9,7 +9,6 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field
 from decimal import Decimal
-from importlib import resources
 from pathlib import Path
 
 
@@ -52,7 +51,7 @@ class ModelSpec:
 
 def load_catalog(path: Path | None = None, *, include_test_model: bool = False) -> list[ModelSpec]:
     """Read the catalog file (the packaged demo catalog by default)."""
-    raw = path.read_bytes() if path else resources.files("models").joinpath("catalog.toml").read_bytes()
+    raw = (path or Path(__file__).with_name("catalog.toml")).read_bytes()
     specs = [_spec(entry) for entry in tomllib.loads(raw.decode())["model"]]
     return [s for s in specs if include_test_model or not s.builtin]
 

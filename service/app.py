@@ -19,10 +19,10 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from billing.wiring import Billing, build_billing
 from models.catalog import ModelSpec, load_catalog
-from models.finetune.catalog import FineTuneCatalog
 from models.pool import build_pool
 from models.pool.api import ModelPool
 from models.tokenizer import TokenizerCache
+from service.admission import KeyThrottle
 from service.auth import Principal, secret_from_headers
 from service.db import Database
 from service.errors import MeterwayError
@@ -31,7 +31,7 @@ from service.http.middleware import request_id_middleware
 from service.keys import KeyService
 from service.logs import configure_logging
 from service.pricing import BookQuotes
-from service.resolver import CatalogResolver
+from service.resolver import CatalogResolver, FineTuneLookup
 from service.routes.health import health_handlers
 from service.routes.keys import key_handlers
 from service.routes.openai import openai_handlers
@@ -55,8 +55,8 @@ class AppParts:
     serving: ServingService
     writer: StreamWriter
     telemetry: Telemetry
-    throttle: Any
-    fine_tunes: FineTuneCatalog
+    throttle: KeyThrottle
+    fine_tunes: FineTuneLookup
     catalog: list[ModelSpec]
 
 
@@ -65,11 +65,12 @@ def build_parts(settings: Settings) -> AppParts:
     secrets_ = load_secrets(settings)
     database = Database.connect(settings.database_url, echo=settings.database.echo)
     catalog: list[ModelSpec] = load_catalog(include_test_model=settings.server.enable_test_model)
-    keys = KeyService(database.sessions, secrets_.hasher, secrets_.admin_key, settings.auth.rotation_grace_s)
-    fine_tunes = FineTuneCatalog(database.sessions, settings.store_dir, {s.id: s for s in catalog})
-    pool = build_pool(settings, settings.store_dir, catalog, resolve_spec=fine_tunes.spec_for_pool)
+    keys = KeyService(database.sessions, secrets_.hasher, secrets_.admin_key, settings.auth.rotation_grace_s,
+                      settings.limits)
+    fine_tunes = FineTuneLookup(database.sessions, catalog)
+    pool = build_pool(settings, settings.store_dir, catalog)
     billing = build_billing(settings, database)
-    throttle = build_throttle(settings)
+    throttle = KeyThrottle(build_throttle(settings))
     resolver = CatalogResolver(catalog, fine_tunes.visible, fine_tunes.find)
     quotes = BookQuotes(billing.prices)
     serving = ServingService(settings, resolver, TokenizerCache(settings.store_dir), pool, throttle,
@@ -86,6 +87,7 @@ def create_app(settings: Settings) -> Litestar:
     @asynccontextmanager
     async def lifespan(_app: Litestar) -> AsyncIterator[None]:
         await parts.billing.start(parts.catalog)
+        await parts.throttle.start()
         await parts.pool.start()
         try:
             yield
@@ -107,17 +109,16 @@ def create_app(settings: Settings) -> Litestar:
         "writer": Provide(lambda: parts.writer, use_cache=True, sync_to_thread=False),
         "telemetry": Provide(lambda: parts.telemetry, use_cache=True, sync_to_thread=False),
         **parts.billing.dependencies,
-        **parts.fine_tunes.dependencies,
     }
     return Litestar(
-        route_handlers=[*openai_handlers, *key_handlers, *health_handlers, *parts.billing.handlers,
-                        *parts.fine_tunes.handlers],
+        route_handlers=[*openai_handlers, *key_handlers, *health_handlers, *parts.billing.handlers],
         dependencies=dependencies,
         exception_handlers={Exception: handle_exception, MeterwayError: handle_exception},
         middleware=[request_id_middleware],
         lifespan=[lifespan],
         request_max_body_size=settings.server.max_body_bytes,
         openapi_config=_openapi(),
+        logging_config=None,
         debug=False,
     )
 

@@ -11,7 +11,8 @@ import hashlib
 import hmac
 import secrets
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 KEY_PREFIX = "mw-"
 _ALPHABET = string.ascii_letters + string.digits
@@ -25,6 +26,7 @@ class Principal:
     tenant: str | None
     key_id: str | None
     is_admin: bool = False
+    limits: Any = field(default=None, compare=False)  # the key's ``KeyLimits`` (None: unlimited)
 
     @property
     def billing_tenant(self) -> str:

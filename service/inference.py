@@ -197,6 +197,6 @@ class Run:
         finally:
             await self._admission.settle(self.prompt_tokens + completion,
                                          self._prices.cost(self.prompt_tokens, completion))
-        log.info("usage", request_id=event.request_id, tenant=event.tenant, model=event.model,
+        log.info("usage", completion_id=event.request_id, tenant=event.tenant, model=event.model,
                  prompt_tokens=event.prompt_tokens, completion_tokens=completion, status=status)
 

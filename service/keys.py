@@ -14,7 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.auth import KeyHasher, Principal, looks_like_key, lookup_prefix, new_secret
 from service.errors import AuthenticationFailed, InvalidRequest, NotFound
+from service.settings import LimitSettings
 from service.tables import ApiKeyRow, TenantRow
+from service.throttle import KeyLimits
 
 LIMIT_FIELDS = ("rpm", "tpm", "rpd", "max_concurrency", "budget_amount", "budget_period")
 _CACHE_SECONDS = 2.0  # how long another replica may still accept a key revoked elsewhere
@@ -49,8 +51,9 @@ class KeyService:
     """Key lifecycle and authentication over the database."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], hasher: KeyHasher, admin_key: str,
-                 rotation_grace_s: int) -> None:
+                 rotation_grace_s: int, limit_defaults: LimitSettings | None = None) -> None:
         self._sessions = sessions
+        self._defaults = limit_defaults
         self._hasher = hasher
         self._admin_digest = hasher.digest(admin_key)
         self._grace = timedelta(seconds=rotation_grace_s)
@@ -77,7 +80,8 @@ class KeyService:
                 row = await session.scalar(select(ApiKeyRow).where(ApiKeyRow.prefix == lookup_prefix(secret)))
                 if row is not None and self._hasher.matches(secret, row.secret_hash) and _usable(row):
                     tenant = await session.get(TenantRow, row.tenant)
-                    return AuthenticatedKey(Principal(row.tenant, row.id), row, tenant)
+                    limits = KeyLimits.from_row(row, defaults=self._defaults, tenant_row=tenant)
+                    return AuthenticatedKey(Principal(row.tenant, row.id, limits=limits), row, tenant)
         raise AuthenticationFailed("Incorrect API key provided. You can find your API keys with your "
                                    "platform administrator.")
 

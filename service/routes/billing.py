@@ -1,0 +1,84 @@
+"""Billing routes: the price book (``/v1/prices``) and usage reports (``/v1/usage``). Thin: decode, call, encode."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar import Response, get, post
+from litestar.params import Parameter
+
+from billing.money import Price, format_decimal, parse_amount
+from billing.prices import PriceBook
+from billing.reports import UsageQuery, UsageReports, parse_bound, parse_group_by
+from service.auth import Principal
+from service.errors import NotFound, PermissionDenied
+
+
+class PriceCreate(msgspec.Struct, kw_only=True):
+    model: str
+    input_per_million: str  # decimal strings: money never travels as a float
+    output_per_million: str
+    effective_from: str | int | None = None  # unix seconds or ISO datetime; default now
+
+
+class PriceView(msgspec.Struct, kw_only=True):
+    object: str = "price"
+    model: str
+    input_per_million: str
+    output_per_million: str
+    currency: str
+    effective_from: int
+
+
+class PriceList(msgspec.Struct, kw_only=True):
+    object: str = "list"
+    data: list[PriceView]
+
+
+def _view(price: Price) -> PriceView:
+    return PriceView(model=price.model, input_per_million=format_decimal(price.input_per_million),
+                     output_per_million=format_decimal(price.output_per_million), currency=price.currency,
+                     effective_from=int(price.effective_from.timestamp()))
+
+
+@get("/v1/prices", summary="List the price book", tags=["Billing"])
+async def list_prices(principal: Principal, price_book: PriceBook,
+                      model: Annotated[str | None, Parameter(query="model")] = None) -> PriceList:
+    """Every price entry (per 1M input / output tokens), oldest first; each applies until the next."""
+    return PriceList(data=[_view(p) for p in await price_book.list(model)])
+
+
+@post("/v1/prices", summary="Add a price (admin)", tags=["Billing"], status_code=201)
+async def create_price(data: PriceCreate, principal: Principal, price_book: PriceBook) -> PriceView:
+    """Append a price for a model from ``effective_from`` on; entries already written keep their price."""
+    if not principal.is_admin:
+        raise PermissionDenied("This route needs the platform admin key.")
+    start = None if data.effective_from is None else parse_bound(str(data.effective_from), "effective_from")
+    price = await price_book.set_price(data.model, parse_amount(data.input_per_million, "input_per_million"),
+                                       parse_amount(data.output_per_million, "output_per_million"), start)
+    return _view(price)
+
+
+@get("/v1/usage", summary="Usage report", tags=["Billing"])
+async def usage_report(
+    principal: Principal, usage_reports: UsageReports,
+    start: Annotated[str | None, Parameter(query="start")] = None,
+    end: Annotated[str | None, Parameter(query="end")] = None,
+    group_by: Annotated[str, Parameter(query="group_by")] = "day,model",
+    output: Annotated[Literal["json", "csv"], Parameter(query="format")] = "json",
+    tenant: Annotated[str | None, Parameter(query="tenant")] = None,
+) -> Response[Any]:
+    """Billable usage between ``start`` and ``end`` grouped by day/model/key/tenant; a tenant sees its own."""
+    if not principal.is_admin:
+        if tenant is not None and tenant != principal.tenant:
+            raise NotFound(f"tenant '{tenant}' not found", param="tenant")
+        tenant = principal.billing_tenant
+    query = UsageQuery(parse_bound(start, "start"), parse_bound(end, "end"), parse_group_by(group_by), tenant)
+    report = await usage_reports.report(query)
+    if output == "csv":
+        return Response(report.as_csv(), media_type="text/csv; charset=utf-8")
+    return Response(report.as_json())
+
+
+billing_handlers = [list_prices, create_price, usage_report]

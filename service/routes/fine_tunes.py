@@ -1,0 +1,168 @@
+"""Fine-tune routes: resumable uploads and ``/v1/fine_tuned_models`` (create, list, get, delete).
+
+Each handler decodes, calls one ``FineTuneService`` / ``UploadSessions`` method, and encodes. Bodies of the
+upload routes are streamed to disk (``request_max_body_size=None`` here; the service counts bytes itself).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from litestar import Request, delete, get, post, put
+
+from models.finetune.multipart_form import receive_form
+from models.finetune.service import FineTuneService
+from models.finetune.uploads import UploadSessions
+from service.auth import Principal
+from service.errors import InvalidRequest, PayloadTooLarge
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from models.finetune.tables import FineTunedModelRow
+
+MAX_JSON_BYTES = 64 * 1024
+UPLOAD_FILENAME = "upload.tar"
+
+
+class CreateUpload(msgspec.Struct, kw_only=True):
+    """``POST /v1/uploads``: how many bytes will follow (and, optionally, the archive's name)."""
+
+    bytes: int
+    filename: str = UPLOAD_FILENAME
+
+
+class CreateFineTune(msgspec.Struct, kw_only=True):
+    """``POST /v1/fine_tuned_models`` as JSON, finalising a resumable upload (an archive)."""
+
+    upload_id: str
+    base: str
+    name: str
+    kind: str = "lora"
+    tenant: str | None = None  # meterway extension: the admin names the owner
+    input_price_per_million: str | None = None
+    output_price_per_million: str | None = None
+
+
+def fine_tune_body(row: FineTunedModelRow) -> dict[str, Any]:
+    """The wire form of a fine-tune (prices as exact decimal strings)."""
+    return {"id": row.id, "object": "fine_tuned_model", "created": int(row.created_at.timestamp()),
+            "owned_by": row.tenant, "base": row.base, "kind": row.kind, "name": row.name, "sha256": row.sha256,
+            "size_bytes": row.size_bytes, "status": "ready",
+            "input_price_per_million": format(row.input_price_per_million, "f"),
+            "output_price_per_million": format(row.output_price_per_million, "f")}
+
+
+async def _limited(request: Request[Any, Any, Any], limit: int) -> AsyncIterator[bytes]:
+    """The request body as it arrives, refused (413) once past ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"upload exceeds the {limit}-byte limit")
+    seen = 0
+    async for chunk in request.stream():
+        seen += len(chunk)
+        if seen > limit:
+            raise PayloadTooLarge(f"upload exceeds the {limit}-byte limit")
+        yield chunk
+
+
+async def _json(request: Request[Any, Any, Any], kind: type[Any]) -> Any:
+    body = b"".join([chunk async for chunk in _limited(request, MAX_JSON_BYTES)])
+    try:
+        return msgspec.json.decode(body, type=kind)
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"invalid request body: {exc}") from None
+
+
+def _offset(request: Request[Any, Any, Any]) -> int:
+    """The append offset from ``Upload-Offset`` or ``Content-Range: bytes start-end/total``."""
+    raw = request.headers.get("upload-offset")
+    content_range = request.headers.get("content-range")
+    if raw is None and content_range and content_range.startswith("bytes "):
+        raw = content_range[6:].split("-", 1)[0]
+    if raw is None or not raw.strip().isdigit():
+        raise InvalidRequest("send the append offset as Upload-Offset or Content-Range: bytes <start>-<end>/<total>",
+                             param="offset")
+    return int(raw)
+
+
+@post("/v1/uploads", summary="Open a resumable upload", tags=["Fine-tunes"], status_code=201)
+async def create_upload(data: CreateUpload, principal: Principal, uploads: UploadSessions) -> dict[str, Any]:
+    """Open a session for ``bytes`` bytes; 413 past the server's upload limit."""
+    return uploads.create(principal.billing_tenant, data.bytes, data.filename).body()
+
+
+@get("/v1/uploads/{upload_id:str}", summary="Where a resumable upload stands", tags=["Fine-tunes"])
+async def get_upload(upload_id: str, principal: Principal, uploads: UploadSessions) -> dict[str, Any]:
+    """The offset received so far: where a client resumes after a broken connection."""
+    return uploads.status(principal.billing_tenant, upload_id).body()
+
+
+@put("/v1/uploads/{upload_id:str}", summary="Append bytes to a resumable upload", tags=["Fine-tunes"],
+     request_max_body_size=None)
+async def append_upload(upload_id: str, principal: Principal, uploads: UploadSessions,
+                        request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """Append the body at the given offset (409 with the right offset when it is not the current end)."""
+    status = await uploads.append(principal.billing_tenant, upload_id, _offset(request),
+                                  _limited(request, uploads.limits.max_upload_bytes))
+    return status.body()
+
+
+@delete("/v1/uploads/{upload_id:str}", summary="Abandon a resumable upload", tags=["Fine-tunes"],
+        status_code=200)
+async def delete_upload(upload_id: str, principal: Principal, uploads: UploadSessions) -> dict[str, Any]:
+    """Drop the session and its bytes."""
+    uploads.remove(principal.billing_tenant, upload_id)
+    return {"id": upload_id, "object": "upload", "deleted": True}
+
+
+@post("/v1/fine_tuned_models", summary="Upload a fine-tuned model", tags=["Fine-tunes"], status_code=201,
+      request_max_body_size=None)
+async def create_fine_tune(principal: Principal, fine_tunes: FineTuneService, uploads: UploadSessions,
+                           request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """A multipart upload (fields + files or one archive), or JSON naming a finished resumable upload."""
+    content_type = request.headers.get("content-type", "")
+    with fine_tunes.staging() as area:
+        if content_type.startswith("multipart/"):
+            fields = await receive_form(_limited(request, fine_tunes.limits.max_upload_bytes), content_type, area)
+            new = fine_tunes.new_request(
+                principal, base=fields.get("base", ""), name=fields.get("name", ""),
+                kind=fields.get("kind", "lora"), tenant=fields.get("tenant"),
+                input_price=fields.get("input_price_per_million"),
+                output_price=fields.get("output_price_per_million"))
+            row = await fine_tunes.create(new, area)
+        else:
+            data: CreateFineTune = await _json(request, CreateFineTune)
+            new = fine_tunes.new_request(principal, base=data.base, name=data.name, kind=data.kind,
+                                         tenant=data.tenant, input_price=data.input_price_per_million,
+                                         output_price=data.output_price_per_million)
+            path, status = uploads.data(principal.billing_tenant, data.upload_id)
+            area.adopt(status.filename, path)
+            uploads.remove(principal.billing_tenant, data.upload_id)
+            row = await fine_tunes.create(new, area)
+    return fine_tune_body(row)
+
+
+@get("/v1/fine_tuned_models", summary="List your fine-tuned models", tags=["Fine-tunes"])
+async def list_fine_tunes(principal: Principal, fine_tunes: FineTuneService) -> dict[str, Any]:
+    """The caller's live fine-tunes."""
+    return {"object": "list", "data": [fine_tune_body(row) for row in await fine_tunes.list(principal)]}
+
+
+@get("/v1/fine_tuned_models/{model_id:str}", summary="Get a fine-tuned model", tags=["Fine-tunes"])
+async def get_fine_tune(model_id: str, principal: Principal, fine_tunes: FineTuneService) -> dict[str, Any]:
+    """One fine-tune; 404 ``model_not_found`` for another tenant's, as for one that does not exist."""
+    return fine_tune_body(await fine_tunes.get(principal, model_id))
+
+
+@delete("/v1/fine_tuned_models/{model_id:str}", summary="Delete a fine-tuned model", tags=["Fine-tunes"],
+        status_code=200)
+async def delete_fine_tune(model_id: str, principal: Principal, fine_tunes: FineTuneService) -> dict[str, Any]:
+    """Delete the fine-tune and its files (OpenAI's delete-model answer)."""
+    row = await fine_tunes.delete(principal, model_id)
+    return {"id": row.id, "object": "model", "deleted": True}
+
+
+fine_tune_handlers = [create_upload, get_upload, append_upload, delete_upload, create_fine_tune,
+                      list_fine_tunes, get_fine_tune, delete_fine_tune]
