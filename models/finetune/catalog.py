@@ -1,0 +1,139 @@
+"""Fine-tunes as catalog entries: the ``ModelSpec`` the gateway and the pool see for each live fine-tune.
+
+A LoRA fine-tune is its base's spec plus ``base`` and ``adapter_path`` (the pool attaches it to the base's
+worker); a full-weight fine-tune is an ordinary ``store:`` model. Another tenant's fine-tune resolves to None,
+exactly like a model that does not exist.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sqlalchemy import select
+
+from models.catalog import ModelSpec, load_catalog
+from models.finetune.limits import UploadLimits
+from models.finetune.tables import FineTunedModelRow
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from pathlib import Path
+
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+    from models.finetune.service import PriceSetter
+
+FINE_TUNE_PREFIX = "ft:"
+
+
+class Caller(Protocol):
+    """What the catalog needs of a caller (``service.auth.Principal`` fits)."""
+
+    @property
+    def tenant(self) -> str | None: ...
+
+    @property
+    def is_admin(self) -> bool: ...
+
+
+def model_id(base: str, tenant: str, name: str) -> str:
+    """OpenAI-style fine-tune id: ``ft:<base>:<tenant>:<name>``."""
+    return f"{FINE_TUNE_PREFIX}{base}:{tenant}:{name}"
+
+
+def spec_for(row: FineTunedModelRow, base: ModelSpec) -> ModelSpec:
+    """The serving spec of one fine-tune of ``base``."""
+    common = {"id": row.id, "owned_by": row.tenant, "tenant": row.tenant, "hidden": False,
+              "input_price_per_million": row.input_price_per_million,
+              "output_price_per_million": row.output_price_per_million,
+              "created": int(row.created_at.timestamp()),
+              "extra": {"kind": row.kind, "base": base.id, "sha256": row.sha256}}
+    if row.kind == "lora":
+        return dataclasses.replace(base, base=base.id, adapter_path=row.store_path, **common)
+    return dataclasses.replace(base, source=f"store:{row.store_path}", base=None, adapter_path=None, **common)
+
+
+def _bases(catalog: Sequence[ModelSpec] | None) -> dict[str, ModelSpec]:
+    return {spec.id: spec for spec in (load_catalog() if catalog is None else catalog) if spec.tenant is None}
+
+
+async def tenant_models(session: AsyncSession, tenant: str | None, *,
+                        catalog: Sequence[ModelSpec] | None = None) -> list[ModelSpec]:
+    """The live fine-tunes ``tenant`` may call (all tenants' when ``tenant`` is None: the admin's view)."""
+    query = select(FineTunedModelRow).where(FineTunedModelRow.deleted_at.is_(None)).order_by(FineTunedModelRow.id)
+    if tenant is not None:
+        query = query.where(FineTunedModelRow.tenant == tenant)
+    bases = _bases(catalog)
+    rows = (await session.execute(query)).scalars()
+    return [spec_for(row, bases[row.base]) for row in rows if row.base in bases]
+
+
+async def resolve(session: AsyncSession, model: str, principal: Caller, *,
+                  catalog: Sequence[ModelSpec] | None = None) -> ModelSpec | None:
+    """The fine-tune ``model`` if it exists, is live and ``principal`` may see it; None otherwise."""
+    if not model.startswith(FINE_TUNE_PREFIX):
+        return None
+    row = await session.get(FineTunedModelRow, model)
+    if row is None or row.deleted_at is not None:
+        return None
+    if not (principal.is_admin or row.tenant == principal.tenant):
+        return None
+    base = _bases(catalog).get(row.base)
+    return spec_for(row, base) if base else None
+
+
+class FineTuneCatalog:
+    """The fine-tune side of the app, built once by ``create_app``: catalog lookups, services, routes."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], store: Path, catalog: Mapping[str, ModelSpec],
+                 *, limits: UploadLimits | None = None, prices: PriceSetter | None = None) -> None:
+        from models.finetune.service import FineTuneService
+        from models.finetune.uploads import UploadSessions
+
+        self._sessions = sessions
+        self._catalog = [spec for spec in catalog.values() if spec.tenant is None]
+        limits = limits or UploadLimits()
+        self.service = FineTuneService(sessions, store, limits, self._catalog, prices)
+        self.uploads = UploadSessions(store, limits)
+
+    async def visible(self, principal: Caller) -> list[ModelSpec]:
+        """The fine-tunes ``principal`` may list (its tenant's; every tenant's for the admin)."""
+        async with self._sessions() as session:
+            return await tenant_models(session, None if principal.is_admin else principal.tenant,
+                                       catalog=self._catalog)
+
+    async def find(self, model: str, principal: Caller) -> ModelSpec | None:
+        """The fine-tune ``model`` if ``principal`` may call it, else None (a 404 like any unknown model)."""
+        async with self._sessions() as session:
+            return await resolve(session, model, principal, catalog=self._catalog)
+
+    async def spec_for_pool(self, model: str) -> ModelSpec | None:
+        """Any live fine-tune by id, without a caller (the pool runs what the gateway already authorised)."""
+        async with self._sessions() as session:
+            return await resolve(session, model, _POOL, catalog=self._catalog)
+
+    @property
+    def dependencies(self) -> dict[str, Any]:
+        """Litestar dependencies the fine-tune routes take: ``fine_tunes`` and ``uploads``."""
+        from litestar.di import Provide
+
+        return {"fine_tunes": Provide(lambda: self.service, use_cache=True, sync_to_thread=False),
+                "uploads": Provide(lambda: self.uploads, use_cache=True, sync_to_thread=False)}
+
+    @property
+    def handlers(self) -> list[Any]:
+        """The route handlers to register."""
+        # Imported here: the routes import this package's service, so a module-level import would cycle.
+        from service.routes.fine_tunes import fine_tune_handlers
+
+        return list(fine_tune_handlers)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Internal:
+    tenant: str | None = None
+    is_admin: bool = True
+
+
+_POOL = _Internal()

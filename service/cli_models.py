@@ -1,0 +1,71 @@
+"""``meterway models ...``: upload, list and delete fine-tuned models through the server's REST API.
+
+Client-side commands: they talk to ``METERWAY_URL`` with ``METERWAY_API_KEY``. ``upload`` shows a progress
+bar and resumes a broken upload (in the same run, and in a later run of the same command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def add_model_commands(commands: Any) -> None:
+    """Register ``models upload|list|get|delete`` on the ``meterway`` parser's subcommands."""
+    models = commands.add_parser("models", help="fine-tuned models (through the server)").add_subparsers(
+        title="models")
+    upload = models.add_parser("upload", help="upload a PEFT LoRA adapter or full weights (dir or archive)")
+    upload.add_argument("path", type=Path)
+    upload.add_argument("--base", required=True, help="catalog model the fine-tune is made from")
+    upload.add_argument("--name", required=True, help="your name for it: ft:<base>:<tenant>:<name>")
+    upload.add_argument("--kind", choices=["lora", "full"], help="default: lora if adapter_config.json is there")
+    upload.add_argument("--input-price", help="decimal price per 1M input tokens (default: the base's)")
+    upload.add_argument("--output-price", help="decimal price per 1M output tokens (default: the base's)")
+    upload.add_argument("--tenant", help="owner tenant (admin key only)")
+    upload.add_argument("--chunk-mb", type=int, default=8, help="bytes per request, in MiB")
+    upload.set_defaults(run=_upload)
+    listing = models.add_parser("list", help="list your fine-tuned models")
+    listing.set_defaults(run=lambda a: _print(_client().get("/v1/fine_tuned_models")))
+    get = models.add_parser("get", help="show one fine-tuned model")
+    get.add_argument("model")
+    get.set_defaults(run=lambda a: _print(_client().get(f"/v1/fine_tuned_models/{a.model}")))
+    remove = models.add_parser("delete", help="delete a fine-tuned model")
+    remove.add_argument("model")
+    remove.set_defaults(run=lambda a: _print(_client().delete(f"/v1/fine_tuned_models/{a.model}")))
+
+
+def _client() -> Any:
+    from service.cli import client
+
+    return client()
+
+
+def _print(response: Any) -> Any:
+    from service.cli import print_response
+
+    return print_response(response)
+
+
+def _upload(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from models.finetune.client import ResumableUploader, UploadFailed, UploadJob, default_cache
+
+    if not args.path.exists():
+        raise SystemExit(f"meterway: {args.path} does not exist")
+    job = UploadJob(args.path, args.base, args.name, args.kind, args.input_price, args.output_price,
+                    chunk_bytes=max(1, args.chunk_mb) * 1024 * 1024,
+                    extra={"tenant": args.tenant} if args.tenant else {})
+    with tqdm(unit="B", unit_scale=True, unit_divisor=1024, desc=f"upload {args.name}") as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        try:
+            created = ResumableUploader(_client(), default_cache(), progress).upload(job)
+        except UploadFailed as exc:
+            raise SystemExit(f"meterway: {exc.status}: {exc.message}") from None
+    print(json.dumps(created, indent=2))
