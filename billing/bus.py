@@ -60,7 +60,7 @@ class BusOptions:
     publish_timeout_s: float = 2.0
 
 
-BusFactory = Callable[["Settings", "Database", BusOptions], Awaitable[UsageBus]]
+BusFactory = Callable[["Settings", "Database", BusOptions], UsageBus]
 
 
 def encode_event(event: UsageEvent) -> bytes:
@@ -84,8 +84,8 @@ def bus_kind(settings: Settings) -> str:
     return "nats" if settings.billing.nats_url else "local"
 
 
-async def open_bus(settings: Settings, database: Database, options: BusOptions | None = None,
-                   kind: str | None = None) -> UsageBus:
-    """Build the bus the settings ask for (or ``kind``)."""
+def open_bus(settings: Settings, database: Database, options: BusOptions | None = None,
+             kind: str | None = None) -> UsageBus:
+    """Build (without connecting) the bus the settings ask for (or ``kind``)."""
     factory = bus_registry()[kind or bus_kind(settings)]
-    return await factory(settings, database, options or BusOptions())
+    return factory(settings, database, options or BusOptions())

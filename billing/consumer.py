@@ -87,7 +87,7 @@ async def serve(argv: list[str] | None = None) -> None:
     database = Database.connect(settings.database_url)
     options = BusOptions(stream=args.nats_stream, subject=args.nats_subject, durable=args.durable,
                          ack_wait_s=args.ack_wait)
-    bus = await open_bus(settings, database, options)
+    bus = open_bus(settings, database, options)
     consumer = LedgerConsumer(bus, LedgerWriter(database.sessions, settings.billing.currency),
                               batch_size=settings.billing.consumer_batch,
                               interval_s=settings.billing.consumer_interval_s)

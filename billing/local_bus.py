@@ -78,6 +78,6 @@ class LocalOutboxBus:
         """Nothing to release: the database belongs to the app."""
 
 
-async def open_local_bus(settings: Settings, database: Database, options: BusOptions) -> LocalOutboxBus:
+def open_local_bus(settings: Settings, database: Database, options: BusOptions) -> LocalOutboxBus:
     """Registry factory for the local bus."""
     return LocalOutboxBus(database, options)

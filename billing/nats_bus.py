@@ -8,6 +8,7 @@ whatever is not acked within ``ack_wait_s`` is redelivered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("billing.nats")
 DUPLICATE_WINDOW_S = 24 * 3600  # covers any gateway spool replay within a day
+CONNECT_TIMEOUT_S = 2
 
 
 class NatsJetStreamBus:
@@ -44,12 +46,14 @@ class NatsJetStreamBus:
             import nats
 
             try:
-                self._nc = await nats.connect(
-                    self._url, connect_timeout=2, allow_reconnect=True, max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.5, error_cb=_log_error)
+                # nats-py retries a first connect forever with max_reconnect_attempts=-1: bound it here.
+                async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                    self._nc = await nats.connect(
+                        self._url, connect_timeout=CONNECT_TIMEOUT_S, allow_reconnect=True,
+                        max_reconnect_attempts=-1, reconnect_time_wait=0.5, error_cb=_log_error)
                 self._js = self._nc.jetstream()
                 await self._ensure_stream()
-            except (OSError, TimeoutError, asyncio.TimeoutError, nats.errors.Error) as exc:
+            except (OSError, TimeoutError, nats.errors.Error) as exc:
                 await self._drop()
                 raise BusUnavailable(f"NATS at {self._url} unreachable: {exc}") from exc
             return self._js
@@ -71,7 +75,7 @@ class NatsJetStreamBus:
         try:
             await js.publish(self._options.subject, encode_event(event), timeout=self._options.publish_timeout_s,
                              headers={"Nats-Msg-Id": event.request_id})
-        except (OSError, TimeoutError, asyncio.TimeoutError, nats.errors.Error) as exc:
+        except (OSError, TimeoutError, nats.errors.Error) as exc:
             raise BusUnavailable(f"JetStream publish failed: {exc}") from exc
 
     async def _subscription(self) -> Any:
@@ -92,7 +96,7 @@ class NatsJetStreamBus:
         sub = await self._subscription()
         try:
             messages = await sub.fetch(max_events, timeout=max(timeout_s, 0.05))
-        except (TimeoutError, asyncio.TimeoutError, nats.errors.TimeoutError):
+        except (TimeoutError, nats.errors.TimeoutError):
             messages = []
         events, good = [], []
         for message in messages:
@@ -113,10 +117,8 @@ class NatsJetStreamBus:
     async def _drop(self) -> None:
         nc, self._nc, self._js, self._sub = self._nc, None, None, None
         if nc is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing a broken connection may fail; it is gone anyway
                 await nc.close()
-            except Exception:  # closing a broken connection may fail; it is gone either way
-                pass
 
     async def close(self) -> None:
         """Close the connection."""
@@ -128,6 +130,6 @@ async def _log_error(exc: Exception) -> None:
     log.warning("nats_error", error=str(exc))
 
 
-async def open_nats_bus(settings: Settings, database: Database, options: BusOptions) -> NatsJetStreamBus:
+def open_nats_bus(settings: Settings, database: Database, options: BusOptions) -> NatsJetStreamBus:
     """Registry factory for the NATS bus."""
     return NatsJetStreamBus(settings.billing.nats_url, options)

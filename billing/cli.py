@@ -1,0 +1,161 @@
+"""``meterway billing ...`` and ``meterway usage report``: server-side commands on the database of the settings.
+
+    meterway billing close --period 2026-11 [--format json|csv]
+    meterway billing statements --period 2026-11 [--format json|csv]
+    meterway billing export-stripe
+    meterway billing reconcile
+    meterway billing link-stripe --tenant acme --customer cus_123
+    meterway billing prices [--model M]
+    meterway billing set-price --model M --input 0.05 --output 0.10 [--from 2026-12-01]
+    meterway billing consume            # drain the bus into the ledger once, then exit
+    meterway usage report --start 2026-11-01 --end 2026-11-30 --group-by day,model --format csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from billing.money import format_decimal, parse_amount
+from billing.periods import statements_csv, statements_json
+from billing.reports import UsageQuery, parse_bound, parse_group_by
+from service.errors import MeterwayError
+
+if TYPE_CHECKING:
+    from billing.wiring import Billing
+
+
+def add_billing_commands(subparsers: Any) -> None:
+    """Add ``billing`` and ``usage`` (each with their subcommands) to meterway's argparse subparsers."""
+    billing = subparsers.add_parser("billing", help="period close, Stripe export, prices (on the database)")
+    commands = billing.add_subparsers(title="billing commands", required=True)
+    close = commands.add_parser("close", help="freeze a period into per-tenant statements")
+    close.add_argument("--period", required=True, help="YYYY-MM (UTC month)")
+    close.add_argument("--format", choices=("json", "csv"), default="json")
+    close.set_defaults(run=_command(_close))
+    shown = commands.add_parser("statements", help="print the statements of a closed period")
+    shown.add_argument("--period", required=True)
+    shown.add_argument("--tenant")
+    shown.add_argument("--format", choices=("json", "csv"), default="json")
+    shown.set_defaults(run=_command(_statements))
+    commands.add_parser("export-stripe", help="send usage to Stripe as meter events").set_defaults(
+        run=_command(_export))
+    commands.add_parser("reconcile", help="ledger vs exported tokens per tenant").set_defaults(
+        run=_command(_reconcile))
+    link = commands.add_parser("link-stripe", help="link a tenant to a Stripe customer id")
+    link.add_argument("--tenant", required=True)
+    link.add_argument("--customer", required=True)
+    link.set_defaults(run=_command(_link))
+    prices = commands.add_parser("prices", help="list the price book")
+    prices.add_argument("--model")
+    prices.set_defaults(run=_command(_prices))
+    set_price = commands.add_parser("set-price", help="add a price (per 1M tokens) from a start time on")
+    set_price.add_argument("--model", required=True)
+    set_price.add_argument("--input", required=True, help="price per 1M input tokens, e.g. 0.05")
+    set_price.add_argument("--output", required=True, help="price per 1M output tokens")
+    set_price.add_argument("--from", dest="effective_from", help="ISO datetime or unix seconds; default now")
+    set_price.set_defaults(run=_command(_set_price))
+    commands.add_parser("consume", help="drain the usage bus into the ledger once").set_defaults(
+        run=_command(_consume))
+    _add_usage_commands(subparsers)
+
+
+def _add_usage_commands(subparsers: Any) -> None:
+    usage = subparsers.add_parser("usage", help="usage reports from the ledger")
+    commands = usage.add_subparsers(title="usage commands", required=True)
+    report = commands.add_parser("report", help="billable usage grouped by day, model, key and/or tenant")
+    report.add_argument("--start", help="unix seconds, ISO date or datetime (inclusive)")
+    report.add_argument("--end", help="exclusive; a date alone includes that day")
+    report.add_argument("--group-by", default="day,model", help="any of day,model,key,tenant")
+    report.add_argument("--tenant", help="one tenant only")
+    report.add_argument("--format", choices=("json", "csv"), default="json")
+    report.set_defaults(run=_command(_usage_report))
+
+
+def _command(action: Callable[[Billing, argparse.Namespace], Awaitable[str]]) -> Callable[[argparse.Namespace], None]:
+    """Run ``action`` with billing built on the settings' database, print its output, map domain errors."""
+
+    def run(args: argparse.Namespace) -> None:
+        try:
+            print(asyncio.run(_with_billing(action, args)))
+        except MeterwayError as exc:
+            print(f"meterway: {exc.message}", file=sys.stderr)
+            raise SystemExit(1) from exc
+
+    return run
+
+
+async def _with_billing(action: Callable[[Billing, argparse.Namespace], Awaitable[str]],
+                        args: argparse.Namespace) -> str:
+    from billing.wiring import build_billing
+    from service.db import Database
+    from service.settings import Settings
+
+    settings = Settings.from_env()
+    database = Database.connect(settings.database_url)
+    billing = build_billing(settings, database, run_consumer=False)
+    try:
+        return await action(billing, args)
+    finally:
+        await billing.bus.close()
+        await database.close()
+
+
+async def _close(billing: Billing, args: argparse.Namespace) -> str:
+    statements = await billing.periods.close_period(args.period)
+    return statements_csv(statements) if args.format == "csv" else statements_json(statements)
+
+
+async def _statements(billing: Billing, args: argparse.Namespace) -> str:
+    statements = await billing.periods.statements(args.period, args.tenant)
+    return statements_csv(statements) if args.format == "csv" else statements_json(statements)
+
+
+async def _export(billing: Billing, _args: argparse.Namespace) -> str:
+    if billing.exporter is None:
+        raise SystemExit("meterway: set METERWAY_STRIPE_API_KEY to export to Stripe")
+    result = await billing.exporter.export()
+    return json.dumps({"sent": result.sent, "already_there": result.already_there, "tokens": result.tokens})
+
+
+async def _reconcile(billing: Billing, _args: argparse.Namespace) -> str:
+    if billing.exporter is None:
+        raise SystemExit("meterway: set METERWAY_STRIPE_API_KEY to reconcile with Stripe")
+    lines = await billing.exporter.reconcile()
+    return json.dumps({"data": [line.as_dict() for line in lines],
+                       "balanced": all(line.balanced for line in lines)}, indent=2)
+
+
+async def _link(billing: Billing, args: argparse.Namespace) -> str:
+    await billing.link_stripe_customer(args.tenant, args.customer)
+    return f"tenant {args.tenant} linked to Stripe customer {args.customer}"
+
+
+async def _prices(billing: Billing, args: argparse.Namespace) -> str:
+    rows = [{"model": p.model, "input_per_million": format_decimal(p.input_per_million),
+             "output_per_million": format_decimal(p.output_per_million), "currency": p.currency,
+             "effective_from": p.effective_from.isoformat()} for p in await billing.prices.list(args.model)]
+    return json.dumps({"data": rows}, indent=2)
+
+
+async def _set_price(billing: Billing, args: argparse.Namespace) -> str:
+    start = parse_bound(args.effective_from, "effective_from") if args.effective_from else None
+    price = await billing.prices.set_price(args.model, parse_amount(args.input, "input"),
+                                           parse_amount(args.output, "output"), start)
+    return f"{price.model}: {price.input_per_million}/{price.output_per_million} {price.currency} per 1M " \
+           f"tokens from {price.effective_from.isoformat()}"
+
+
+async def _consume(billing: Billing, _args: argparse.Namespace) -> str:
+    return f"{await billing.consumer.drain()} events drained into the ledger"
+
+
+async def _usage_report(billing: Billing, args: argparse.Namespace) -> str:
+    query = UsageQuery(parse_bound(args.start, "start"), parse_bound(args.end, "end"),
+                       parse_group_by(args.group_by), args.tenant)
+    report = await billing.reports.report(query)
+    return report.as_csv().rstrip("\n") if args.format == "csv" else json.dumps(report.as_json(), indent=2)

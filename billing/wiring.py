@@ -1,0 +1,122 @@
+"""Billing's composition: ``build_billing(settings, database)`` for ``create_app`` and the CLI.
+
+It builds the bus, meter, price book, reports, period closer and Stripe exporter, exposes the route handlers
+and their dependencies, and runs the background tasks (ledger consumer, spool forwarder, scheduled export).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from litestar.di import Provide
+
+from billing.bus import BusOptions, UsageBus, open_bus
+from billing.consumer import LedgerConsumer
+from billing.ledger import LedgerWriter
+from billing.meter import Meter
+from billing.periods import PeriodCloser
+from billing.prices import PriceBook
+from billing.reports import UsageReports
+from billing.spool import FileSpool
+from billing.stripe_export import StripeExporter, link_stripe_customer
+from billing.stripe_sink import MeterEventSink, StripeMeterEventSink
+
+if TYPE_CHECKING:
+    from models.catalog import ModelSpec
+    from service.db import Database
+    from service.settings import Settings
+
+log = structlog.get_logger("billing")
+
+
+@dataclass
+class Billing:
+    """Every billing service of one app, and the tasks that keep the ledger moving."""
+
+    settings: Settings
+    database: Database
+    bus: UsageBus
+    meter: Meter
+    prices: PriceBook
+    reports: UsageReports
+    periods: PeriodCloser
+    ledger: LedgerWriter
+    exporter: StripeExporter | None
+    run_consumer: bool = True
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list, repr=False)
+
+    @property
+    def consumer(self) -> LedgerConsumer:
+        """A consumer over this app's bus (the server runs one; the CLI and tests drain with it)."""
+        return LedgerConsumer(self.bus, self.ledger, batch_size=self.settings.billing.consumer_batch,
+                              interval_s=self.settings.billing.consumer_interval_s)
+
+    @property
+    def handlers(self) -> list[Any]:
+        """Route handlers: ``/v1/prices`` and ``/v1/usage``."""
+        from service.routes.billing import billing_handlers
+
+        return list(billing_handlers)
+
+    @property
+    def dependencies(self) -> dict[str, Provide]:
+        """What the handlers take: ``price_book`` and ``usage_reports``."""
+        return {"price_book": Provide(lambda: self.prices, use_cache=True, sync_to_thread=False),
+                "usage_reports": Provide(lambda: self.reports, use_cache=True, sync_to_thread=False)}
+
+    async def start(self, catalog: Iterable[ModelSpec] = ()) -> None:
+        """Seed catalog prices, then start the consumer, the spool forwarder and the scheduled export."""
+        await self.prices.seed(catalog)
+        self._spawn(self.meter.run_forwarder(), "spool-forwarder")
+        if self.run_consumer:
+            self._spawn(self.consumer.run(), "ledger-consumer")
+        interval = self.settings.billing.stripe_export_interval_s
+        if self.exporter is not None and interval > 0:
+            self._spawn(_every(interval, self.exporter.export), "stripe-export")
+
+    def _spawn(self, work: Any, name: str) -> None:
+        self._tasks.append(asyncio.create_task(work, name=f"billing:{name}"))
+
+    async def stop(self) -> None:
+        """Stop the tasks, forward what the spool can, close the bus."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        with contextlib.suppress(Exception):
+            await self.meter.forward_spool()
+        await self.bus.close()
+
+    async def link_stripe_customer(self, tenant: str, customer_id: str) -> None:
+        """Link a tenant to its Stripe customer for the export."""
+        await link_stripe_customer(self.database.sessions, tenant, customer_id)
+
+
+async def _every(interval_s: float, job: Any) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await job()
+        except Exception as exc:  # Stripe down: the pending records wait for the next run
+            log.warning("scheduled_job_failed", error=str(exc))
+
+
+def build_billing(settings: Settings, database: Database, *, options: BusOptions | None = None,
+                  sink: MeterEventSink | None = None, run_consumer: bool = True) -> Billing:
+    """Build (without starting) billing for an app; ``sink`` replaces Stripe (e.g. in tests)."""
+    bus = open_bus(settings, database, options)
+    meter = Meter(bus, FileSpool(settings.home / "billing-spool"))
+    billing_settings = settings.billing
+    if sink is None and billing_settings.stripe_api_key:
+        sink = StripeMeterEventSink(billing_settings.stripe_api_key, billing_settings.stripe_api_base)
+    exporter = StripeExporter(database.sessions, sink, billing_settings.stripe_meter_event) if sink else None
+    return Billing(settings, database, bus, meter, PriceBook(database.sessions, billing_settings.currency),
+                   UsageReports(database.sessions), PeriodCloser(database.sessions),
+                   LedgerWriter(database.sessions, billing_settings.currency), exporter, run_consumer)
