@@ -6,7 +6,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Response, get, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import JSONBody, QueryParameter
 
 from billing.money import Price, format_decimal, parse_amount
 from billing.prices import PriceBook
@@ -43,14 +44,14 @@ def _view(price: Price) -> PriceView:
 
 
 @get("/v1/prices", summary="List the price book", tags=["Billing"])
-async def list_prices(principal: Principal, price_book: PriceBook,
-                      model: Annotated[str | None, Parameter(query="model")] = None) -> PriceList:
+async def list_prices(principal: NamedDependency[Principal], price_book: NamedDependency[PriceBook],
+                      model: Annotated[str | None, QueryParameter()] = None) -> PriceList:
     """Every price entry (per 1M input / output tokens), oldest first; each applies until the next."""
     return PriceList(data=[_view(p) for p in await price_book.list(model)])
 
 
 @post("/v1/prices", summary="Add a price (admin)", tags=["Billing"], status_code=201)
-async def create_price(data: PriceCreate, principal: Principal, price_book: PriceBook) -> PriceView:
+async def create_price(data: JSONBody[PriceCreate], principal: NamedDependency[Principal], price_book: NamedDependency[PriceBook]) -> PriceView:
     """Append a price for a model from ``effective_from`` on; entries already written keep their price."""
     if not principal.is_admin:
         raise PermissionDenied("This route needs the platform admin key.")
@@ -62,12 +63,12 @@ async def create_price(data: PriceCreate, principal: Principal, price_book: Pric
 
 @get("/v1/usage", summary="Usage report", tags=["Billing"])
 async def usage_report(
-    principal: Principal, usage_reports: UsageReports,
-    start: Annotated[str | None, Parameter(query="start")] = None,
-    end: Annotated[str | None, Parameter(query="end")] = None,
-    group_by: Annotated[str, Parameter(query="group_by")] = "day,model",
-    output: Annotated[Literal["json", "csv"], Parameter(query="format")] = "json",
-    tenant: Annotated[str | None, Parameter(query="tenant")] = None,
+    principal: NamedDependency[Principal], usage_reports: NamedDependency[UsageReports],
+    start: Annotated[str | None, QueryParameter()] = None,
+    end: Annotated[str | None, QueryParameter()] = None,
+    group_by: Annotated[str, QueryParameter()] = "day,model",
+    output: Annotated[Literal["json", "csv"], QueryParameter(name="format")] = "json",
+    tenant: Annotated[str | None, QueryParameter()] = None,
 ) -> Response[Any]:
     """Billable usage between ``start`` and ``end`` grouped by day/model/key/tenant; a tenant sees its own."""
     if not principal.is_admin:
