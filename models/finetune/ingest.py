@@ -5,6 +5,7 @@ Blocking file work (hashing, archive expansion, header reads): the service runs 
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -57,8 +58,11 @@ def ingest(store: Path, area: StagingArea, *, kind: str, base: str, tenant: str,
     """Check the staged upload against ``base`` and store it; ``UploadRejected`` leaves the store untouched."""
     expand_archives(area)
     checked = check_upload(kind, dict(area.files), load_base(store, base), area.limits)
+    for relative, source in checked.inherited.items():
+        # Copied, not linked: the base's own files must not become (read-only) blobs.
+        shutil.copyfile(source, area.new_file(str(relative))[1])
     blobs = BlobStore(store)
-    files = {**checked.inherited, **checked.files}
+    files = dict(area.files)
     assembled, digest, size = blobs.assemble(files, area.root / "out")
     target, created = blobs.install(assembled, blobs.finetune_dir(tenant, name, digest))
     log.info("fine-tune stored", kind=kind, base=base, tenant=tenant, name=name, sha256=digest, bytes=size,
