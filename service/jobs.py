@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from models.catalog import ModelSpec
 from models.pool.api import EmbeddingJob, GenerationJob
@@ -87,7 +88,7 @@ def plan_embeddings(request: EmbeddingRequest, model: ModelSpec, tokenizer: Prom
     _require_task(model, "embedding", "embeddings")
     if request.dimensions is not None:
         raise InvalidRequest("'dimensions' is not supported by this model.", param="dimensions")
-    inputs = [_prompt_ids(p, tokenizer) for p in _prompt_list(request.input)]
+    inputs = [_prompt_ids(p, tokenizer) for p in _prompt_list(request.input, "input")]
     if not inputs or len(inputs) > 2048 or any(not ids for ids in inputs):
         raise InvalidRequest("'input' must hold 1 to 2048 non-empty inputs.", param="input")
     for index, ids in enumerate(inputs):
@@ -142,12 +143,18 @@ def _message_dict(index: int, message: ChatMessage) -> dict[str, str]:
     return {"role": "system" if message.role == "developer" else message.role, "content": content or ""}
 
 
-def _prompt_list(prompt: str | list[str] | list[int] | list[list[int]]) -> list[str | list[int]]:
+def _prompt_list(prompt: str | list[Any], param: str = "prompt") -> list[str | list[int]]:
     if isinstance(prompt, str):
         return [prompt]
-    if prompt and all(isinstance(p, int) for p in prompt):
-        return [list(prompt)]  # type: ignore[arg-type]
-    return list(prompt)  # type: ignore[arg-type]
+    if prompt and all(isinstance(p, int) and not isinstance(p, bool) for p in prompt):
+        return [list(prompt)]
+    if all(isinstance(p, str) for p in prompt):
+        return list(prompt)
+    if all(isinstance(p, list) and p and all(isinstance(t, int) and not isinstance(t, bool) for t in p)
+           for p in prompt):
+        return list(prompt)
+    raise InvalidRequest(f"'{param}' must be a string, a list of strings, a list of token ids, or a list of "
+                         "lists of token ids.", param=param)
 
 
 def _prompt_ids(prompt: str | Sequence[int], tokenizer: PromptTokenizer) -> list[int]:

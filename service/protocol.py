@@ -56,7 +56,7 @@ class CompletionRequest(Struct, kw_only=True):
     """``POST /v1/completions`` (legacy)."""
 
     model: str
-    prompt: str | list[str] | list[int] | list[list[int]]
+    prompt: str | list[Any]  # a string, strings, token ids, or lists of token ids (checked in service.jobs)
     echo: bool = False
     frequency_penalty: Penalty | None = None
     logprobs: int | None = None
@@ -76,7 +76,7 @@ class CompletionRequest(Struct, kw_only=True):
 class EmbeddingRequest(Struct, kw_only=True):
     """``POST /v1/embeddings``."""
 
-    input: str | list[str] | list[int] | list[list[int]]
+    input: str | list[Any]  # a string, strings, token ids, or lists of token ids (checked in service.jobs)
     model: str
     dimensions: PositiveInt | None = None
     encoding_format: Literal["float", "base64"] = "float"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import structlog
@@ -59,13 +60,26 @@ def _validation_message(exc: HTTPException) -> tuple[str, str | None]:
     extra: Any = exc.extra
     if isinstance(extra, list) and extra and isinstance(extra[0], dict):
         first = extra[0]
-        param = first.get("key") or None
         text = str(first.get("message", exc.detail))
+        param = _param_of(text) or (first.get("key") if first.get("key") != "data" else None)
         return (f"Invalid value for '{param}': {text}" if param else text), param
     detail = str(exc.detail)
     if "JSON" in detail or "json" in detail:
         return "We could not parse the JSON body of your request. Make sure it is valid JSON.", None
     return detail, None
+
+
+_AT = re.compile(r"at `\$\.?([^`]*)`")
+_MISSING = re.compile(r"missing required field `([^`]+)`")
+
+
+def _param_of(message: str) -> str | None:
+    """The field a msgspec validation message names: ``$.messages[0].role`` becomes ``messages[0].role``."""
+    at, missing = _AT.search(message), _MISSING.search(message)
+    path = at.group(1) if at else ""
+    if missing:
+        path = f"{path}.{missing.group(1)}" if path else missing.group(1)
+    return path or None
 
 
 def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
