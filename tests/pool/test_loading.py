@@ -1,0 +1,70 @@
+"""On-demand loading of real models: cold start, single flight, the load-wait limit, bounded queues."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from models.pool.api import ModelState
+from service.errors import ModelLoading, ModelOverloaded
+from tests.pool.conftest import SMOLLM, collect, job, wait_for_state
+
+pytestmark = pytest.mark.slow
+
+
+async def test_first_request_loads_a_cold_model_once_for_all_concurrent_requests(make_pool, specs,
+                                                                                 prompt_ids) -> None:
+    pool = await make_pool()
+    assert pool.state(SMOLLM) is ModelState.COLD
+
+    first = asyncio.create_task(collect(pool, job(specs[SMOLLM], prompt_ids)))
+    await wait_for_state(pool, SMOLLM, ModelState.LOADING)
+    rest = [asyncio.create_task(collect(pool, job(specs[SMOLLM], prompt_ids))) for _ in range(4)]
+    results = await asyncio.gather(first, *rest)
+
+    assert pool.state(SMOLLM) is ModelState.READY
+    assert pool.metrics.value("meterway_pool_loads_total", model=SMOLLM) == 1
+    assert pool.metrics.value("meterway_pool_cold_start_seconds_count", model=SMOLLM) == 1
+    for deltas in results:
+        final = deltas[-1]
+        assert final.finish_reason in {"length", "stop"}
+        assert final.prompt_tokens == len(prompt_ids)
+        assert 1 <= final.completion_tokens <= 4
+    # Greedy decoding of one prompt: every concurrent request got the same answer.
+    assert len({"".join(d.text for d in deltas) for deltas in results}) == 1
+
+
+async def test_request_past_load_wait_gets_model_loading_while_the_load_goes_on(make_pool, specs,
+                                                                               prompt_ids) -> None:
+    pool = await make_pool(load_wait_s=0.01)
+
+    with pytest.raises(ModelLoading) as caught:
+        await collect(pool, job(specs[SMOLLM], prompt_ids))
+
+    assert caught.value.status == 503 and caught.value.retry_after and caught.value.retry_after >= 1
+    assert pool.state(SMOLLM) is ModelState.LOADING
+    await wait_for_state(pool, SMOLLM, ModelState.READY)
+    deltas = await collect(pool, job(specs[SMOLLM], prompt_ids))
+    assert deltas[-1].finish_reason in {"length", "stop"}
+    assert pool.metrics.value("meterway_pool_loads_total", model=SMOLLM) == 1
+
+
+async def test_queue_past_its_limit_is_refused_and_abandoned_streams_report_their_tokens(make_pool, specs,
+                                                                                        prompt_ids) -> None:
+    pool = await make_pool(queue_limit=2)
+    running = [pool.generate(job(specs[SMOLLM], prompt_ids, max_tokens=200)) for _ in range(2)]
+    received = [await anext(stream) for stream in running]
+
+    with pytest.raises(ModelOverloaded) as caught:
+        await collect(pool, job(specs[SMOLLM], prompt_ids))
+    assert caught.value.status == 429 and caught.value.retry_after
+
+    for stream, first in zip(running, received, strict=True):
+        await stream.aclose()
+        final = stream.final.result()
+        assert final.finish_reason == "cancelled"
+        assert first.completion_tokens <= final.completion_tokens < 200
+    assert pool.metrics.value("meterway_pool_queue_depth", model=SMOLLM) == 0
+    deltas = await collect(pool, job(specs[SMOLLM], prompt_ids))
+    assert deltas[-1].finish_reason in {"length", "stop"}
