@@ -1,0 +1,139 @@
+"""Streaming chat clients for the serving benchmark: one SSE stream timed token by token, or N at once.
+
+Both servers (meterway and the peer) speak OpenAI's streamed ``chat.completion.chunk`` events; the figures
+come from the client's clock: time to first content, time of the last content, and the server's own
+``usage.completion_tokens`` (asked for with ``stream_options.include_usage``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+
+@dataclass(frozen=True)
+class Target:
+    """A server under test: where to send chat completions and as whom."""
+
+    name: str
+    base_url: str
+    model: str
+    headers: dict[str, str] = field(default_factory=dict)
+    extra_body: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StreamResult:
+    """What one streamed completion looked like from the client."""
+
+    status: int
+    ttft_s: float | None = None  # request sent -> first non-empty content delta
+    total_s: float = 0.0  # request sent -> stream closed
+    last_content_s: float | None = None
+    completion_tokens: int = 0
+    content_events: int = 0
+    finish_reason: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def decode_tok_s(self) -> float | None:
+        """Tokens after the first divided by the time between first and last content (prefill excluded)."""
+        if self.ttft_s is None or self.last_content_s is None or self.completion_tokens < 2:
+            return None
+        span = self.last_content_s - self.ttft_s
+        return (self.completion_tokens - 1) / span if span > 0 else None
+
+    @property
+    def e2e_tok_s(self) -> float:
+        """Completion tokens over the whole request time (what a caller sees)."""
+        return self.completion_tokens / self.total_s if self.total_s > 0 else 0.0
+
+
+def chat_body(target: Target, prompt: str, max_tokens: int) -> dict[str, Any]:
+    """A greedy streamed chat request that asks for the usage chunk."""
+    return {"model": target.model, "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": max_tokens, "temperature": 0, "stream": True,
+            "stream_options": {"include_usage": True}, **target.extra_body}
+
+
+async def stream_chat(client: httpx.AsyncClient, target: Target, prompt: str, max_tokens: int
+                      ) -> StreamResult:
+    """Send one streamed chat completion and time it."""
+    started = time.perf_counter()
+    async with client.stream("POST", f"{target.base_url}/v1/chat/completions", json=chat_body(
+            target, prompt, max_tokens), headers=target.headers) as response:
+        result = StreamResult(status=response.status_code, headers=dict(response.headers))
+        if response.status_code != 200:
+            result.error = (await response.aread()).decode(errors="replace")[:500]
+            result.total_s = time.perf_counter() - started
+            return result
+        async for line in response.aiter_lines():
+            if line.startswith("data: "):
+                _take_event(result, line[6:], time.perf_counter() - started)
+    result.total_s = time.perf_counter() - started
+    return result
+
+
+def _take_event(result: StreamResult, data: str, at: float) -> None:
+    if data.strip() == "[DONE]":
+        return
+    event = json.loads(data)
+    if "error" in event:
+        result.error = str(event["error"])
+        return
+    for choice in event.get("choices") or []:
+        if (choice.get("delta") or {}).get("content"):
+            result.content_events += 1
+            result.last_content_s = at
+            if result.ttft_s is None:
+                result.ttft_s = at
+        if choice.get("finish_reason"):
+            result.finish_reason = choice["finish_reason"]
+    if event.get("usage"):
+        result.completion_tokens = int(event["usage"]["completion_tokens"])
+
+
+@dataclass
+class RoundResult:
+    """N streams started together: aggregate throughput and the TTFT spread."""
+
+    streams: list[StreamResult]
+    wall_s: float
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(s.completion_tokens for s in self.streams)
+
+    @property
+    def aggregate_tok_s(self) -> float:
+        return self.completion_tokens / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def ttft_p50_s(self) -> float | None:
+        values = [s.ttft_s for s in self.streams if s.ttft_s is not None]
+        return statistics.median(values) if values else None
+
+    @property
+    def errors(self) -> list[str]:
+        return [s.error or f"HTTP {s.status}" for s in self.streams if s.error or s.status != 200]
+
+
+async def run_round(client: httpx.AsyncClient, target: Target, prompts: list[str], max_tokens: int
+                    ) -> RoundResult:
+    """Start one stream per prompt at the same moment; wall time runs until the last one ends."""
+    started = time.perf_counter()
+    streams = await asyncio.gather(*(stream_chat(client, target, p, max_tokens) for p in prompts))
+    return RoundResult(list(streams), time.perf_counter() - started)
+
+
+def new_client(streams: int) -> httpx.AsyncClient:
+    """An HTTP/1.1 client with a connection per stream and no read timeout worth hitting."""
+    limits = httpx.Limits(max_connections=streams + 2, max_keepalive_connections=streams + 2)
+    return httpx.AsyncClient(timeout=httpx.Timeout(600.0, connect=10.0), limits=limits)
