@@ -127,9 +127,9 @@ def make_server(ft_store: Path, sqlite_url: str) -> Iterator[Any]:
 
     servers: list[tuple[Any, threading.Thread]] = []
 
-    def start(max_upload_bytes: int = 64 * 1024 * 1024) -> UploadServer:
-        port = _free_port()
-        config = uvicorn.Config(build_app(ft_store, sqlite_url, max_upload_bytes), host="127.0.0.1", port=port,
+    def start(max_upload_bytes: int = 64 * 1024 * 1024, database_url: str | None = None) -> UploadServer:
+        port, url = _free_port(), database_url or sqlite_url
+        config = uvicorn.Config(build_app(ft_store, url, max_upload_bytes), host="127.0.0.1", port=port,
                                 log_config=None, access_log=False, lifespan="on")
         server = uvicorn.Server(config)
         thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
@@ -138,7 +138,7 @@ def make_server(ft_store: Path, sqlite_url: str) -> Iterator[Any]:
         while not server.started and time.monotonic() < deadline:
             time.sleep(0.02)
         servers.append((server, thread))
-        return UploadServer(f"http://127.0.0.1:{port}", ft_store, sqlite_url)
+        return UploadServer(f"http://127.0.0.1:{port}", ft_store, url)
 
     yield start
     for server, thread in servers:
