@@ -13,6 +13,7 @@ from typing import Any
 
 from litestar import Litestar, Request
 from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
@@ -114,7 +115,7 @@ def create_app(settings: Settings) -> Litestar:
         route_handlers=[*openai_handlers, *key_handlers, *health_handlers, *parts.billing.handlers],
         dependencies=dependencies,
         exception_handlers={Exception: handle_exception, MeterwayError: handle_exception},
-        middleware=[request_id_middleware],
+        middleware=[DefineMiddleware(request_id_middleware, observe=parts.telemetry.observe)],
         lifespan=[lifespan],
         request_max_body_size=settings.server.max_body_bytes,
         openapi_config=_openapi(),

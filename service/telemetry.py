@@ -13,12 +13,15 @@ class Telemetry:
     def __init__(self, pool: ModelPool) -> None:
         self._pool = pool
         self.registry = CollectorRegistry()
-        self.requests = Counter("meterway_requests", "HTTP requests served", ["route", "status"],
+        self.requests = Counter("meterway_http_requests", "HTTP requests answered", ["status"],
                                 registry=self.registry)
-        self.tokens = Counter("meterway_billed_tokens", "tokens recorded for billing", ["model", "kind"],
-                              registry=self.registry)
-        self.latency = Histogram("meterway_request_seconds", "HTTP request duration", ["route"],
+        self.latency = Histogram("meterway_http_request_seconds", "HTTP request duration (to the last byte)",
                                  registry=self.registry)
+
+    def observe(self, status: int, seconds: float) -> None:
+        """Count one answered request (called by the request-id middleware)."""
+        self.requests.labels(str(status)).inc()
+        self.latency.observe(seconds)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry) + self._pool.metrics_text().encode()

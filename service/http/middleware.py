@@ -5,17 +5,19 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 log = structlog.get_logger("meterway.access")
+Observe = Callable[[int, float], None]
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
-def request_id_middleware(app: ASGIApp) -> ASGIApp:
-    """Bind ``request_id`` for structlog and return it as ``x-request-id``."""
+def request_id_middleware(app: ASGIApp, observe: Observe | None = None) -> ASGIApp:
+    """Bind ``request_id`` for structlog, return it as ``x-request-id``, and report status and duration."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -37,8 +39,11 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
         try:
             await app(scope, receive, send_with_id)
         finally:
+            seconds = time.perf_counter() - started
             log.info("request", method=scope["method"], path=scope["path"], status=status["code"],
-                     duration_ms=round((time.perf_counter() - started) * 1000, 2))
+                     duration_ms=round(seconds * 1000, 2))
+            if observe is not None:
+                observe(status["code"], seconds)
 
     return middleware
 
