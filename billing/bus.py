@@ -15,6 +15,8 @@ import msgspec
 from billing.events import UsageEvent
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from service.db import Database
     from service.settings import Settings
 
@@ -25,10 +27,15 @@ class BusUnavailable(Exception):
 
 @dataclass
 class Batch:
-    """Events fetched together; ``ack`` removes them from the bus once the ledger holds them."""
+    """Events fetched together; ``ack`` removes them from the bus once the ledger holds them.
+
+    A bus that lives in the ledger's database sets ``ack_in``: the consumer then acks inside the ledger
+    transaction itself, so the entries and the removal commit together (and one commit is saved).
+    """
 
     events: list[UsageEvent]
     ack: Callable[[], Awaitable[None]] = field(repr=False)
+    ack_in: Callable[[AsyncSession], Awaitable[None]] | None = field(default=None, repr=False)
 
 
 class UsageBus(Protocol):

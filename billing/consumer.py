@@ -40,8 +40,9 @@ class LedgerConsumer:
         batch = await self._bus.fetch(self._batch_size, self._interval_s)
         if not batch.events:
             return 0
-        written = await self._writer.write(batch.events)
-        await batch.ack()
+        written = await self._writer.write(batch.events, also=batch.ack_in)
+        if batch.ack_in is None:
+            await batch.ack()
         log.debug("ledger_batch", events=len(batch.events), new=written)
         return len(batch.events)
 

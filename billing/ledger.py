@@ -5,18 +5,18 @@ It only ever INSERTs into ``ledger_entries`` (``ON CONFLICT (request_id) DO NOTH
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy import select, text
-from sqlalchemy.dialects import postgresql, sqlite
 
-from billing.money import Price, as_utc, next_period, period_of
+from billing.ledger_insert import BULK_INSERTS
+from billing.money import Price, as_utc, next_period
 from billing.prices import PriceTable, price_from_row
-from billing.tables import ClosedPeriodRow, LedgerEntryRow, PriceRow
+from billing.tables import ClosedPeriodRow, PriceRow
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -26,8 +26,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("billing.ledger")
 ZERO = Decimal(0)
 
-# Dialect-specific pieces, chosen by name: the upsert construct and how a writer excludes a period close.
-_INSERTS: dict[str, Callable[..., Any]] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+# Dialect-specific pieces, chosen by name (the bulk inserts live in billing.ledger_insert).
 # PostgreSQL: ROW EXCLUSIVE conflicts with the EXCLUSIVE lock that close_period takes, so a writer either
 # finishes before a close or reads the closed period after it. SQLite: a no-op write as the first statement
 # takes the database's single write lock before the reads that follow (pysqlite starts no transaction on a
@@ -52,21 +51,21 @@ class LedgerWriter:
         self._sessions = sessions
         self._currency = currency
 
-    async def write(self, events: Sequence[UsageEvent]) -> int:
-        """Append entries for ``events`` in one transaction; returns how many were new."""
+    async def write(self, events: Sequence[UsageEvent],
+                    also: Callable[[AsyncSession], Awaitable[None]] | None = None) -> int:
+        """Append entries for ``events`` in one transaction, with ``also`` run inside it; returns the new ones."""
         if not events:
             return 0
         async with self._sessions() as session, session.begin():
             await lock_ledger(session, _WRITER_LOCKS)
+            if also is not None:
+                await also(session)
             closed = set((await session.execute(select(ClosedPeriodRow.period))).scalars())
             prices = await _price_table(session, events)
             now = datetime.now(UTC)
             unique = {e.request_id: e for e in events}  # a batch may carry a redelivery of its own event
             rows = [self._row(unique[rid], prices, closed, now) for rid in sorted(unique)]
-            upsert = _INSERTS[session.bind.dialect.name](LedgerEntryRow).on_conflict_do_nothing(
-                index_elements=["request_id"])
-            result = await session.execute(upsert.returning(LedgerEntryRow.request_id), rows)
-            return len(result.all())
+            return await BULK_INSERTS[session.bind.dialect.name](session, rows)
 
     def _row(self, event: UsageEvent, prices: PriceTable, closed: set[str], now: datetime) -> dict[str, Any]:
         started = as_utc(event.started_at)
@@ -77,7 +76,8 @@ class LedgerWriter:
             # Never drop usage: record it at zero so the request id is taken, and tell finance to adjust.
             log.error("usage_without_price", model=event.model, request_id=event.request_id)
             price = Price(event.model, ZERO, ZERO, self._currency)
-        period, kind = period_of(started), "usage"
+        stamp = started.isoformat()  # 'YYYY-MM-DDTHH:...' in UTC: cheaper than three strftime calls
+        period, kind = stamp[:7], "usage"
         while period in closed:
             period, kind = next_period(period), "adjustment"
         return {
@@ -87,7 +87,7 @@ class LedgerWriter:
             "input_per_million": price.input_per_million, "output_per_million": price.output_per_million,
             "cost": price.cost(event.prompt_tokens, event.completion_tokens), "currency": price.currency,
             "started_at": started, "finished_at": as_utc(event.finished_at),
-            "usage_day": started.strftime("%Y-%m-%d"), "usage_hour": started.strftime("%Y-%m-%dT%H"),
+            "usage_day": stamp[:10], "usage_hour": stamp[:13],
             "status": event.status, "billable": event.billable, "period": period, "kind": kind,
             "created_at": now,
         }

@@ -18,6 +18,8 @@ from billing.bus import Batch, BusOptions, BusUnavailable, decode_event, encode_
 from billing.tables import OutboxRow
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from billing.events import UsageEvent
     from service.db import Database
     from service.settings import Settings
@@ -61,11 +63,14 @@ class LocalOutboxBus:
             await asyncio.sleep(min(0.05, max(0.0, deadline - loop.time())))
         seqs = [row.seq for row in rows]
 
+        async def ack_in(session: AsyncSession) -> None:
+            await session.execute(delete(OutboxRow).where(OutboxRow.seq.in_(seqs)))
+
         async def ack() -> None:
             async with self._sessions() as session, session.begin():
-                await session.execute(delete(OutboxRow).where(OutboxRow.seq.in_(seqs)))
+                await ack_in(session)
 
-        return Batch([decode_event(row.payload) for row in rows], ack)
+        return Batch([decode_event(row.payload) for row in rows], ack, ack_in)
 
     async def pending(self) -> int:
         """Events not yet in the ledger (for health and tests)."""

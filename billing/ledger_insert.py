@@ -1,0 +1,51 @@
+"""How a batch of ledger rows is inserted, per database: always ``ON CONFLICT (request_id) DO NOTHING``.
+
+PostgreSQL gets one ``INSERT ... SELECT FROM unnest(arrays)`` statement per batch, sent straight through
+asyncpg: column arrays cost far less to encode and plan than a multi-row VALUES list built by SQLAlchemy.
+SQLite uses SQLAlchemy's executemany. Both return the request ids that were new.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.dialects import sqlite
+
+from billing.tables import LedgerEntryRow
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+# Column order of the unnest statement, with the PostgreSQL array type each column is sent as.
+_PG_COLUMNS = {
+    "request_id": "text", "tenant": "text", "key_id": "text", "model": "text", "base_model": "text",
+    "endpoint": "text", "prompt_tokens": "int4", "completion_tokens": "int4", "input_per_million": "numeric",
+    "output_per_million": "numeric", "cost": "numeric", "currency": "text", "started_at": "timestamptz",
+    "finished_at": "timestamptz", "usage_day": "text", "usage_hour": "text", "status": "text",
+    "billable": "bool", "period": "text", "kind": "text", "created_at": "timestamptz",
+}
+_PG_UNNEST = (
+    f"INSERT INTO ledger_entries ({', '.join(_PG_COLUMNS)}) "
+    f"SELECT * FROM unnest({', '.join(f'${i}::{t}[]' for i, t in enumerate(_PG_COLUMNS.values(), 1))}) "
+    "ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
+)
+
+BulkInsert = Callable[["AsyncSession", list[dict[str, Any]]], Awaitable[int]]
+
+
+async def _postgresql(session: AsyncSession, rows: list[dict[str, Any]]) -> int:
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    arrays = [[row[name] for row in rows] for name in _PG_COLUMNS]
+    return len(await raw.driver_connection.fetch(_PG_UNNEST, *arrays))  # type: ignore[union-attr]
+
+
+async def _sqlite(session: AsyncSession, rows: list[dict[str, Any]]) -> int:
+    ledger = LedgerEntryRow.__table__
+    upsert = sqlite.insert(ledger).on_conflict_do_nothing(index_elements=["request_id"])
+    connection = await session.connection()  # Core, not ORM: no per-row bookkeeping
+    return len((await connection.execute(upsert.returning(ledger.c.request_id), rows)).all())
+
+
+BULK_INSERTS: dict[str, BulkInsert] = {"postgresql": _postgresql, "sqlite": _sqlite}
