@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +25,7 @@ from models.pool.adapters import DEFAULT_MAX_ADAPTERS, AdapterSlots
 from models.pool.api import EmbeddingJob, GenerationJob, ModelState
 from models.pool.hosts import HostContext, ModelHost, host_kind
 from models.pool.metrics import PoolMetrics
+from models.pool.residency import Resident, choose_victims, reserved_bytes
 from models.pool.stream import GenerationStream
 from models.runtime.api import EmbeddingResult, EmitDelta, GenerationRequest, TokenDelta
 from service.errors import (
@@ -34,6 +34,7 @@ from service.errors import (
     ModelLoading,
     ModelNotFound,
     ModelOverloaded,
+    Unavailable,
     WorkerCrashed,
 )
 
@@ -48,21 +49,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("meterway.pool")
 DEFAULT_LOADER = "models.runtime:load"
 BATCH_STAT_KEYS = ("batch_size", "running", "active")  # whichever the engine's stats() names it
-
-
-@dataclass(eq=False)
-class Resident:
-    """One hostable model's place in the pool (a LoRA fine-tune shares its base's)."""
-
-    spec: ModelSpec
-    footprint: int
-    state: ModelState = ModelState.COLD
-    host: ModelHost | None = None
-    loading: asyncio.Task[None] | None = None
-    admitted: int = 0  # requests running or waiting for the load: what queue_limit bounds
-    last_used: float = 0.0
-    last_load_s: float = 2.0  # the Retry-After hint while loading; updated by every load
-    adapters: AdapterSlots = field(default_factory=AdapterSlots)
 
 
 class LocalPool:
@@ -91,8 +77,9 @@ class LocalPool:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._supervisor
             self._supervisor = None
+        loads = [r.loading for r in self._residents.values() if r.loading is not None]
         closing = [self._unload(resident, "closed") for resident in self._residents.values()]
-        await asyncio.gather(*closing, *self._background, return_exceptions=True)
+        await asyncio.gather(*loads, *closing, *self._background, return_exceptions=True)
 
     def generate(self, job: GenerationJob) -> GenerationStream:
         """Stream ``job``'s deltas; admission (and its errors) happens at ``start()`` or the first delta."""
@@ -135,7 +122,7 @@ class LocalPool:
             raise
         submitted = time.monotonic()
         # From here the stream's final delta releases the slot, whatever happens (even a refused submit).
-        stream.final.add_done_callback(lambda final: self._finished(resident, adapter, job.model, final))
+        stream.when_final(lambda final: self._finished(resident, adapter, job.model, final))
         host.submit(GenerationRequest(job.request_id, job.prompt_ids, job.params, adapter),
                     self._timed_sink(stream, resident.spec.id, submitted))
         return lambda: host.cancel(job.request_id)
@@ -164,10 +151,9 @@ class LocalPool:
             resident.adapters.release(adapter)
         self.metrics.queue_depth.labels(resident.spec.id).set(resident.admitted)
 
-    def _finished(self, resident: Resident, adapter: str | None, spec: ModelSpec,
-                  final: asyncio.Future[TokenDelta]) -> None:
+    def _finished(self, resident: Resident, adapter: str | None, spec: ModelSpec, final: TokenDelta) -> None:
         self._release(resident, adapter)
-        self.metrics.tokens.labels(spec.id).inc(final.result().completion_tokens)
+        self.metrics.tokens.labels(spec.id).inc(final.completion_tokens)
 
     def _timed_sink(self, stream: GenerationStream, model_id: str, submitted: float) -> EmitDelta:
         """The stream's sink, observing time to first token on the way."""
@@ -188,9 +174,15 @@ class LocalPool:
             return
         if resident.loading is None:
             self._start_load(resident)
-        assert resident.loading is not None
+        loading = resident.loading
+        assert loading is not None
         try:
-            await asyncio.wait_for(asyncio.shield(resident.loading), self.settings.load_wait_s)
+            await asyncio.wait_for(asyncio.shield(loading), self.settings.load_wait_s)
+        except asyncio.CancelledError:
+            if loading.cancelled() and not _current_task_cancelling():
+                raise Unavailable(f"{resident.spec.id} was unloaded while loading (the pool is closing)",
+                                  retry_after=1.0) from None
+            raise
         except TimeoutError:
             self.metrics.rejections.labels(resident.spec.id, "loading").inc()
             raise ModelLoading(f"{resident.spec.id} is loading; retry shortly",
@@ -249,23 +241,11 @@ class LocalPool:
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     def _victims_for(self, resident: Resident) -> list[Resident]:
-        budget = self.settings.memory_budget_mb * 1024 * 1024
-        if resident.footprint > budget:
-            raise ModelOverloaded(f"{resident.spec.id} needs about {resident.footprint >> 20} MB, more "
-                                  f"than the pool's budget of {self.settings.memory_budget_mb} MB",
-                                  retry_after=60.0)
-        free = budget - self._reserved_bytes()
-        idle = sorted((r for r in self._residents.values() if self._is_idle(r)), key=lambda r: r.last_used)
-        victims: list[Resident] = []
-        while free < resident.footprint and idle:
-            victim = idle.pop(0)
-            victims.append(victim)
-            free += victim.footprint
-        if free < resident.footprint:
+        try:
+            return choose_victims(resident, self._residents.values(), self.settings.memory_budget_mb << 20)
+        except ModelOverloaded:
             self.metrics.rejections.labels(resident.spec.id, "memory").inc()
-            raise ModelOverloaded(f"no memory to load {resident.spec.id}: the loaded models are all busy",
-                                  retry_after=5.0)
-        return victims
+            raise
 
     async def _load(self, resident: Resident, closing: list[asyncio.Future[None]]) -> None:
         await asyncio.gather(*closing, return_exceptions=True)  # evicted workers exit before we grow
@@ -323,16 +303,8 @@ class LocalPool:
                 self.metrics.worker_rss.labels(resident.spec.id).set(0)
                 self._update_reserved()
 
-    @staticmethod
-    def _is_idle(resident: Resident) -> bool:
-        """Loaded with nothing running or waiting: the only state that may be unloaded."""
-        return resident.state is ModelState.READY and resident.admitted == 0
-
-    def _reserved_bytes(self) -> int:
-        return sum(r.footprint for r in self._residents.values() if r.state is not ModelState.COLD)
-
     def _update_reserved(self) -> None:
-        self.metrics.reserved.set(self._reserved_bytes())
+        self.metrics.reserved.set(reserved_bytes(self._residents.values()))
 
     # -- supervision -----------------------------------------------------------------------------------
 
@@ -350,7 +322,7 @@ class LocalPool:
     def _unload_idle(self) -> None:
         now = time.monotonic()
         for resident in list(self._residents.values()):
-            if self._is_idle(resident) and now - resident.last_used >= self.settings.idle_ttl_s:
+            if resident.idle and now - resident.last_used >= self.settings.idle_ttl_s:
                 self._unload(resident, "idle")
 
     async def _sample(self) -> None:
@@ -368,6 +340,11 @@ class LocalPool:
             batch = next((stats.values[k] for k in BATCH_STAT_KEYS if k in stats.values), None)
             if batch is not None:
                 self.metrics.batch_size.labels(resident.spec.id).set(batch)
+
+
+def _current_task_cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _completed() -> asyncio.Future[None]:

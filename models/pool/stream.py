@@ -42,6 +42,7 @@ class GenerationStream:
         self._opened = False
         self._exhausted = False
         self._last = TokenDelta(job.request_id, "", 0, 0)
+        self._on_final: list[Callable[[TokenDelta], None]] = []
 
     async def start(self) -> None:
         """Admit and submit the job (idempotent); ``ModelLoading``/``ModelOverloaded`` surface here."""
@@ -61,6 +62,14 @@ class GenerationStream:
         self._queue.put_nowait(delta)
         if delta.finish_reason is not None:
             self._resolve(delta)
+
+    def when_final(self, callback: Callable[[TokenDelta], None]) -> None:
+        """Run ``callback`` with the final delta as soon as it is known (synchronously, unlike a future's
+        done callbacks, so that a slot is free again before the consumer even sees the last delta)."""
+        if self.final.done():
+            callback(self.final.result())
+        else:
+            self._on_final.append(callback)
 
     def __aiter__(self) -> GenerationStream:
         return self
@@ -109,5 +118,9 @@ class GenerationStream:
             cancel()
 
     def _resolve(self, delta: TokenDelta) -> None:
-        if not self.final.done():
-            self.final.set_result(delta)
+        if self.final.done():
+            return
+        self.final.set_result(delta)
+        callbacks, self._on_final = self._on_final, []
+        for callback in callbacks:
+            callback(delta)

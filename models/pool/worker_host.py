@@ -103,7 +103,9 @@ class WorkerHost:
     def cancel(self, request_id: str) -> None:
         """Ask the worker to stop a sequence (its ``cancelled`` delta follows)."""
         if request_id in self._streams and not self._exited:
-            self._send(wire.Cancel(request_id))
+            # A worker dying right now ends the stream anyway (with its error delta): nothing to cancel.
+            with contextlib.suppress(WorkerCrashed, ConnectionError, RuntimeError):
+                self._send(wire.Cancel(request_id))
 
     async def embed(self, request_id: str, inputs: list[list[int]]) -> EmbeddingResult:
         answer: wire.Embedded = await self._call(wire.Embed(request_id, inputs))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -16,6 +16,9 @@ from models.pool.api import GenerationJob, ModelState
 from models.pool.local import LocalPool
 from models.runtime.api import SamplingParams, TokenDelta
 from service.settings import PoolSettings
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 SMOLLM = "smollm2-135m-instruct"
 SMOLLM_BF16 = "smollm2-135m-instruct-bf16"
@@ -63,10 +66,10 @@ async def make_pool(store_dir: Path, catalog: list[ModelSpec]) -> AsyncIterator[
         await pool.close()
 
 
-def job(spec: ModelSpec, prompt: tuple[int, ...], max_tokens: int = 4, request_id: str | None = None) -> GenerationJob:
-    """A greedy generation job."""
-    rid = request_id or f"req-{time.monotonic_ns()}"
-    return GenerationJob(rid, spec, prompt, SamplingParams(max_tokens=max_tokens, temperature=0.0))
+def job(spec: ModelSpec, prompt: tuple[int, ...], max_tokens: int = 4) -> GenerationJob:
+    """A greedy generation job with a fresh request id."""
+    return GenerationJob(f"req-{uuid.uuid4().hex}", spec, prompt,
+                         SamplingParams(max_tokens=max_tokens, temperature=0.0))
 
 
 async def collect(pool: LocalPool, generation: GenerationJob) -> list[TokenDelta]:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from models.pool.api import EmbeddingJob, ModelState
 from tests.pool.conftest import MINILM, SMOLLM, collect, job
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = pytest.mark.slow
 

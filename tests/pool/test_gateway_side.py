@@ -1,4 +1,4 @@
-"""The gateway process never imports torch: the pool's gateway-side modules and the echo model run without it."""
+"""The gateway never imports torch: the app, the pool's gateway side and the echo model all run without it."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ GATEWAY_SIDE = textwrap.dedent("""
 
     import models.pool, models.pool.api, models.pool.local, models.pool.hosts, models.pool.echo
     import models.pool.worker_host, models.pool.stream, models.pool.protocol, models.pool.adapters
+    import service.app  # the whole gateway composition
     from models.catalog import load_catalog
     from models.pool.api import GenerationJob
     from models.runtime.api import SamplingParams
@@ -32,7 +33,8 @@ GATEWAY_SIDE = textwrap.dedent("""
         echo = next(s for s in catalog if s.id == "meterway-echo")
         pool = models.pool.build_pool(Settings(), Path("var/no-store"), catalog)
         await pool.start()
-        deltas = [d async for d in pool.generate(GenerationJob("r", echo, (3, 4), SamplingParams(max_tokens=3)))]
+        stream = pool.generate(GenerationJob("r", echo, (3, 4), SamplingParams(max_tokens=3)))
+        deltas = [d async for d in stream]
         await pool.close()
         print(deltas[-1].completion_tokens, deltas[-1].finish_reason)
 

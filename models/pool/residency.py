@@ -1,0 +1,70 @@
+"""What the pool knows about each hostable model, and the memory policy: who must go to make room.
+
+Pure bookkeeping with no I/O, so that the policy reads in one place: a model's footprint counts against the
+budget while it is loading or loaded; only a loaded model with nothing running or waiting may be unloaded;
+the least recently used of those go first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from models.pool.adapters import AdapterSlots
+from models.pool.api import ModelState
+from service.errors import ModelOverloaded, Unavailable
+
+if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Iterable
+
+    from models.catalog import ModelSpec
+    from models.pool.hosts import ModelHost
+
+
+@dataclass(eq=False)
+class Resident:
+    """One hostable model's place in the pool (a LoRA fine-tune shares its base's)."""
+
+    spec: ModelSpec
+    footprint: int
+    adapters: AdapterSlots = field(default_factory=AdapterSlots)
+    state: ModelState = ModelState.COLD
+    host: ModelHost | None = None
+    loading: asyncio.Task[None] | None = None
+    admitted: int = 0  # requests running or waiting for the load: what queue_limit bounds
+    last_used: float = 0.0
+    last_load_s: float = 2.0  # the Retry-After hint while loading; updated by every load
+
+    @property
+    def idle(self) -> bool:
+        """Loaded with nothing running or waiting: the only state that may be unloaded."""
+        return self.state is ModelState.READY and self.admitted == 0
+
+
+def reserved_bytes(residents: Iterable[Resident]) -> int:
+    """Memory counted against the budget: every model loading or loaded."""
+    return sum(r.footprint for r in residents if r.state is not ModelState.COLD)
+
+
+def choose_victims(newcomer: Resident, residents: Iterable[Resident], budget_bytes: int) -> list[Resident]:
+    """The idle models to unload, least recently used first, so that ``newcomer`` fits the budget.
+
+    Raises ``Unavailable`` when it could never fit, ``ModelOverloaded`` (429) when the memory is held by
+    models with requests in flight.
+    """
+    if newcomer.footprint > budget_bytes:  # it can never fit: no point in asking the caller to retry
+        raise Unavailable(f"{newcomer.spec.id} needs about {newcomer.footprint >> 20} MB, more than the "
+                          f"pool's memory budget of {budget_bytes >> 20} MB", code="model_too_large")
+    residents = list(residents)
+    free = budget_bytes - reserved_bytes(residents)
+    idle = sorted((r for r in residents if r.idle), key=lambda r: r.last_used)
+    victims: list[Resident] = []
+    while free < newcomer.footprint and idle:
+        victim = idle.pop(0)
+        victims.append(victim)
+        free += victim.footprint
+    if free < newcomer.footprint:
+        raise ModelOverloaded(f"no memory to load {newcomer.spec.id}: the loaded models are all busy",
+                              retry_after=5.0)
+    return victims
