@@ -49,7 +49,7 @@ def _events(count: int) -> list[UsageEvent]:
 
 
 async def _drain_rate(url: str, count: int, batch: int) -> tuple[float, float]:
-    """Events/s for the consumer to drain ``count`` queued events ``batch`` at a time, and its CPU µs/event."""
+    """Events/s draining ``count`` queued events ``batch`` at a time, and the consumer's CPU µs/event."""
     database = Database.connect(url)
     try:
         await PriceBook(database.sessions, "usd").set_price(
@@ -98,7 +98,8 @@ async def main(args: argparse.Namespace) -> None:
           f"postgresql {await _server_version()}")
     print(f"load average before: {os.getloadavg()[0]:.1f} (the machine is shared; rates scale with it)")
     rates = {}
-    for label, count, batch in (("batched", args.events, args.batch), ("unbatched", args.unbatched_events, 1)):
+    runs = (("batched", args.events, args.batch), ("unbatched", args.unbatched_events, 1))
+    for label, count, batch in runs:
         url = await _fresh_database()
         try:
             rates[label], cpu_us = await _drain_rate(url, count, batch)

@@ -1,4 +1,4 @@
-"""``meterway billing ...`` and ``meterway usage report``: server-side commands on the database of the settings.
+"""``meterway billing ...`` and ``meterway usage report``: server-side commands on the settings' database.
 
     meterway billing close --period 2026-11 [--format json|csv]
     meterway billing statements --period 2026-11 [--format json|csv]
@@ -13,11 +13,9 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from billing.money import format_decimal, parse_amount
@@ -26,8 +24,12 @@ from billing.reports import UsageQuery, parse_bound, parse_group_by
 from service.errors import MeterwayError
 
 if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Awaitable, Callable
+
     from billing.wiring import Billing
 
+    Action = Callable[[Billing, argparse.Namespace], Awaitable[str]]
 
 def add_billing_commands(subparsers: Any) -> None:
     """Add ``billing`` and ``usage`` (each with their subcommands) to meterway's argparse subparsers."""
@@ -76,7 +78,7 @@ def _add_usage_commands(subparsers: Any) -> None:
     report.set_defaults(run=_command(_usage_report))
 
 
-def _command(action: Callable[[Billing, argparse.Namespace], Awaitable[str]]) -> Callable[[argparse.Namespace], None]:
+def _command(action: Action) -> Callable[[argparse.Namespace], None]:
     """Run ``action`` with billing built on the settings' database, print its output, map domain errors."""
 
     def run(args: argparse.Namespace) -> None:
@@ -89,8 +91,7 @@ def _command(action: Callable[[Billing, argparse.Namespace], Awaitable[str]]) ->
     return run
 
 
-async def _with_billing(action: Callable[[Billing, argparse.Namespace], Awaitable[str]],
-                        args: argparse.Namespace) -> str:
+async def _with_billing(action: Action, args: argparse.Namespace) -> str:
     from billing.wiring import build_billing
     from service.db import Database
     from service.settings import Settings

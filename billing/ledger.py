@@ -5,7 +5,6 @@ It only ever INSERTs into ``ledger_entries`` (``ON CONFLICT (request_id) DO NOTH
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,8 @@ from billing.prices import PriceTable, price_from_row
 from billing.tables import ClosedPeriodRow, PriceRow
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
     from billing.events import UsageEvent
@@ -37,9 +38,14 @@ _WRITER_LOCKS: dict[str, str] = {"postgresql": "LOCK TABLE ledger_entries IN ROW
 CLOSE_LOCKS: dict[str, str] = {"postgresql": "LOCK TABLE ledger_entries IN EXCLUSIVE MODE",
                                "sqlite": _SQLITE_WRITE_LOCK}
 
+def dialect_name(session: AsyncSession) -> str:
+    """'postgresql' or 'sqlite': which database a session talks to."""
+    return session.get_bind().dialect.name
+
+
 async def lock_ledger(session: AsyncSession, locks: dict[str, str]) -> None:
     """Take the dialect's ledger lock inside the current transaction (no-op where none is needed)."""
-    statement = locks.get(session.bind.dialect.name)
+    statement = locks.get(dialect_name(session))
     if statement:
         await session.execute(text(statement))
 
@@ -53,7 +59,7 @@ class LedgerWriter:
 
     async def write(self, events: Sequence[UsageEvent],
                     also: Callable[[AsyncSession], Awaitable[None]] | None = None) -> int:
-        """Append entries for ``events`` in one transaction, with ``also`` run inside it; returns the new ones."""
+        """Append entries for ``events`` in one transaction, running ``also`` in it; returns the new ones."""
         if not events:
             return 0
         async with self._sessions() as session, session.begin():
@@ -65,7 +71,7 @@ class LedgerWriter:
             now = datetime.now(UTC)
             unique = {e.request_id: e for e in events}  # a batch may carry a redelivery of its own event
             rows = [self._row(unique[rid], prices, closed, now) for rid in sorted(unique)]
-            return await BULK_INSERTS[session.bind.dialect.name](session, rows)
+            return await BULK_INSERTS[dialect_name(session)](session, rows)
 
     def _row(self, event: UsageEvent, prices: PriceTable, closed: set[str], now: datetime) -> dict[str, Any]:
         started = as_utc(event.started_at)

@@ -15,6 +15,7 @@ from sqlalchemy.dialects import sqlite
 from billing.tables import LedgerEntryRow
 
 if TYPE_CHECKING:
+    from sqlalchemy import Table
     from sqlalchemy.ext.asyncio import AsyncSession
 
 # Column order of the unnest statement, with the PostgreSQL array type each column is sent as.
@@ -42,7 +43,7 @@ async def _postgresql(session: AsyncSession, rows: list[dict[str, Any]]) -> int:
 
 
 async def _sqlite(session: AsyncSession, rows: list[dict[str, Any]]) -> int:
-    ledger = LedgerEntryRow.__table__
+    ledger: Table = LedgerEntryRow.__table__  # type: ignore[assignment]
     upsert = sqlite.insert(ledger).on_conflict_do_nothing(index_elements=["request_id"])
     connection = await session.connection()  # Core, not ORM: no per-row bookkeeping
     return len((await connection.execute(upsert.returning(ledger.c.request_id), rows)).all())

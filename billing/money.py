@@ -39,14 +39,14 @@ def cost_of(prompt_tokens: int, completion_tokens: int, input_per_million: Decim
 
 
 def to_minor_units(amount: Decimal, currency: str) -> int:
-    """THE rounding rule: ROUND_HALF_UP to the currency's minor unit (cents for USD), applied once per line."""
+    """THE rounding rule: ROUND_HALF_UP to the currency's minor unit (cents for USD), once per line."""
     exponent = _EXPONENTS.get(currency.lower(), 2)
     return int((amount * (Decimal(10) ** exponent)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
 def parse_amount(raw: str | int | Decimal, field: str) -> Decimal:
     """A non-negative exact decimal from an API or CLI string; floats are refused because they are inexact."""
-    if isinstance(raw, float) or isinstance(raw, bool):
+    if isinstance(raw, (float, bool)):
         raise InvalidRequest(f"{field} must be a decimal string, not a float", param=field)
     try:
         value = Decimal(str(raw).strip())

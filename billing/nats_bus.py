@@ -73,7 +73,8 @@ class NatsJetStreamBus:
 
         js = await self._jetstream()
         try:
-            await js.publish(self._options.subject, encode_event(event), timeout=self._options.publish_timeout_s,
+            await js.publish(self._options.subject, encode_event(event),
+                             timeout=self._options.publish_timeout_s,
                              headers={"Nats-Msg-Id": event.request_id})
         except (OSError, TimeoutError, nats.errors.Error) as exc:
             raise BusUnavailable(f"JetStream publish failed: {exc}") from exc

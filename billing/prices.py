@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
@@ -14,6 +12,9 @@ from billing.tables import PriceRow
 from service.errors import InvalidRequest, NotFound
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from decimal import Decimal
+
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
     from models.catalog import ModelSpec
@@ -59,7 +60,8 @@ class PriceBook:
                 select(PriceRow).where(PriceRow.model == model, PriceRow.effective_from <= at)
                 .order_by(PriceRow.effective_from.desc()).limit(1))).scalar_one_or_none()
         if row is None:
-            raise NotFound(f"no price for model '{model}' at {at.isoformat()}", param="model", code="no_price")
+            raise NotFound(f"no price for model '{model}' at {at.isoformat()}", param="model",
+                           code="no_price")
         return price_from_row(row)
 
     async def table(self, models: Iterable[str]) -> PriceTable:

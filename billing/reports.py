@@ -87,7 +87,8 @@ def parse_group_by(raw: str | list[str] | None) -> tuple[str, ...]:
     names = tuple(dict.fromkeys(p.strip() for p in parts if p.strip()))
     unknown = [n for n in names if n not in GROUPS]
     if unknown:
-        raise InvalidRequest(f"group_by accepts {', '.join(GROUPS)}; not {', '.join(unknown)}", param="group_by")
+        raise InvalidRequest(f"group_by accepts {', '.join(GROUPS)}; not {', '.join(unknown)}",
+                             param="group_by")
     return names
 
 
@@ -119,7 +120,8 @@ class UsageReports:
     async def report(self, query: UsageQuery) -> UsageReport:
         """Billable usage matching ``query``, grouped, with exact costs."""
         columns = [GROUPS[name].label(name) for name in query.group_by]
-        prices = [LedgerEntryRow.input_per_million, LedgerEntryRow.output_per_million, LedgerEntryRow.currency]
+        entry = LedgerEntryRow
+        prices = [entry.input_per_million, entry.output_per_million, entry.currency]
         statement = (select(*columns, *prices, func.count().label("requests"),
                             func.sum(LedgerEntryRow.prompt_tokens).label("prompt"),
                             func.sum(LedgerEntryRow.completion_tokens).label("completion"))
@@ -137,7 +139,8 @@ class UsageReports:
         total = UsageLine({}, "")
         for row in rows:
             key = (*(str(getattr(row, name)) for name in query.group_by), row.currency)
-            line = lines.setdefault(key, UsageLine(dict(zip(query.group_by, key, strict=False)), row.currency))
+            group = dict(zip(query.group_by, key, strict=False))
+            line = lines.setdefault(key, UsageLine(group, row.currency))
             for target in (line, total):
                 _add(target, row)
         total.currency = ",".join(sorted({line.currency for line in lines.values()}))

@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from billing.bus import BusUnavailable, decode_event, encode_event
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from billing.bus import UsageBus
     from billing.events import UsageEvent
 
@@ -78,9 +79,12 @@ class FileSpool:
                     found.append(path)  # its forwarder died mid-way
             elif path.suffix == ".ready":
                 found.append(path)
-            elif path.suffix == ".jsonl" and owner.isdigit() and int(owner) != self._pid and not _alive(int(owner)):
+            elif path.suffix == ".jsonl" and self._orphaned(owner):
                 found.append(path)  # its writer died before sealing it
         return found
+
+    def _orphaned(self, owner: str) -> bool:
+        return owner.isdigit() and int(owner) != self._pid and not _alive(int(owner))
 
     async def forward(self, bus: UsageBus) -> int:
         """Publish every spooled event; stops at the first bus failure (re-raised). Returns events sent."""

@@ -1,4 +1,4 @@
-"""The Stripe export: ledger tokens per tenant / model / hour / token type, sent as meter events, exactly once.
+"""The Stripe export: ledger tokens per tenant / model / hour / token type, as meter events, exactly once.
 
 Each run: (1) re-send every record left ``pending`` by a crash, with its fixed identifier and value;
 (2) in one transaction, record as ``pending`` the difference between the ledger and what was exported, per
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from sqlalchemy import column, func, select, table, text, update
 
+from billing.ledger import dialect_name
 from billing.stripe_sink import DuplicateMeterEvent, MeterEvent
 from billing.tables import LedgerEntryRow, StripeExportRow
 from service.errors import NotFound
@@ -72,7 +73,8 @@ class ReconcileLine:
 class StripeExporter:
     """Projects the ledger onto Stripe meter events; never writes the ledger."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], sink: MeterEventSink, event_name: str) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], sink: MeterEventSink,
+                 event_name: str) -> None:
         self._sessions = sessions
         self._sink = sink
         self._event_name = event_name
@@ -113,7 +115,7 @@ class StripeExporter:
         """Record, as pending, every positive difference between ledger and exports; returns records."""
         now = datetime.now(UTC)
         async with self._sessions() as session, session.begin():
-            statement = _PLAN_LOCKS.get(session.bind.dialect.name)
+            statement = _PLAN_LOCKS.get(dialect_name(session))
             if statement:
                 await session.execute(text(statement))
             exported = {(r.tenant, r.model, r.usage_hour, r.token_type): (int(r.value), int(r.seq))
@@ -171,7 +173,8 @@ def _record(row: Any, token_type: str, value: int, seq: int, now: datetime) -> S
         created_at=now, sent_at=None)
 
 
-async def link_stripe_customer(sessions: async_sessionmaker[AsyncSession], tenant: str, customer_id: str) -> None:
+async def link_stripe_customer(sessions: async_sessionmaker[AsyncSession], tenant: str,
+                               customer_id: str) -> None:
     """Link ``tenant`` to a Stripe customer (``tenants.stripe_customer_id``); NotFound if no such tenant."""
     async with sessions() as session, session.begin():
         result = await session.execute(update(TENANTS).where(TENANTS.c.id == tenant)

@@ -47,7 +47,8 @@ class StripeMeterEventSink:
     def _send(self, event: MeterEvent) -> None:
         import stripe
 
-        params = {"event_name": event.event_name, "identifier": event.identifier, "timestamp": event.timestamp,
+        params = {"event_name": event.event_name, "identifier": event.identifier,
+                  "timestamp": event.timestamp,
                   "payload": {"stripe_customer_id": event.stripe_customer_id, "value": str(event.value),
                               "model": event.model, "token_type": event.token_type}}
         try:

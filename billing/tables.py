@@ -5,12 +5,12 @@ Migration ``0002_billing`` creates the same tables; keep the two in step.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime  # noqa: TC003 - SQLAlchemy evaluates Mapped[] annotations
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, DateTime, Integer, Numeric, String, Text, UniqueConstraint
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect  # noqa: TC002
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator, TypeEngine
 

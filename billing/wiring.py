@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +26,8 @@ from billing.stripe_export import StripeExporter, link_stripe_customer
 from billing.stripe_sink import MeterEventSink, StripeMeterEventSink
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from models.catalog import ModelSpec
     from service.db import Database
     from service.settings import Settings

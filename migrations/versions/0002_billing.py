@@ -107,5 +107,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("stripe_exports", "statements", "closed_periods", "prices", "ledger_entries", "usage_outbox"):
+    tables = ("stripe_exports", "statements", "closed_periods", "prices", "ledger_entries", "usage_outbox")
+    for table in tables:
         op.drop_table(table)

@@ -1,4 +1,4 @@
-"""Billing routes: the price book (``/v1/prices``) and usage reports (``/v1/usage``). Thin: decode, call, encode."""
+"""Billing routes: the price book (``/v1/prices``) and usage reports (``/v1/usage``); decode, call, encode."""
 
 from __future__ import annotations
 
@@ -51,7 +51,8 @@ async def list_prices(principal: NamedDependency[Principal], price_book: NamedDe
 
 
 @post("/v1/prices", summary="Add a price (admin)", tags=["Billing"], status_code=201)
-async def create_price(data: JSONBody[PriceCreate], principal: NamedDependency[Principal], price_book: NamedDependency[PriceBook]) -> PriceView:
+async def create_price(data: JSONBody[PriceCreate], principal: NamedDependency[Principal],
+                       price_book: NamedDependency[PriceBook]) -> PriceView:
     """Append a price for a model from ``effective_from`` on; entries already written keep their price."""
     if not principal.is_admin:
         raise PermissionDenied("This route needs the platform admin key.")

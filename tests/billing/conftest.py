@@ -1,11 +1,11 @@
-"""Billing fixtures: a connected database per test, billing built on it, event factories, the Stripe server."""
+"""Billing fixtures: a connected database per test, settings, an event factory, the Stripe server."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -13,6 +13,9 @@ from billing.events import UsageEvent
 from service.db import Database
 from service.settings import DatabaseSettings, Settings
 from tests.billing.stripe_server import StripeServer
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 T0 = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
 EventFactory = Callable[..., UsageEvent]

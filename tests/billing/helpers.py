@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from billing.tables import LedgerEntryRow
-from service.db import Database
+
+if TYPE_CHECKING:
+    from service.db import Database
 
 
 async def ledger_rows(database: Database) -> list[Any]:

@@ -47,14 +47,15 @@ class MeterEventStore:
     def create(self, form: dict[str, str], now: float) -> dict[str, Any]:
         for name in ("event_name", "payload[stripe_customer_id]", "payload[value]"):
             if not form.get(name):
-                raise StripeError(400, f"Missing required param: {name}.", param=name, code="parameter_missing")
+                raise StripeError(400, f"Missing required param: {name}.", param=name,
+                                  code="parameter_missing")
         if not form["payload[value]"].lstrip("-").isdigit():
             raise StripeError(400, "payload[value] must be an integer.", param="payload[value]")
         timestamp = int(form.get("timestamp") or now)
         if timestamp < now - MAX_AGE_S:
             raise StripeError(400, "Timestamp must be within the past 35 calendar days.", param="timestamp")
         if timestamp > now + MAX_AHEAD_S:
-            raise StripeError(400, "Timestamp must be no more than 5 minutes in the future.", param="timestamp")
+            raise StripeError(400, "Timestamp must be at most 5 minutes in the future.", param="timestamp")
         identifier = form.get("identifier") or f"gen_{len(self.events)}_{now}"
         with self.lock:
             accepted = self.seen.get(identifier)

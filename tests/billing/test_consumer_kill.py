@@ -8,9 +8,9 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import func, select
@@ -21,6 +21,9 @@ from billing.nats_bus import NatsJetStreamBus
 from billing.tables import LedgerEntryRow
 from service.db import Database
 from tests.billing.conftest import T0
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
 
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = 4000

@@ -27,7 +27,8 @@ async def _priced(database) -> LedgerWriter:
 
 async def test_close_freezes_totals_and_a_late_event_becomes_an_adjustment(database, make_event) -> None:
     writer = await _priced(database)
-    november = [make_event(model="m", tenant=t, prompt_tokens=1, completion_tokens=1) for t in ("a", "a", "b")]
+    november = [make_event(model="m", tenant=t, prompt_tokens=1, completion_tokens=1)
+                for t in ("a", "a", "b")]
     october = make_event(model="m", tenant="a", started_at=T0 - timedelta(days=30))
     await writer.write([*november, october])
     closer = PeriodCloser(database.sessions)

@@ -95,8 +95,8 @@ async def test_usage_older_than_stripe_accepts_is_stamped_inside_the_window(data
     await _tenants(database, acme="cus_acme")
     old = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=60)
     await LedgerWriter(database.sessions, "usd").write([make_event(tenant="acme", started_at=old)])
-    exporter = StripeExporter(database.sessions, StripeMeterEventSink(stripe_server.api_key, stripe_server.url),
-                              "meterway_tokens")
+    sink = StripeMeterEventSink(stripe_server.api_key, stripe_server.url)
+    exporter = StripeExporter(database.sessions, sink, "meterway_tokens")
     assert (await exporter.export()).sent == 2
     assert stripe_server.store.totals() == {"cus_acme": 18}
 
@@ -119,7 +119,8 @@ def test_local_stripe_server_applies_stripes_rules(stripe_server) -> None:
     assert duplicate.value.param == "identifier"
     for stamp in (now - 36 * 24 * 3600, now + 600):
         with pytest.raises(stripe.InvalidRequestError):
-            client.v1.billing.meter_events.create(params={**params, "identifier": f"t{stamp}", "timestamp": stamp})
+            out_of_window = {**params, "identifier": f"t{stamp}", "timestamp": stamp}
+            client.v1.billing.meter_events.create(params=out_of_window)
     with pytest.raises(stripe.AuthenticationError):
         stripe.StripeClient("sk_test_wrong", base_addresses={"api": stripe_server.url},
                             max_network_retries=0).v1.billing.meter_events.create(params=params)
