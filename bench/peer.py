@@ -63,7 +63,7 @@ class PeerServer:
     model_dir: Path
     port: int
     log: Path
-    threads: int = 0
+    env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
@@ -81,9 +81,7 @@ class PeerServer:
 
     def start(self, timeout_s: float = 300.0) -> float:
         """Start it and wait until it answers ``/health``; returns the seconds that took (model preloaded)."""
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-        if self.threads:
-            env["OMP_NUM_THREADS"] = str(self.threads)
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **self.env}
         started = time.perf_counter()
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(self.command(), env=env, stdout=out, stderr=subprocess.STDOUT,

@@ -18,7 +18,7 @@ import asyncio
 import json
 import os
 import statistics
-import tempfile
+import subprocess
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -53,6 +53,8 @@ class Plan:
     single_runs: int
     rounds: int
     cold_runs: int
+    env: dict[str, str]  # for both servers' processes (e.g. OMP_WAIT_POLICY)
+    threads: int  # torch threads in both servers; 0 = their defaults (all cores)
 
     def prompts(self) -> list[str]:
         return [PROMPTS[i % len(PROMPTS)] for i in range(self.streams)]
@@ -133,7 +135,7 @@ def bench_meterway(store: Path, model: str, plan: Plan, work: Path) -> dict[str,
     colds: list[dict[str, Any]] = []
     server: MeterwayServer | None = None
     for attempt in range(plan.cold_runs):
-        server = MeterwayServer(work / f"meterway-{attempt}", store, free_port())
+        server = MeterwayServer(work / f"meterway-{attempt}", store, free_port(), env=_meterway_env(plan))
         startup_s = server.start()
         key = server.create_key()
         target = Target("meterway", server.url, model, {"Authorization": f"Bearer {key}"})
@@ -154,10 +156,16 @@ def bench_meterway(store: Path, model: str, plan: Plan, work: Path) -> dict[str,
     return figures
 
 
+def _meterway_env(plan: Plan) -> dict[str, str]:
+    # The pool sets torch's thread count itself (METERWAY_POOL_THREADS), overriding OMP_NUM_THREADS.
+    return {**plan.env, **({"METERWAY_POOL_THREADS": str(plan.threads)} if plan.threads else {})}
+
+
 def bench_peer(store: Path, model: str, plan: Plan, work: Path) -> dict[str, Any]:
     """Install (if needed), start and measure ``transformers serve --continuous-batching``."""
     versions = ensure_peer_venv(work / "peer-install.log")
-    peer = PeerServer(store / model, free_port(), work / "peer.log")
+    peer_env = {**plan.env, **({"OMP_NUM_THREADS": str(plan.threads)} if plan.threads else {})}
+    peer = PeerServer(store / model, free_port(), work / "peer.log", env=peer_env)
     print(f"starting the peer: {' '.join(peer.command())}", flush=True)
     startup_s = peer.start()
     target = Target("peer", peer.url, peer.model)
@@ -180,6 +188,9 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--single-runs", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cold-runs", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads in both servers (0: default)")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="environment for both servers, e.g. OMP_WAIT_POLICY=PASSIVE (repeatable)")
     parser.add_argument("--no-peer", action="store_true", help="benchmark meterway alone")
     parser.add_argument("--results", type=Path, default=REPO / "bench" / "results")
     return parser.parse_args()
@@ -187,11 +198,13 @@ def _arguments() -> argparse.Namespace:
 
 def main() -> None:
     args = _arguments()
-    plan = Plan(args.tokens, args.streams, args.single_runs, args.rounds, args.cold_runs)
+    env = dict(item.split("=", 1) for item in args.env)
+    plan = Plan(args.tokens, args.streams, args.single_runs, args.rounds, args.cold_runs, env, args.threads)
     store = args.store.resolve()
     results: dict[str, Any] = {"plan": plan.__dict__, "model": args.model, "store": str(store),
                                "machine": machine.describe(), "started": datetime.now(UTC).isoformat()}
     print(report.machine_lines(results["machine"]), flush=True)
+    print(f"plan: {plan}", flush=True)
     weights = store / args.model / "model.safetensors"
     bw = bandwidth.measure()
     results["bound"] = {"bandwidth_bytes_s": bw.best_bytes_s, "numpy_bytes_s": bw.numpy_bytes_s,
@@ -199,26 +212,27 @@ def main() -> None:
                         "bound_tok_s": bw.best_bytes_s / weights.stat().st_size}
     print(f"read bandwidth: {bw.best_bytes_s / 1e9:.1f} GB/s → bound "
           f"{results['bound']['bound_tok_s']:.1f} tok/s", flush=True)
-    with tempfile.TemporaryDirectory(prefix="serving-bench-") as tmp:
-        work = Path(tmp)
-        results["meterway"] = bench_meterway(store, args.model, plan, work)
-        if not args.no_peer:
-            try:
-                results["peer"] = bench_peer(store, args.model, plan, work)
-            except (RuntimeError, OSError) as exc:  # reported, and meterway's figures still stand
-                results["peer_error"] = str(exc)
-                print(f"the peer could not be measured: {exc}", flush=True)
+    # Server state and logs stay beside the JSON (git-ignored), to look into a surprising figure.
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())  # names this run's files
+    work = args.results / f"serving-{stamp}"
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"server logs under {work}", flush=True)
+    results["meterway"] = bench_meterway(store, args.model, plan, work)
+    if not args.no_peer:
+        try:
+            results["peer"] = bench_peer(store, args.model, plan, work)
+        except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:  # meterway's figures stand
+            results["peer_error"] = str(exc)
+            print(f"the peer could not be measured: {exc}", flush=True)
     results["finished"] = datetime.now(UTC).isoformat()
     results["machine"]["load_average_end"] = os.getloadavg()
     results["verdicts"] = report.verdicts(results)
     print(report.table(results), flush=True)
-    path = _write(args.results, results)
+    path = _write(args.results / f"serving-{stamp}.json", results)
     print(f"\nresults written to {path}")
 
 
-def _write(directory: Path, results: dict[str, Any]) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"serving-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.json"
+def _write(path: Path, results: dict[str, Any]) -> Path:
     path.write_text(json.dumps(results, indent=2, default=str))
     return path
 
