@@ -71,6 +71,8 @@ class PoolSettings:
     max_n: int = _env("METERWAY_POOL_MAX_N", "largest 'n' (choices per request) accepted", 4)
     device: str = _env("METERWAY_POOL_DEVICE", "'auto' (CUDA when present), 'cpu' or 'cuda'", "auto")
     threads: int = _env("METERWAY_POOL_THREADS", "torch threads per worker; 0 means all cores", 0)
+    standby: bool = _env("METERWAY_POOL_STANDBY", "keep one worker process started ahead of need (runtime "
+                         "imported, no model loaded) so that a cold start only loads weights", True)
 
 
 @dataclass(frozen=True)
