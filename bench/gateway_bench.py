@@ -10,7 +10,10 @@ that the client's own cost dilutes the difference as little as possible. Run::
 
     .venv/bin/python -m bench.gateway_bench [--concurrency 16] [--rounds 5] [--seconds 4]
 
-Target (docs/performance.md): on/off >= 0.85 on both stores.
+Besides requests/s (noisy on a shared machine), it reports the gateway process's CPU time per request, off
+and on: ``cpu_ratio`` = off/on is the throughput ratio a CPU-bound gateway would reach, and moves far less
+with the machine's load. ``evalsha_per_on_request`` counts the Redis server's EVALSHA calls (server-wide)
+per "on" request: 2 = one admission + one settlement. Target (docs/performance.md): on/off >= 0.85.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import psutil
 import redis
 
 REPO = Path(__file__).resolve().parent.parent
@@ -66,15 +70,24 @@ async def _worker(port: int, payload: bytes, until: float, counts: list[int]) ->
         writer.close()
 
 
-async def _round(port: int, payload: bytes, concurrency: int, seconds: float) -> tuple[float, int]:
-    """Requests/s and requests of one round; any non-200 answer makes the whole run invalid."""
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the gateway process has used so far."""
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+async def _round(server: ServerProcess, payload: bytes, concurrency: int,
+                 seconds: float) -> tuple[float, int, float]:
+    """Requests/s, requests and gateway CPU ms per request of one round; any refusal invalidates the run."""
+    assert server.process is not None
     counts = [0, 0]
-    started = time.perf_counter()
-    await asyncio.gather(*[_worker(port, payload, started + seconds, counts) for _ in range(concurrency)])
-    elapsed = time.perf_counter() - started
+    cpu_before, started = _cpu_seconds(server.process.pid), time.perf_counter()
+    until = started + seconds
+    await asyncio.gather(*[_worker(server.port, payload, until, counts) for _ in range(concurrency)])
+    elapsed, cpu = time.perf_counter() - started, _cpu_seconds(server.process.pid) - cpu_before
     if counts[1]:
         raise RuntimeError(f"{counts[1]} requests were refused: the 'on' limits are too low for this machine")
-    return counts[0] / elapsed, counts[0]
+    return counts[0] / elapsed, counts[0], 1000 * cpu / max(counts[0], 1)
 
 
 def _evalsha_calls() -> int:
@@ -88,17 +101,22 @@ async def _measure(server: ServerProcess, args: argparse.Namespace) -> dict[str,
                "on": server.create_key(tenant + "-on", **GENEROUS)["secret"]}
     payloads = {mode: _request(server.port, str(secret), args.max_tokens) for mode, secret in secrets.items()}
     for payload in payloads.values():
-        await _round(server.port, payload, args.concurrency, 1.0)  # warm up: model ready, caches, scripts
+        await _round(server, payload, args.concurrency, 1.0)  # warm up: model ready, caches, scripts
     rates: dict[str, list[float]] = {"off": [], "on": []}
+    cpu_ms: dict[str, list[float]] = {"off": [], "on": []}
     calls_before, on_requests = _evalsha_calls(), 0
     for _ in range(args.rounds):
         for mode in ("off", "on"):
-            rate, served = await _round(server.port, payloads[mode], args.concurrency, args.seconds)
+            rate, served, cost = await _round(server, payloads[mode], args.concurrency, args.seconds)
             rates[mode].append(rate)
+            cpu_ms[mode].append(cost)
             on_requests += served if mode == "on" else 0
     off_rps, on_rps = statistics.median(rates["off"]), statistics.median(rates["on"])
+    off_cpu, on_cpu = statistics.median(cpu_ms["off"]), statistics.median(cpu_ms["on"])
     return {"off_rps": round(off_rps, 1), "on_rps": round(on_rps, 1), "ratio": round(on_rps / off_rps, 3),
-            "rounds": {mode: [round(rate, 1) for rate in values] for mode, values in rates.items()},
+            "off_cpu_ms_per_request": round(off_cpu, 3), "on_cpu_ms_per_request": round(on_cpu, 3),
+            "cpu_ratio": round(off_cpu / on_cpu, 3),
+            "rounds_rps": {mode: [round(rate, 1) for rate in values] for mode, values in rates.items()},
             "evalsha_per_on_request": round((_evalsha_calls() - calls_before) / max(on_requests, 1), 2)}
 
 

@@ -20,6 +20,8 @@ from service.throttle.store import Check
 from service.throttle.windows import Window, budget_period, remaining, until_reset
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from service.throttle.policy import Rule, Subject
 
 #: A budget counter outlives its period by a day, so that late settlements still find it.
@@ -47,7 +49,7 @@ class Planned:
         return WindowState(dimension, self.rule.limit, left, until_reset(self.window, current, previous))
 
 
-def plan(rules: list[Rule], subject: Subject, *, prefix: str, now: float, tokens: int, cost_units: int,
+def plan(rules: Iterable[Rule], subject: Subject, *, prefix: str, now: float, tokens: int, cost_units: int,
          lease_ttl_s: int) -> list[Planned]:
     """The checks of one admission, in the rules' order."""
     planned: list[Planned] = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -114,14 +115,19 @@ class KeyLimits:
     @property
     def unlimited(self) -> bool:
         """True when neither the key nor its tenant sets any limit: admission needs no storage at all."""
-        return not self._own_rules("key") and (self.tenant is None or self.tenant.unlimited)
+        return not self._rules
 
-    def rules(self) -> list[Rule]:
+    def rules(self) -> tuple[Rule, ...]:
         """Every limit of the key and of its tenant, in the order refusals are reported."""
+        return self._rules
+
+    @cached_property
+    def _rules(self) -> tuple[Rule, ...]:
+        # Cached: the gateway keeps a key's limits between requests, and admission is on the hot path.
         own = self._own_rules("key")
         ceiling = self.tenant._own_rules("tenant") if self.tenant else []
         order = ("budget", "rpd", "rpm", "tpm", "max_concurrency")
-        return sorted(own + ceiling, key=lambda rule: (order.index(rule.name), rule.scope != "key"))
+        return tuple(sorted(own + ceiling, key=lambda rule: (order.index(rule.name), rule.scope != "key")))
 
     def _own_rules(self, scope: Scope) -> list[Rule]:
         rules = [Rule(name, scope, value) for name in ("rpd", "rpm", "tpm", "max_concurrency")  # type: ignore[misc]

@@ -85,25 +85,27 @@ class RedisStore:
 
     async def reserve(self, checks: Sequence[Check], lease_id: str, now: float) -> Outcome:
         keys: list[str] = []
-        args: list[str] = [repr(now), lease_id, str(len(checks))]
+        words: list[str] = [repr(now), lease_id, str(len(checks))]
         for check in checks:
             keys.extend(check.keys)
-            args += [check.kind, str(check.limit), str(check.amount), repr(check.weight), str(check.ttl_s)]
+            words += [check.kind, str(check.limit), str(check.amount), repr(check.weight), str(check.ttl_s)]
         try:
-            reply = await self._reserve(keys=keys, args=args)
+            reply = await self._reserve(keys=keys, args=[" ".join(words)])
         except (RedisError, OSError) as exc:
             raise _unreachable(exc) from exc
-        counts = tuple((int(reply[i]), int(reply[i + 1])) for i in range(1, len(reply), 2))
-        return Outcome(bool(int(reply[0])), counts)
+        numbers = [int(word) for word in reply.split()]
+        counts = tuple((numbers[i], numbers[i + 1]) for i in range(1, len(numbers), 2))
+        return Outcome(numbers[0] == 1, counts)
 
     async def adjust(self, adjustments: Sequence[Adjustment], lease_keys: Sequence[str],
                      lease_id: str) -> None:
-        keys = [change.key for change in adjustments if change.delta] + list(lease_keys)
+        changes = [change for change in adjustments if change.delta]
+        keys = [change.key for change in changes] + list(lease_keys)
         if not keys:
             return
-        deltas = [str(change.delta) for change in adjustments if change.delta] + ["lease"] * len(lease_keys)
+        words = [lease_id, *(str(change.delta) for change in changes), *(["lease"] * len(lease_keys))]
         try:
-            await self._settle(keys=keys, args=[lease_id, *deltas])
+            await self._settle(keys=keys, args=[" ".join(words)])
         except (RedisError, OSError) as exc:
             raise _unreachable(exc) from exc
 

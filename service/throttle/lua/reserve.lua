@@ -1,50 +1,53 @@
 -- Check every counter of one admission and, only if all fit, reserve all of them: atomically, one call.
--- ARGV: now, lease_id, n, then per check: kind ('window' | 'lease' | 'budget'), limit, amount, weight, ttl.
+-- ARGV[1], space-separated (one string: cheaper to send than forty): now, lease id, number of checks, then
+-- per check: kind ('window' | 'lease' | 'budget'), limit, amount, weight, ttl.
 -- KEYS: per check, two keys for a window (current, previous), one otherwise.
--- Returns {admitted (0|1), count1a, count1b, count2a, ...} as found before reserving.
--- The fit rules mirror service/throttle/memory.py::_fits.
-local now = tonumber(ARGV[1])
-local lease_id = ARGV[2]
-local n = tonumber(ARGV[3])
-local result = {1}
-local k, a = 1, 4
-for i = 1, n do
-  local kind, limit, amount, weight = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  local first, second = 0, 0
+-- Returns 'admitted first1 second1 first2 second2 ...' (admitted: 0 | 1; counters as found before reserving).
+-- The fit rules mirror service/throttle/store.py::fits.
+local a = {}
+for word in string.gmatch(ARGV[1], '%S+') do a[#a + 1] = word end
+local now, lease_id, n = tonumber(a[1]), a[2], tonumber(a[3])
+local admitted = 1
+local counts = {}
+local k, i = 1, 4
+for _ = 1, n do
+  local kind, limit, amount, weight = a[i], tonumber(a[i + 1]), tonumber(a[i + 2]), tonumber(a[i + 3])
+  local first, second = '0', '0'
   if kind == 'window' then
-    first = tonumber(redis.call('GET', KEYS[k]) or '0')
-    second = tonumber(redis.call('GET', KEYS[k + 1]) or '0')
-    if second * weight + first + amount > limit then result[1] = 0 end
+    first = redis.call('GET', KEYS[k]) or '0'
+    second = redis.call('GET', KEYS[k + 1]) or '0'
+    if tonumber(second) * weight + tonumber(first) + amount > limit then admitted = 0 end
     k = k + 2
   elseif kind == 'lease' then
     -- Leases past their expiry belong to gateways that died holding them.
     redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', now)
-    first = redis.call('ZCARD', KEYS[k])
-    if first + 1 > limit then result[1] = 0 end
+    local held = redis.call('ZCARD', KEYS[k])
+    if held + 1 > limit then admitted = 0 end
+    first = string.format('%d', held)
     k = k + 1
   else
-    first = tonumber(redis.call('GET', KEYS[k]) or '0')
-    if first >= limit or first + amount > limit then result[1] = 0 end
+    first = redis.call('GET', KEYS[k]) or '0'
+    local spent = tonumber(first)
+    if spent >= limit or spent + amount > limit then admitted = 0 end
     k = k + 1
   end
-  result[#result + 1] = first
-  result[#result + 1] = second
-  a = a + 5
+  counts[#counts + 1] = first
+  counts[#counts + 1] = second
+  i = i + 5
 end
-if result[1] == 0 then
-  return result
-end
-k, a = 1, 4
-for i = 1, n do
-  local kind, amount, ttl = ARGV[a], ARGV[a + 2], tonumber(ARGV[a + 4])
-  if kind == 'lease' then
-    redis.call('ZADD', KEYS[k], now + ttl, lease_id)
-    redis.call('EXPIRE', KEYS[k], ttl)
-  elseif amount ~= '0' then
-    redis.call('INCRBY', KEYS[k], amount)
-    redis.call('EXPIRE', KEYS[k], ttl)
+if admitted == 1 then
+  k, i = 1, 4
+  for _ = 1, n do
+    local kind, amount, ttl = a[i], a[i + 2], tonumber(a[i + 4])
+    if kind == 'lease' then
+      redis.call('ZADD', KEYS[k], now + ttl, lease_id)
+      redis.call('EXPIRE', KEYS[k], ttl)
+    elseif amount ~= '0' then
+      redis.call('INCRBY', KEYS[k], amount)
+      redis.call('EXPIRE', KEYS[k], ttl)
+    end
+    if kind == 'window' then k = k + 2 else k = k + 1 end
+    i = i + 5
   end
-  if kind == 'window' then k = k + 2 else k = k + 1 end
-  a = a + 5
 end
-return result
+return admitted .. ' ' .. table.concat(counts, ' ')

@@ -1,9 +1,11 @@
 -- Give back the unused part of a reservation and free its concurrency lease: one call.
--- ARGV: lease_id, then one delta per key; a delta of 'lease' removes lease_id from that key's set.
+-- ARGV[1], space-separated: lease id, then one delta per key; 'lease' removes the lease id from that key's set.
 -- Counters that expired meanwhile are left alone (their window or period is over).
-local lease_id = ARGV[1]
+local a = {}
+for word in string.gmatch(ARGV[1], '%S+') do a[#a + 1] = word end
+local lease_id = a[1]
 for i = 1, #KEYS do
-  local delta = ARGV[i + 1]
+  local delta = a[i + 1]
   if delta == 'lease' then
     redis.call('ZREM', KEYS[i], lease_id)
   elseif delta ~= '0' and redis.call('EXISTS', KEYS[i]) == 1 then
