@@ -18,6 +18,8 @@ from billing.bus import Batch, BusOptions, BusUnavailable, decode_event, encode_
 from billing.tables import OutboxRow
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from billing.events import UsageEvent
@@ -33,10 +35,11 @@ class LocalOutboxBus:
     def __init__(self, database: Database, options: BusOptions) -> None:
         self._sessions = database.sessions
         self._options = options
+        self._group = GroupCommit(self.publish_many)
 
     async def publish(self, event: UsageEvent) -> None:
-        """Commit the event to the outbox."""
-        await self.publish_many([event])
+        """Commit the event to the outbox (concurrent publishes share one transaction)."""
+        await self._group.submit(event)
 
     async def publish_many(self, events: list[UsageEvent]) -> None:
         """Commit several events in one transaction (the spool forwarder and load tests use this)."""
@@ -81,6 +84,46 @@ class LocalOutboxBus:
 
     async def close(self) -> None:
         """Nothing to release: the database belongs to the app."""
+
+
+class GroupCommit:
+    """Coalesces concurrent publishes into one transaction. No timer: a lone publish is never delayed.
+
+    The write runs in a task of its own, so a request cancelled while waiting still gets its event written.
+    """
+
+    def __init__(self, write: Callable[[list[UsageEvent]], Awaitable[None]]) -> None:
+        self._write = write
+        self._pending: list[tuple[UsageEvent, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def submit(self, event: UsageEvent) -> None:
+        """Return once ``event`` is committed; raise what the write raised."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.add_done_callback(_retrieve)  # a cancelled waiter must not leave an unretrieved error behind
+        self._pending.append((event, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        await asyncio.shield(done)
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await self._write([event for event, _ in batch])
+            except Exception as exc:  # handed to every waiter; the Meter spools their events
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def open_local_bus(settings: Settings, database: Database, options: BusOptions) -> LocalOutboxBus:

@@ -64,8 +64,10 @@ class NatsJetStreamBus:
         try:
             await self._js.stream_info(self._options.stream)
         except NotFoundError:
+            # Work-queue retention: a message is deleted once the ledger consumer acked it.
             await self._js.add_stream(name=self._options.stream, subjects=[self._options.subject],
-                                      duplicate_window=DUPLICATE_WINDOW_S, storage="file")
+                                      duplicate_window=DUPLICATE_WINDOW_S, storage="file",
+                                      retention="workqueue")
 
     async def publish(self, event: UsageEvent) -> None:
         """Store the event in JetStream (acked), de-duplicated by request id."""

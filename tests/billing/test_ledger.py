@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from decimal import Decimal
 
@@ -97,3 +98,13 @@ async def test_catalog_prices_seed_only_models_without_a_price(database) -> None
         await book.quote("smollm2-135m-instruct", T0 - timedelta(days=1))
     bf16 = await book.quote("smollm2-135m-instruct-bf16")
     assert (bf16.input_per_million, bf16.output_per_million) == (Decimal("0.03"), Decimal("0.06"))
+
+
+async def test_concurrent_publishes_on_the_local_bus_are_all_committed(database, make_event) -> None:
+    bus = LocalOutboxBus(database, BusOptions())
+    events = [make_event() for _ in range(300)]
+    await asyncio.gather(*(bus.publish(event) for event in events))  # shares transactions (group commit)
+    assert await bus.pending() == 300
+    consumer = LedgerConsumer(bus, LedgerWriter(database.sessions, "usd"), batch_size=64, interval_s=0.01)
+    assert await consumer.drain() == 300
+    assert len(await ledger_rows(database)) == 300
