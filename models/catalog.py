@@ -29,6 +29,9 @@ class ModelSpec:
     adapter_path: str | None = None  # for LoRA fine-tunes: the adapter's directory in the store
     created: int = 0
     hidden: bool = False
+    # Sampling used when a request leaves it unset (the model card's recommendation; OpenAI's 1.0 otherwise).
+    default_temperature: float = 1.0
+    default_top_p: float = 1.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -66,4 +69,6 @@ def _spec(entry: dict[str, object]) -> ModelSpec:
         owned_by=str(entry["owned_by"]),
         input_price_per_million=Decimal(str(entry["input_price_per_million"])),
         output_price_per_million=Decimal(str(entry["output_price_per_million"])),
+        default_temperature=float(entry.get("default_temperature", 1.0)),  # type: ignore[arg-type]
+        default_top_p=float(entry.get("default_top_p", 1.0)),  # type: ignore[arg-type]
     )

@@ -114,8 +114,8 @@ def _plan(request_id: str, endpoint: str, model: ModelSpec, prompts: list[list[i
                              f"completion.", param=prompt_param)
     limit = max_tokens or room
     stop = _stop(request.stop)
-    temperature = 1.0 if request.temperature is None else request.temperature
-    top_p = 1.0 if request.top_p is None else request.top_p
+    temperature = model.default_temperature if request.temperature is None else request.temperature
+    top_p = model.default_top_p if request.top_p is None else request.top_p
     jobs = []
     for p_index, prompt in enumerate(prompts):
         for choice in range(request.n):
