@@ -37,6 +37,13 @@ async def test_chat_answers_from_the_real_model(client: openai.AsyncOpenAI, hf_t
     assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
 
 
+async def test_default_sampling_follows_the_model_card(client: openai.AsyncOpenAI) -> None:
+    # No temperature given: the catalog's default for SmolLM2 (0.2, top_p 0.9) applies, not OpenAI's 1.0.
+    for seed in (1, 2, 3):
+        reply = await client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=12, seed=seed)
+        assert "Paris" in (reply.choices[0].message.content or "")
+
+
 async def test_stream_with_usage_matches_the_unstreamed_answer(client: openai.AsyncOpenAI) -> None:
     plain = await client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=10, temperature=0)
     stream = await client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=10, temperature=0,
