@@ -6,21 +6,26 @@ bar and resumes a broken upload (in the same run, and in a later run of the same
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import argparse
 
 
 def add_model_commands(commands: Any) -> None:
     """Register ``models upload|list|get|delete`` on the ``meterway`` parser's subcommands."""
     models = commands.add_parser("models", help="fine-tuned models (through the server)").add_subparsers(
-        title="models")
+        title="models"
+    )
     upload = models.add_parser("upload", help="upload a PEFT LoRA adapter or full weights (dir or archive)")
     upload.add_argument("path", type=Path)
     upload.add_argument("--base", required=True, help="catalog model the fine-tune is made from")
     upload.add_argument("--name", required=True, help="your name for it: ft:<base>:<tenant>:<name>")
-    upload.add_argument("--kind", choices=["lora", "full"], help="default: lora if adapter_config.json is there")
+    upload.add_argument(
+        "--kind", choices=["lora", "full"], help="default: lora if adapter_config.json is there"
+    )
     upload.add_argument("--input-price", help="decimal price per 1M input tokens (default: the base's)")
     upload.add_argument("--output-price", help="decimal price per 1M output tokens (default: the base's)")
     upload.add_argument("--tenant", help="owner tenant (admin key only)")
@@ -55,10 +60,18 @@ def _upload(args: argparse.Namespace) -> None:
 
     if not args.path.exists():
         raise SystemExit(f"meterway: {args.path} does not exist")
-    job = UploadJob(args.path, args.base, args.name, args.kind, args.input_price, args.output_price,
-                    chunk_bytes=max(1, args.chunk_mb) * 1024 * 1024,
-                    extra={"tenant": args.tenant} if args.tenant else {})
+    job = UploadJob(
+        args.path,
+        args.base,
+        args.name,
+        args.kind,
+        args.input_price,
+        args.output_price,
+        chunk_bytes=max(1, args.chunk_mb) * 1024 * 1024,
+        extra={"tenant": args.tenant} if args.tenant else {},
+    )
     with tqdm(unit="B", unit_scale=True, unit_divisor=1024, desc=f"upload {args.name}") as bar:
+
         def progress(done: int, total: int) -> None:
             bar.total = total
             bar.n = done

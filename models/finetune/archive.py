@@ -47,11 +47,15 @@ def _copy(source: IO[bytes], declared: int, label: str, name: str) -> Iterator[b
 def _check_declared(label: str, archive_bytes: int, declared: int, area: StagingArea) -> None:
     limits = area.limits
     if declared > limits.max_extracted_bytes:
-        raise UploadRejected(f"{label}: archive would expand to {declared} bytes, over the "
-                             f"{limits.max_extracted_bytes}-byte limit")
+        raise UploadRejected(
+            f"{label}: archive would expand to {declared} bytes, over the "
+            f"{limits.max_extracted_bytes}-byte limit"
+        )
     if declared > max(archive_bytes, 1) * limits.max_ratio and declared > CHUNK:
-        raise UploadRejected(f"{label}: archive expands {declared / max(archive_bytes, 1):.0f}x, over the "
-                             f"{limits.max_ratio:.0f}x ratio limit (archive bomb)")
+        raise UploadRejected(
+            f"{label}: archive expands {declared / max(archive_bytes, 1):.0f}x, over the "
+            f"{limits.max_ratio:.0f}x ratio limit (archive bomb)"
+        )
 
 
 class TarFormat:
@@ -81,8 +85,10 @@ class TarFormat:
             if member.issym() or member.islnk():
                 raise UploadRejected(f"{label}: links are not allowed in uploads ({member.name!r})")
             if not (member.isfile() or member.isdir()):
-                raise UploadRejected(f"{label}: only regular files are allowed in uploads ({member.name!r} "
-                                     "is a device, FIFO or other special file)")
+                raise UploadRejected(
+                    f"{label}: only regular files are allowed in uploads ({member.name!r} "
+                    "is a device, FIFO or other special file)"
+                )
 
 
 class ZipFormat:
@@ -100,8 +106,9 @@ class ZipFormat:
                 for member in members:
                     if not member.is_dir():
                         with archive.open(member) as source:
-                            area.write_chunks(member.filename,
-                                              _copy(source, member.file_size, label, member.filename))
+                            area.write_chunks(
+                                member.filename, _copy(source, member.file_size, label, member.filename)
+                            )
         except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, OSError) as exc:
             raise UploadRejected(f"{label}: not a readable zip archive ({exc})") from None
 
@@ -113,7 +120,9 @@ class ZipFormat:
             if stat.S_ISLNK(mode):
                 raise UploadRejected(f"{label}: links are not allowed in uploads ({member.filename!r})")
             if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-                raise UploadRejected(f"{label}: only regular files are allowed in uploads ({member.filename!r})")
+                raise UploadRejected(
+                    f"{label}: only regular files are allowed in uploads ({member.filename!r})"
+                )
             if member.flag_bits & 0x1:
                 raise UploadRejected(f"{label}: encrypted archive members are not accepted")
 

@@ -16,8 +16,17 @@ from service.errors import UploadRejected
 if TYPE_CHECKING:
     from pathlib import Path
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
-                   "vocab.txt", "merges.txt", "vocab.json", "chat_template.jinja", "generation_config.json")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "vocab.txt",
+    "merges.txt",
+    "vocab.json",
+    "chat_template.jinja",
+    "generation_config.json",
+)
 
 
 @dataclass(frozen=True)
@@ -40,8 +49,11 @@ class BaseModel:
 
     def module_names(self) -> set[str]:
         """Every module that owns a 2-D weight (candidates for LoRA)."""
-        return {name.removesuffix(".weight") for name, t in self.tensors.items()
-                if name.endswith(".weight") and len(t.shape) == 2}
+        return {
+            name.removesuffix(".weight")
+            for name, t in self.tensors.items()
+            if name.endswith(".weight") and len(t.shape) == 2
+        }
 
     def tokenizer_files(self) -> list[Path]:
         """The base's tokenizer and chat template files, inherited by full fine-tunes that ship none."""

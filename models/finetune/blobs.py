@@ -71,7 +71,7 @@ class BlobStore:
     def install(self, assembled: Path, relative: PurePosixPath) -> tuple[Path, bool]:
         """Rename an assembled directory into place (a worker never sees half of it); (path, created).
 
-        The name holds tenant, fine-tune name and manifest digest, so an existing directory has the same files.
+        The name holds tenant, name and manifest digest, so an existing directory has the same files.
         """
         target = self.store / relative
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -95,7 +95,9 @@ class BlobStore:
     def remove(self, directory: Path) -> None:
         """Delete a fine-tune directory and every blob no other fine-tune still links to."""
         manifest_file = directory / MANIFEST
-        digests = set(json.loads(manifest_file.read_text())["files"].values()) if manifest_file.exists() else set()
+        digests = (
+            set(json.loads(manifest_file.read_text())["files"].values()) if manifest_file.exists() else set()
+        )
         shutil.rmtree(directory, ignore_errors=True)
         for digest in digests:
             blob = self.blob(digest)

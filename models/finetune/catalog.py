@@ -44,11 +44,16 @@ def model_id(base: str, tenant: str, name: str) -> str:
 
 def spec_for(row: FineTunedModelRow, base: ModelSpec) -> ModelSpec:
     """The serving spec of one fine-tune of ``base``."""
-    common = {"id": row.id, "owned_by": row.tenant, "tenant": row.tenant, "hidden": False,
-              "input_price_per_million": row.input_price_per_million,
-              "output_price_per_million": row.output_price_per_million,
-              "created": int(row.created_at.timestamp()),
-              "extra": {"kind": row.kind, "base": base.id, "sha256": row.sha256}}
+    common = {
+        "id": row.id,
+        "owned_by": row.tenant,
+        "tenant": row.tenant,
+        "hidden": False,
+        "input_price_per_million": row.input_price_per_million,
+        "output_price_per_million": row.output_price_per_million,
+        "created": int(row.created_at.timestamp()),
+        "extra": {"kind": row.kind, "base": base.id, "sha256": row.sha256},
+    }
     if row.kind == "lora":
         return dataclasses.replace(base, base=base.id, adapter_path=row.store_path, **common)
     return dataclasses.replace(base, source=f"store:{row.store_path}", base=None, adapter_path=None, **common)
@@ -58,10 +63,13 @@ def _bases(catalog: Sequence[ModelSpec] | None) -> dict[str, ModelSpec]:
     return {spec.id: spec for spec in (load_catalog() if catalog is None else catalog) if spec.tenant is None}
 
 
-async def tenant_models(session: AsyncSession, tenant: str | None, *,
-                        catalog: Sequence[ModelSpec] | None = None) -> list[ModelSpec]:
+async def tenant_models(
+    session: AsyncSession, tenant: str | None, *, catalog: Sequence[ModelSpec] | None = None
+) -> list[ModelSpec]:
     """The live fine-tunes ``tenant`` may call (all tenants' when ``tenant`` is None: the admin's view)."""
-    query = select(FineTunedModelRow).where(FineTunedModelRow.deleted_at.is_(None)).order_by(FineTunedModelRow.id)
+    query = (
+        select(FineTunedModelRow).where(FineTunedModelRow.deleted_at.is_(None)).order_by(FineTunedModelRow.id)
+    )
     if tenant is not None:
         query = query.where(FineTunedModelRow.tenant == tenant)
     bases = _bases(catalog)
@@ -69,8 +77,9 @@ async def tenant_models(session: AsyncSession, tenant: str | None, *,
     return [spec_for(row, bases[row.base]) for row in rows if row.base in bases]
 
 
-async def resolve(session: AsyncSession, model: str, principal: Caller, *,
-                  catalog: Sequence[ModelSpec] | None = None) -> ModelSpec | None:
+async def resolve(
+    session: AsyncSession, model: str, principal: Caller, *, catalog: Sequence[ModelSpec] | None = None
+) -> ModelSpec | None:
     """The fine-tune ``model`` if it exists, is live and ``principal`` may see it; None otherwise."""
     if not model.startswith(FINE_TUNE_PREFIX):
         return None
@@ -86,8 +95,15 @@ async def resolve(session: AsyncSession, model: str, principal: Caller, *,
 class FineTuneCatalog:
     """The fine-tune side of the app, built once by ``create_app``: catalog lookups, services, routes."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], store: Path, catalog: Mapping[str, ModelSpec],
-                 *, limits: UploadLimits | None = None, prices: PriceSetter | None = None) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        store: Path,
+        catalog: Mapping[str, ModelSpec],
+        *,
+        limits: UploadLimits | None = None,
+        prices: PriceSetter | None = None,
+    ) -> None:
         from models.finetune.service import FineTuneService
         from models.finetune.uploads import UploadSessions
 
@@ -100,8 +116,9 @@ class FineTuneCatalog:
     async def visible(self, principal: Caller) -> list[ModelSpec]:
         """The fine-tunes ``principal`` may list (its tenant's; every tenant's for the admin)."""
         async with self._sessions() as session:
-            return await tenant_models(session, None if principal.is_admin else principal.tenant,
-                                       catalog=self._catalog)
+            return await tenant_models(
+                session, None if principal.is_admin else principal.tenant, catalog=self._catalog
+            )
 
     async def find(self, model: str, principal: Caller) -> ModelSpec | None:
         """The fine-tune ``model`` if ``principal`` may call it, else None (a 404 like any unknown model)."""
@@ -118,8 +135,10 @@ class FineTuneCatalog:
         """Litestar dependencies the fine-tune routes take: ``fine_tunes`` and ``uploads``."""
         from litestar.di import Provide
 
-        return {"fine_tunes": Provide(lambda: self.service, use_cache=True, sync_to_thread=False),
-                "uploads": Provide(lambda: self.uploads, use_cache=True, sync_to_thread=False)}
+        return {
+            "fine_tunes": Provide(lambda: self.service, use_cache=True, sync_to_thread=False),
+            "uploads": Provide(lambda: self.uploads, use_cache=True, sync_to_thread=False),
+        }
 
     @property
     def handlers(self) -> list[Any]:

@@ -62,8 +62,15 @@ def check_every_file(files: Files, limits: UploadLimits) -> dict[PurePosixPath, 
 
 
 _LORA_TENSOR = re.compile(r"^base_model\.model\.(?P<module>.+)\.lora_(?P<ab>[AB])\.weight$")
-_UNSUPPORTED_LORA = ("use_dora", "modules_to_save", "rank_pattern", "alpha_pattern", "layers_to_transform",
-                     "trainable_token_indices", "target_parameters")
+_UNSUPPORTED_LORA = (
+    "use_dora",
+    "modules_to_save",
+    "rank_pattern",
+    "alpha_pattern",
+    "layers_to_transform",
+    "trainable_token_indices",
+    "target_parameters",
+)
 
 
 class LoraCheck:
@@ -71,7 +78,10 @@ class LoraCheck:
 
     def check(self, files: Files, base: BaseModel, limits: UploadLimits) -> CheckedUpload:
         headers = check_every_file(files, limits)
-        config_path, weights_path = PurePosixPath("adapter_config.json"), PurePosixPath("adapter_model.safetensors")
+        config_path, weights_path = (
+            PurePosixPath("adapter_config.json"),
+            PurePosixPath("adapter_model.safetensors"),
+        )
         for required in (config_path, weights_path):
             if required not in files:
                 raise UploadRejected(f"a LoRA upload needs {required} (PEFT save_pretrained output)")
@@ -79,8 +89,15 @@ class LoraCheck:
             raise UploadRejected("a LoRA upload holds exactly one weights file, adapter_model.safetensors")
         rank, targets = self._config(read_json(config_path, files[config_path], limits))
         modules = self._pairs(headers[weights_path], base, rank, targets)
-        return CheckedUpload("lora", files, summary={"r": rank, "modules": len(modules),
-                                                     "target_modules": sorted({m.rsplit('.', 1)[-1] for m in modules})})
+        return CheckedUpload(
+            "lora",
+            files,
+            summary={
+                "r": rank,
+                "modules": len(modules),
+                "target_modules": sorted({m.rsplit(".", 1)[-1] for m in modules}),
+            },
+        )
 
     @staticmethod
     def _config(config: Any) -> tuple[int, Any]:
@@ -89,14 +106,18 @@ class LoraCheck:
         rank = config.get("r")
         if not isinstance(rank, int) or isinstance(rank, bool) or not 0 < rank <= 1024:
             raise UploadRejected(f"adapter_config.json: r must be an integer in 1..1024, got {rank!r}")
-        if not isinstance(config.get("lora_alpha"), int | float) or isinstance(config.get("lora_alpha"), bool):
+        if not isinstance(config.get("lora_alpha"), int | float) or isinstance(
+            config.get("lora_alpha"), bool
+        ):
             raise UploadRejected("adapter_config.json: lora_alpha must be a number")
         for key in _UNSUPPORTED_LORA:
             if config.get(key):
                 raise UploadRejected(f"adapter_config.json: {key} is not supported for served adapters")
         targets = config.get("target_modules")
-        if not ((isinstance(targets, str) and targets)
-                or (isinstance(targets, list) and targets and all(isinstance(t, str) for t in targets))):
+        if not (
+            (isinstance(targets, str) and targets)
+            or (isinstance(targets, list) and targets and all(isinstance(t, str) for t in targets))
+        ):
             raise UploadRejected("adapter_config.json: target_modules must be a module list or a regex")
         return rank, targets
 
@@ -105,8 +126,10 @@ class LoraCheck:
         for name, tensor in tensors.items():
             match = _LORA_TENSOR.match(name)
             if match is None:
-                raise UploadRejected(f"adapter_model.safetensors: unexpected tensor {name!r} (only "
-                                     "base_model.model.<module>.lora_A/lora_B.weight)")
+                raise UploadRejected(
+                    f"adapter_model.safetensors: unexpected tensor {name!r} (only "
+                    "base_model.model.<module>.lora_A/lora_B.weight)"
+                )
             if tensor.dtype not in FLOAT_DTYPES:
                 raise UploadRejected(f"adapter_model.safetensors: {name} has non-float dtype {tensor.dtype}")
             found.setdefault(match["module"], {})[match["ab"]] = tensor
@@ -117,13 +140,17 @@ class LoraCheck:
         return set(found)
 
     @staticmethod
-    def _check_module(module: str, pair: dict[str, TensorInfo], base: BaseModel, rank: int, targets: Any) -> None:
+    def _check_module(
+        module: str, pair: dict[str, TensorInfo], base: BaseModel, rank: int, targets: Any
+    ) -> None:
         if not _targeted(module, targets):
             raise UploadRejected(f"adapter_model.safetensors: module {module!r} is not in target_modules")
         shape = base.linear_shape(module)
         if shape is None:
-            raise UploadRejected(f"adapter module {module!r} does not exist in base model {base.name!r} "
-                                 "(architecture mismatch)")
+            raise UploadRejected(
+                f"adapter module {module!r} does not exist in base model {base.name!r} "
+                "(architecture mismatch)"
+            )
         if set(pair) != {"A", "B"}:
             raise UploadRejected(f"adapter module {module!r} lacks lora_{'B' if 'A' in pair else 'A'}")
         out_features, in_features = shape
@@ -131,7 +158,8 @@ class LoraCheck:
             raise UploadRejected(
                 f"adapter module {module!r}: lora_A {list(pair['A'].shape)} / lora_B {list(pair['B'].shape)} "
                 f"do not fit base {base.name!r} (expected [{rank}, {in_features}] / [{out_features}, {rank}] "
-                f"for r={rank})")
+                f"for r={rank})"
+            )
 
 
 def _targeted(module: str, targets: Any) -> bool:
@@ -141,8 +169,16 @@ def _targeted(module: str, targets: Any) -> bool:
     return any(module == t or module.endswith(f".{t}") for t in targets)
 
 
-_ARCH_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-              "num_key_value_heads", "head_dim", "vocab_size", "tie_word_embeddings")
+_ARCH_KEYS = (
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "vocab_size",
+    "tie_word_embeddings",
+)
 
 
 class FullWeightsCheck:
@@ -157,11 +193,18 @@ class FullWeightsCheck:
         tensors = self._merged(headers)
         self._tensors(tensors, base)
         own = {p.name for p in files}
-        inherited = {} if {"tokenizer.json", "tokenizer.model"} & own else {
-            PurePosixPath(f.name): f for f in base.tokenizer_files() if f.name not in own}
+        inherited = (
+            {}
+            if {"tokenizer.json", "tokenizer.model"} & own
+            else {PurePosixPath(f.name): f for f in base.tokenizer_files() if f.name not in own}
+        )
         dtypes = sorted({t.dtype for t in tensors.values()})
-        return CheckedUpload("full", files, inherited, {"tensors": len(tensors), "dtypes": dtypes,
-                                                        "tokenizer": "inherited" if inherited else "own"})
+        return CheckedUpload(
+            "full",
+            files,
+            inherited,
+            {"tensors": len(tensors), "dtypes": dtypes, "tokenizer": "inherited" if inherited else "own"},
+        )
 
     @staticmethod
     def _config(config: Any, base: BaseModel) -> None:
@@ -169,8 +212,10 @@ class FullWeightsCheck:
             raise UploadRejected("config.json is not a JSON object")
         for key in ("model_type", "architectures", *_ARCH_KEYS):
             if key in base.config and config.get(key) != base.config[key]:
-                raise UploadRejected(f"config.json: {key}={config.get(key)!r} does not match base "
-                                     f"{base.name!r} ({base.config[key]!r})")
+                raise UploadRejected(
+                    f"config.json: {key}={config.get(key)!r} does not match base "
+                    f"{base.name!r} ({base.config[key]!r})"
+                )
 
     @staticmethod
     def _merged(headers: dict[PurePosixPath, dict[str, TensorInfo]]) -> dict[str, TensorInfo]:
@@ -186,12 +231,16 @@ class FullWeightsCheck:
     def _tensors(tensors: dict[str, TensorInfo], base: BaseModel) -> None:
         missing, unexpected = set(base.tensors) - set(tensors), set(tensors) - set(base.tensors)
         if missing or unexpected:
-            raise UploadRejected(f"weights do not match base {base.name!r}: missing {sorted(missing)[:3]}, "
-                                 f"unexpected {sorted(unexpected)[:3]}")
+            raise UploadRejected(
+                f"weights do not match base {base.name!r}: missing {sorted(missing)[:3]}, "
+                f"unexpected {sorted(unexpected)[:3]}"
+            )
         for name, tensor in tensors.items():
             if tensor.shape != base.tensors[name].shape:
-                raise UploadRejected(f"tensor {name!r} has shape {list(tensor.shape)}, base {base.name!r} has "
-                                     f"{list(base.tensors[name].shape)}")
+                raise UploadRejected(
+                    f"tensor {name!r} has shape {list(tensor.shape)}, base {base.name!r} has "
+                    f"{list(base.tensors[name].shape)}"
+                )
             if tensor.dtype not in FLOAT_DTYPES:
                 raise UploadRejected(f"tensor {name!r} has non-float dtype {tensor.dtype}")
 

@@ -58,9 +58,13 @@ class UploadFailed(Exception):
 
 def pack(directory: Path, cache: Path) -> Path:
     """A deterministic tar of ``directory``'s regular, non-hidden files (reused when already packed)."""
-    files = sorted(p for p in directory.rglob("*")
-                   if p.is_file() and not p.is_symlink()
-                   and not any(part.startswith(".") for part in p.relative_to(directory).parts))
+    files = sorted(
+        p
+        for p in directory.rglob("*")
+        if p.is_file()
+        and not p.is_symlink()
+        and not any(part.startswith(".") for part in p.relative_to(directory).parts)
+    )
     fingerprint = hashlib.sha256(str(directory.resolve()).encode())
     for file in files:
         stat = file.stat()
@@ -83,7 +87,9 @@ def pack(directory: Path, cache: Path) -> Path:
 class ResumableUploader:
     """Sends one file through ``/v1/uploads`` and creates the fine-tune from it."""
 
-    def __init__(self, client: httpx.Client, cache: Path | None = None, progress: Progress | None = None) -> None:
+    def __init__(
+        self, client: httpx.Client, cache: Path | None = None, progress: Progress | None = None
+    ) -> None:
         self.client = client
         self.cache = cache or Path(tempfile.gettempdir()) / "meterway-uploads"
         self.progress = progress or (lambda _done, _total: None)
@@ -94,11 +100,18 @@ class ResumableUploader:
         state_file = self._state_file(archive, job)
         upload_id = self._session(archive, state_file)
         self._send(upload_id, archive, job.chunk_bytes)
-        body = {"upload_id": upload_id, "base": job.base, "name": job.name, "kind": job.resolved_kind(),
-                "input_price_per_million": job.input_price, "output_price_per_million": job.output_price,
-                **job.extra}
-        created = self._json(self.client.post("/v1/fine_tuned_models",
-                                              json={k: v for k, v in body.items() if v is not None}))
+        body = {
+            "upload_id": upload_id,
+            "base": job.base,
+            "name": job.name,
+            "kind": job.resolved_kind(),
+            "input_price_per_million": job.input_price,
+            "output_price_per_million": job.output_price,
+            **job.extra,
+        }
+        created = self._json(
+            self.client.post("/v1/fine_tuned_models", json={k: v for k, v in body.items() if v is not None})
+        )
         state_file.unlink(missing_ok=True)
         return created
 
@@ -113,9 +126,12 @@ class ResumableUploader:
             with contextlib.suppress(UploadFailed):
                 self._json(self.client.get(f"/v1/uploads/{upload_id}"))
                 return str(upload_id)
-        filename = archive.name if archive.name.endswith((".tar", ".tar.gz", ".tgz", ".zip")) else "upload.tar"
-        created = self._json(self.client.post("/v1/uploads", json={"bytes": archive.stat().st_size,
-                                                                   "filename": filename}))
+        filename = (
+            archive.name if archive.name.endswith((".tar", ".tar.gz", ".tgz", ".zip")) else "upload.tar"
+        )
+        created = self._json(
+            self.client.post("/v1/uploads", json={"bytes": archive.stat().st_size, "filename": filename})
+        )
         self.cache.mkdir(parents=True, exist_ok=True)
         state_file.write_text(json.dumps({"upload_id": created["id"]}))
         return str(created["id"])
@@ -130,18 +146,24 @@ class ResumableUploader:
             while offset < total:
                 handle.seek(offset)
                 chunk = handle.read(chunk_bytes)
-                headers = {"content-range": f"bytes {offset}-{offset + len(chunk) - 1}/{total}",
-                           "content-type": "application/octet-stream"}
+                headers = {
+                    "content-range": f"bytes {offset}-{offset + len(chunk) - 1}/{total}",
+                    "content-type": "application/octet-stream",
+                }
                 try:
-                    offset = int(self._json(self.client.put(f"/v1/uploads/{upload_id}", content=chunk,
-                                                            headers=headers))["offset"])
+                    offset = int(
+                        self._json(
+                            self.client.put(f"/v1/uploads/{upload_id}", content=chunk, headers=headers)
+                        )["offset"]
+                    )
                     failures = 0
                 except (httpx.TransportError, UploadFailed) as exc:
                     failures += 1
-                    if failures > MAX_RETRIES or (isinstance(exc, UploadFailed) and exc.status not in (409, 500,
-                                                                                                     502, 503)):
+                    if failures > MAX_RETRIES or (
+                        isinstance(exc, UploadFailed) and exc.status not in (409, 500, 502, 503)
+                    ):
                         raise
-                    time.sleep(min(0.2 * 2 ** failures, 5.0))
+                    time.sleep(min(0.2 * 2**failures, 5.0))
                     offset = int(self._json(self.client.get(f"/v1/uploads/{upload_id}"))["offset"])
                 self.progress(offset, total)
 

@@ -39,15 +39,16 @@ class StoredFineTune:
 def expand_archives(area: StagingArea) -> None:
     """An upload of one archive becomes its members; then every file name and type is checked."""
     if len(area.files) == 1:
-        (relative, path), = area.files.items()
+        ((relative, path),) = area.files.items()
         if is_archive_name(relative.name):
             area.take(relative)
             expand_archive(path, area, relative.name)
             path.unlink()
     for relative in area.files:
         if is_archive_name(relative.name):
-            raise UploadRejected(f"{relative}: an archive must be the only file of an upload (and is never "
-                                 "expanded twice)")
+            raise UploadRejected(
+                f"{relative}: an archive must be the only file of an upload (and is never expanded twice)"
+            )
         check_file_type(relative)
     if not area.files:
         raise UploadRejected("the upload holds no files")
@@ -55,7 +56,7 @@ def expand_archives(area: StagingArea) -> None:
 
 
 def ingest(store: Path, area: StagingArea, *, kind: str, base: str, tenant: str, name: str) -> StoredFineTune:
-    """Check the staged upload against ``base`` and store it; ``UploadRejected`` leaves the store untouched."""
+    """Check the staged upload against ``base`` and store it; a rejection leaves the store untouched."""
     expand_archives(area)
     checked = check_upload(kind, dict(area.files), load_base(store, base), area.limits)
     for relative, source in checked.inherited.items():
@@ -65,7 +66,16 @@ def ingest(store: Path, area: StagingArea, *, kind: str, base: str, tenant: str,
     files = dict(area.files)
     assembled, digest, size = blobs.assemble(files, area.root / "out")
     target, created = blobs.install(assembled, blobs.finetune_dir(tenant, name, digest))
-    log.info("fine-tune stored", kind=kind, base=base, tenant=tenant, name=name, sha256=digest, bytes=size,
-             **checked.summary)
-    return StoredFineTune(PurePosixPath(target.relative_to(store).as_posix()), digest, size, checked.summary,
-                          created)
+    log.info(
+        "fine-tune stored",
+        kind=kind,
+        base=base,
+        tenant=tenant,
+        name=name,
+        sha256=digest,
+        bytes=size,
+        **checked.summary,
+    )
+    return StoredFineTune(
+        PurePosixPath(target.relative_to(store).as_posix()), digest, size, checked.summary, created
+    )

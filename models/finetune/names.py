@@ -29,8 +29,9 @@ def safe_relative(name: str) -> PurePosixPath:
         raise UploadRejected(f"invalid file path in upload: {name!r}")
     for part in parts:
         if not _PART.match(part):
-            raise UploadRejected(f"invalid file name in upload: {name!r} (letters, digits, '._+-' only; "
-                                 "no hidden files)")
+            raise UploadRejected(
+                f"invalid file name in upload: {name!r} (letters, digits, '._+-' only; no hidden files)"
+            )
     return PurePosixPath(*parts)
 
 
@@ -38,11 +39,15 @@ def check_file_type(path: PurePosixPath) -> None:
     """Refuse pickles by name, and anything that is not a weight, config or tokenizer file."""
     suffix = path.suffix.lower()
     if suffix in PICKLE_SUFFIXES:
-        raise UploadRejected(f"{path}: pickle-based weight formats ({suffix}) are not accepted; "
-                             "save the weights as safetensors (safe_serialization=True)")
+        raise UploadRejected(
+            f"{path}: pickle-based weight formats ({suffix}) are not accepted; "
+            "save the weights as safetensors (safe_serialization=True)"
+        )
     if suffix not in ALLOWED_SUFFIXES:
-        raise UploadRejected(f"{path}: file type {suffix or '(none)'} is not accepted; allowed: "
-                             f"{', '.join(sorted(ALLOWED_SUFFIXES))}")
+        raise UploadRejected(
+            f"{path}: file type {suffix or '(none)'} is not accepted; allowed: "
+            f"{', '.join(sorted(ALLOWED_SUFFIXES))}"
+        )
 
 
 def is_archive_name(name: str) -> bool:

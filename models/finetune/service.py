@@ -38,8 +38,13 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
 class PriceSetter(Protocol):
     """The price book's write side (``billing.prices.PriceBook`` fits)."""
 
-    async def set_price(self, model: str, input_per_million: Decimal, output_per_million: Decimal,
-                        effective_from: datetime | None = None) -> Any: ...
+    async def set_price(
+        self,
+        model: str,
+        input_per_million: Decimal,
+        output_per_million: Decimal,
+        effective_from: datetime | None = None,
+    ) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -74,8 +79,14 @@ def parse_price(raw: str | None, default: Decimal, field: str) -> Decimal:
 class FineTuneService:
     """Creates, lists and deletes fine-tunes in one model store and database."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], store: Path, limits: UploadLimits,
-                 catalog: Sequence[ModelSpec], prices: PriceSetter | None = None) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        store: Path,
+        limits: UploadLimits,
+        catalog: Sequence[ModelSpec],
+        prices: PriceSetter | None = None,
+    ) -> None:
         self.sessions = sessions
         self.store = store
         self.limits = limits
@@ -87,40 +98,73 @@ class FineTuneService:
         """A fresh temporary area for one upload (use as a context manager: it is always removed)."""
         return StagingArea(self.store, self.limits)
 
-    def new_request(self, principal: Caller, *, base: str, name: str, kind: str, tenant: str | None = None,
-                    input_price: str | None = None, output_price: str | None = None) -> NewFineTune:
+    def new_request(
+        self,
+        principal: Caller,
+        *,
+        base: str,
+        name: str,
+        kind: str,
+        tenant: str | None = None,
+        input_price: str | None = None,
+        output_price: str | None = None,
+    ) -> NewFineTune:
         """Validate the create fields; the admin names the tenant, a tenant key uses its own."""
         owner = principal.tenant or (tenant if principal.is_admin else None)
         if not owner:
-            raise InvalidRequest("the platform admin must name the tenant that owns the fine-tune", param="tenant")
+            raise InvalidRequest(
+                "the platform admin must name the tenant that owns the fine-tune", param="tenant"
+            )
         spec = self._bases.get(base)
         if spec is None:
             raise UploadRejected(f"base {base!r} is not a catalog chat model", param="base")
         if not _NAME.match(name or ""):
-            raise InvalidRequest("name must be 1-48 of a-z, 0-9, '-', '_' starting with a letter or digit",
-                                 param="name")
+            raise InvalidRequest(
+                "name must be 1-48 of a-z, 0-9, '-', '_' starting with a letter or digit", param="name"
+            )
         if kind not in ("lora", "full"):
             raise InvalidRequest(f"kind must be 'lora' or 'full', got {kind!r}", param="kind")
-        return NewFineTune(owner, spec, name, kind,
-                           parse_price(input_price, spec.input_price_per_million, "input_price_per_million"),
-                           parse_price(output_price, spec.output_price_per_million, "output_price_per_million"))
+        return NewFineTune(
+            owner,
+            spec,
+            name,
+            kind,
+            parse_price(input_price, spec.input_price_per_million, "input_price_per_million"),
+            parse_price(output_price, spec.output_price_per_million, "output_price_per_million"),
+        )
 
     async def create(self, request: NewFineTune, area: StagingArea) -> FineTunedModelRow:
         """Check the staged upload, store it, record it and price it. The area is removed by its owner."""
         async with self.sessions() as session:
             await self._ensure_free(session, request.id)
-        stored = await asyncio.to_thread(ingest, self.store, area, kind=request.kind, base=request.base.store_name,
-                                         tenant=request.tenant, name=request.name)
+        stored = await asyncio.to_thread(
+            ingest,
+            self.store,
+            area,
+            kind=request.kind,
+            base=request.base.store_name,
+            tenant=request.tenant,
+            name=request.name,
+        )
         row = FineTunedModelRow(
-            id=request.id, tenant=request.tenant, base=request.base.id, kind=request.kind, name=request.name,
-            store_path=str(stored.store_path), sha256=stored.sha256, size_bytes=stored.size_bytes,
+            id=request.id,
+            tenant=request.tenant,
+            base=request.base.id,
+            kind=request.kind,
+            name=request.name,
+            store_path=str(stored.store_path),
+            sha256=stored.sha256,
+            size_bytes=stored.size_bytes,
             input_price_per_million=request.input_price_per_million,
-            output_price_per_million=request.output_price_per_million, created_at=datetime.now(UTC),
-            deleted_at=None)
+            output_price_per_million=request.output_price_per_million,
+            created_at=datetime.now(UTC),
+            deleted_at=None,
+        )
         try:
             if self._prices is not None:
-                await self._prices.set_price(request.id, request.input_price_per_million,
-                                             request.output_price_per_million)
+                await self._prices.set_price(
+                    request.id, request.input_price_per_million, request.output_price_per_million
+                )
             async with self.sessions() as session, session.begin():
                 await self._ensure_free(session, request.id)
                 await session.merge(row)
@@ -139,8 +183,11 @@ class FineTuneService:
 
     async def list(self, principal: Caller) -> list[FineTunedModelRow]:
         """The caller's live fine-tunes (every tenant's for the admin)."""
-        query = select(FineTunedModelRow).where(FineTunedModelRow.deleted_at.is_(None)).order_by(
-            FineTunedModelRow.created_at)
+        query = (
+            select(FineTunedModelRow)
+            .where(FineTunedModelRow.deleted_at.is_(None))
+            .order_by(FineTunedModelRow.created_at)
+        )
         if not principal.is_admin:
             query = query.where(FineTunedModelRow.tenant == principal.tenant)
         async with self.sessions() as session:
@@ -165,6 +212,10 @@ class FineTuneService:
         row = None
         if fine_tune_id.startswith(FINE_TUNE_PREFIX):
             row = await session.get(FineTunedModelRow, fine_tune_id)
-        if row is None or row.deleted_at is not None or not (principal.is_admin or row.tenant == principal.tenant):
+        if (
+            row is None
+            or row.deleted_at is not None
+            or not (principal.is_admin or row.tenant == principal.tenant)
+        ):
             raise ModelNotFound(fine_tune_id)
         return row

@@ -37,8 +37,9 @@ class StagingArea:
         self.root.mkdir(parents=True, mode=0o700)
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.remove()
 
     def remove(self) -> None:

@@ -61,7 +61,9 @@ class UploadSessions:
         if total <= 0:
             raise InvalidRequest("bytes must be a positive integer", param="bytes")
         if total > self.limits.max_upload_bytes:
-            raise PayloadTooLarge(f"upload of {total} bytes exceeds the {self.limits.max_upload_bytes}-byte limit")
+            raise PayloadTooLarge(
+                f"upload of {total} bytes exceeds the {self.limits.max_upload_bytes}-byte limit"
+            )
         self._expire()
         upload_id = f"upl_{uuid.uuid4().hex}"
         directory = self.root / upload_id
@@ -77,15 +79,20 @@ class UploadSessions:
         offset = (self.root / upload_id / "data").stat().st_size
         return UploadStatus(upload_id, meta["bytes"], offset, meta["filename"], meta["created_at"])
 
-    async def append(self, owner: str, upload_id: str, offset: int, chunks: AsyncIterable[bytes]) -> UploadStatus:
+    async def append(
+        self, owner: str, upload_id: str, offset: int, chunks: AsyncIterable[bytes]
+    ) -> UploadStatus:
         """Append a body at ``offset`` (must equal the bytes held: 409 otherwise, with the right offset).
 
         Bytes are flushed as they arrive, so after a broken connection ``status`` shows what was kept.
         """
         current = self.status(owner, upload_id)
         if offset != current.offset:
-            raise Conflict(f"upload offset is {current.offset}, not {offset}; resume from {current.offset}",
-                           param="offset", headers={"upload-offset": str(current.offset)})
+            raise Conflict(
+                f"upload offset is {current.offset}, not {offset}; resume from {current.offset}",
+                param="offset",
+                headers={"upload-offset": str(current.offset)},
+            )
         directory = self.root / upload_id
         with (directory / "lock").open("w") as lock:
             try:
@@ -106,8 +113,10 @@ class UploadSessions:
         """The finished upload's file (the caller moves it away), or 409 while bytes are missing."""
         status = self.status(owner, upload_id)
         if not status.complete:
-            raise Conflict(f"upload {upload_id} holds {status.offset} of {status.bytes} bytes; finish it first",
-                           param="upload_id")
+            raise Conflict(
+                f"upload {upload_id} holds {status.offset} of {status.bytes} bytes; finish it first",
+                param="upload_id",
+            )
         return self.root / upload_id / "data", status
 
     def remove(self, owner: str, upload_id: str) -> None:

@@ -47,11 +47,20 @@ class CreateFineTune(msgspec.Struct, kw_only=True):
 
 def fine_tune_body(row: FineTunedModelRow) -> dict[str, Any]:
     """The wire form of a fine-tune (prices as exact decimal strings)."""
-    return {"id": row.id, "object": "fine_tuned_model", "created": int(row.created_at.timestamp()),
-            "owned_by": row.tenant, "base": row.base, "kind": row.kind, "name": row.name, "sha256": row.sha256,
-            "size_bytes": row.size_bytes, "status": "ready",
-            "input_price_per_million": format(row.input_price_per_million, "f"),
-            "output_price_per_million": format(row.output_price_per_million, "f")}
+    return {
+        "id": row.id,
+        "object": "fine_tuned_model",
+        "created": int(row.created_at.timestamp()),
+        "owned_by": row.tenant,
+        "base": row.base,
+        "kind": row.kind,
+        "name": row.name,
+        "sha256": row.sha256,
+        "size_bytes": row.size_bytes,
+        "status": "ready",
+        "input_price_per_million": format(row.input_price_per_million, "f"),
+        "output_price_per_million": format(row.output_price_per_million, "f"),
+    }
 
 
 async def _limited(request: Request[Any, Any, Any], limit: int) -> AsyncIterator[bytes]:
@@ -82,8 +91,10 @@ def _offset(request: Request[Any, Any, Any]) -> int:
     if raw is None and content_range and content_range.startswith("bytes "):
         raw = content_range[6:].split("-", 1)[0]
     if raw is None or not raw.strip().isdigit():
-        raise InvalidRequest("send the append offset as Upload-Offset or Content-Range: bytes <start>-<end>/<total>",
-                             param="offset")
+        raise InvalidRequest(
+            "send the append offset as Upload-Offset or Content-Range: bytes <start>-<end>/<total>",
+            param="offset",
+        )
     return int(raw)
 
 
@@ -99,44 +110,75 @@ async def get_upload(upload_id: str, principal: Principal, uploads: UploadSessio
     return uploads.status(principal.billing_tenant, upload_id).body()
 
 
-@put("/v1/uploads/{upload_id:str}", summary="Append bytes to a resumable upload", tags=["Fine-tunes"],
-     request_max_body_size=None)
-async def append_upload(upload_id: str, principal: Principal, uploads: UploadSessions,
-                        request: Request[Any, Any, Any]) -> dict[str, Any]:
+@put(
+    "/v1/uploads/{upload_id:str}",
+    summary="Append bytes to a resumable upload",
+    tags=["Fine-tunes"],
+    request_max_body_size=None,
+)
+async def append_upload(
+    upload_id: str, principal: Principal, uploads: UploadSessions, request: Request[Any, Any, Any]
+) -> dict[str, Any]:
     """Append the body at the given offset (409 with the right offset when it is not the current end)."""
-    status = await uploads.append(principal.billing_tenant, upload_id, _offset(request),
-                                  _limited(request, uploads.limits.max_upload_bytes))
+    status = await uploads.append(
+        principal.billing_tenant,
+        upload_id,
+        _offset(request),
+        _limited(request, uploads.limits.max_upload_bytes),
+    )
     return status.body()
 
 
-@delete("/v1/uploads/{upload_id:str}", summary="Abandon a resumable upload", tags=["Fine-tunes"],
-        status_code=200)
+@delete(
+    "/v1/uploads/{upload_id:str}", summary="Abandon a resumable upload", tags=["Fine-tunes"], status_code=200
+)
 async def delete_upload(upload_id: str, principal: Principal, uploads: UploadSessions) -> dict[str, Any]:
     """Drop the session and its bytes."""
     uploads.remove(principal.billing_tenant, upload_id)
     return {"id": upload_id, "object": "upload", "deleted": True}
 
 
-@post("/v1/fine_tuned_models", summary="Upload a fine-tuned model", tags=["Fine-tunes"], status_code=201,
-      request_max_body_size=None)
-async def create_fine_tune(principal: Principal, fine_tunes: FineTuneService, uploads: UploadSessions,
-                           request: Request[Any, Any, Any]) -> dict[str, Any]:
+@post(
+    "/v1/fine_tuned_models",
+    summary="Upload a fine-tuned model",
+    tags=["Fine-tunes"],
+    status_code=201,
+    request_max_body_size=None,
+)
+async def create_fine_tune(
+    principal: Principal,
+    fine_tunes: FineTuneService,
+    uploads: UploadSessions,
+    request: Request[Any, Any, Any],
+) -> dict[str, Any]:
     """A multipart upload (fields + files or one archive), or JSON naming a finished resumable upload."""
     content_type = request.headers.get("content-type", "")
     with fine_tunes.staging() as area:
         if content_type.startswith("multipart/"):
-            fields = await receive_form(_limited(request, fine_tunes.limits.max_upload_bytes), content_type, area)
+            fields = await receive_form(
+                _limited(request, fine_tunes.limits.max_upload_bytes), content_type, area
+            )
             new = fine_tunes.new_request(
-                principal, base=fields.get("base", ""), name=fields.get("name", ""),
-                kind=fields.get("kind", "lora"), tenant=fields.get("tenant"),
+                principal,
+                base=fields.get("base", ""),
+                name=fields.get("name", ""),
+                kind=fields.get("kind", "lora"),
+                tenant=fields.get("tenant"),
                 input_price=fields.get("input_price_per_million"),
-                output_price=fields.get("output_price_per_million"))
+                output_price=fields.get("output_price_per_million"),
+            )
             row = await fine_tunes.create(new, area)
         else:
             data: CreateFineTune = await _json(request, CreateFineTune)
-            new = fine_tunes.new_request(principal, base=data.base, name=data.name, kind=data.kind,
-                                         tenant=data.tenant, input_price=data.input_price_per_million,
-                                         output_price=data.output_price_per_million)
+            new = fine_tunes.new_request(
+                principal,
+                base=data.base,
+                name=data.name,
+                kind=data.kind,
+                tenant=data.tenant,
+                input_price=data.input_price_per_million,
+                output_price=data.output_price_per_million,
+            )
             path, status = uploads.data(principal.billing_tenant, data.upload_id)
             area.adopt(status.filename, path)
             uploads.remove(principal.billing_tenant, data.upload_id)
@@ -156,13 +198,27 @@ async def get_fine_tune(model_id: str, principal: Principal, fine_tunes: FineTun
     return fine_tune_body(await fine_tunes.get(principal, model_id))
 
 
-@delete("/v1/fine_tuned_models/{model_id:str}", summary="Delete a fine-tuned model", tags=["Fine-tunes"],
-        status_code=200)
-async def delete_fine_tune(model_id: str, principal: Principal, fine_tunes: FineTuneService) -> dict[str, Any]:
+@delete(
+    "/v1/fine_tuned_models/{model_id:str}",
+    summary="Delete a fine-tuned model",
+    tags=["Fine-tunes"],
+    status_code=200,
+)
+async def delete_fine_tune(
+    model_id: str, principal: Principal, fine_tunes: FineTuneService
+) -> dict[str, Any]:
     """Delete the fine-tune and its files (OpenAI's delete-model answer)."""
     row = await fine_tunes.delete(principal, model_id)
     return {"id": row.id, "object": "model", "deleted": True}
 
 
-fine_tune_handlers = [create_upload, get_upload, append_upload, delete_upload, create_fine_tune,
-                      list_fine_tunes, get_fine_tune, delete_fine_tune]
+fine_tune_handlers = [
+    create_upload,
+    get_upload,
+    append_upload,
+    delete_upload,
+    create_fine_tune,
+    list_fine_tunes,
+    get_fine_tune,
+    delete_fine_tune,
+]

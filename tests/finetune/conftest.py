@@ -1,7 +1,8 @@
 """Fixtures for fine-tune uploads: a real LoRA adapter trained here, and the upload routes on a real socket.
 
-``upload_server`` serves the fine-tune routes (``service.routes.fine_tunes``) with uvicorn on a free port, over
-a freshly migrated database and a private model store whose base model is the imported SmolLM2. The caller's
+``upload_server`` serves the fine-tune routes (``service.routes.fine_tunes``) with uvicorn on a free port,
+over a freshly migrated database and a private model store whose base model is the imported SmolLM2. The
+caller's
 tenant comes from an ``x-test-tenant`` header: gateway authentication is tested by the gateway's own tests.
 """
 
@@ -11,25 +12,36 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from litestar import Request
+from litestar import Request  # noqa: TC002 (Litestar reads the dependency signature at runtime)
 
 from service.auth import Principal
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
 BASE = "smollm2-135m-instruct"
-SENTENCES = ["The support bot answers: our office opens at nine.",
-             "The support bot answers: refunds take five days.",
-             "The support bot answers: call us on weekdays."]
+SENTENCES = [
+    "The support bot answers: our office opens at nine.",
+    "The support bot answers: refunds take five days.",
+    "The support bot answers: call us on weekdays.",
+]
 
 
-def train_adapter(store_dir: Path, target: Path, *, rank: int = 8, steps: int = 4, seed: int = 0,
-                  modules: tuple[str, ...] = ("q_proj", "v_proj")) -> Path:
+def train_adapter(
+    store_dir: Path,
+    target: Path,
+    *,
+    rank: int = 8,
+    steps: int = 4,
+    seed: int = 0,
+    modules: tuple[str, ...] = ("q_proj", "v_proj"),
+) -> Path:
     """A real PEFT LoRA on SmolLM2: a few optimizer steps on a few sentences, saved as safetensors."""
     import torch
     from peft import LoraConfig, get_peft_model
@@ -39,8 +51,14 @@ def train_adapter(store_dir: Path, target: Path, *, rank: int = 8, steps: int = 
     base_dir = store_dir / BASE
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=list(modules), lora_dropout=0.0,
-                        task_type="CAUSAL_LM", init_lora_weights="gaussian")
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=2 * rank,
+        target_modules=list(modules),
+        lora_dropout=0.0,
+        task_type="CAUSAL_LM",
+        init_lora_weights="gaussian",
+    )
     peft_model = get_peft_model(model, config)
     optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=5e-3)
     batch = tokenizer(SENTENCES, return_tensors="pt", padding=True)
@@ -81,7 +99,9 @@ class UploadServer:
 
     def leftovers(self) -> list[Path]:
         """Every file the uploads left in the store outside the base model."""
-        return sorted(p for p in self.store.rglob("*") if p.is_file() and not p.is_relative_to(self.store / BASE))
+        return sorted(
+            p for p in self.store.rglob("*") if p.is_file() and not p.is_relative_to(self.store / BASE)
+        )
 
 
 def build_app(store: Path, database_url: str, max_upload_bytes: int) -> Any:
@@ -99,17 +119,25 @@ def build_app(store: Path, database_url: str, max_upload_bytes: int) -> Any:
 
     database = Database.connect(database_url)
     prices = PriceBook(database.sessions, "usd")
-    fine_tunes = FineTuneCatalog(database.sessions, store, {s.id: s for s in load_catalog()},
-                                 limits=UploadLimits.from_upload_limit(max_upload_bytes), prices=prices)
+    fine_tunes = FineTuneCatalog(
+        database.sessions,
+        store,
+        {s.id: s for s in load_catalog()},
+        limits=UploadLimits.from_upload_limit(max_upload_bytes),
+        prices=prices,
+    )
 
     async def principal(request: Request[Any, Any, Any]) -> Principal:
         tenant = request.headers.get("x-test-tenant")
         return Principal(tenant=tenant, key_id=f"key-{tenant}", is_admin=tenant is None)
 
-    app = Litestar(route_handlers=fine_tunes.handlers,
-                   dependencies={"principal": Provide(principal), **fine_tunes.dependencies},
-                   exception_handlers={Exception: handle_exception, MeterwayError: handle_exception},
-                   on_shutdown=[database.close], request_max_body_size=1024 * 1024)
+    app = Litestar(
+        route_handlers=fine_tunes.handlers,
+        dependencies={"principal": Provide(principal), **fine_tunes.dependencies},
+        exception_handlers={Exception: handle_exception, MeterwayError: handle_exception},
+        on_shutdown=[database.close],
+        request_max_body_size=1024 * 1024,
+    )
     app.state.prices = prices
     return app
 
@@ -129,8 +157,14 @@ def make_server(ft_store: Path, sqlite_url: str) -> Iterator[Any]:
 
     def start(max_upload_bytes: int = 64 * 1024 * 1024, database_url: str | None = None) -> UploadServer:
         port, url = _free_port(), database_url or sqlite_url
-        config = uvicorn.Config(build_app(ft_store, url, max_upload_bytes), host="127.0.0.1", port=port,
-                                log_config=None, access_log=False, lifespan="on")
+        config = uvicorn.Config(
+            build_app(ft_store, url, max_upload_bytes),
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+        )
         server = uvicorn.Server(config)
         thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
         thread.start()
@@ -153,8 +187,10 @@ def upload_server(make_server: Any) -> UploadServer:
 
 def multipart(fields: dict[str, str], files: list[tuple[str, bytes]]) -> dict[str, Any]:
     """httpx arguments for a multipart form (text fields first, then the files)."""
-    return {"data": fields, "files": [("file", (name, content, "application/octet-stream"))
-                                      for name, content in files]}
+    return {
+        "data": fields,
+        "files": [("file", (name, content, "application/octet-stream")) for name, content in files],
+    }
 
 
 def lora_fields(name: str = "support-bot", **extra: str) -> dict[str, str]:
@@ -163,4 +199,3 @@ def lora_fields(name: str = "support-bot", **extra: str) -> dict[str, str]:
 
 def dir_files(directory: Path) -> list[tuple[str, bytes]]:
     return [(p.name, p.read_bytes()) for p in sorted(directory.iterdir()) if p.is_file()]
-

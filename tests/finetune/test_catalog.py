@@ -14,16 +14,19 @@ from tests.finetune.conftest import BASE, dir_files, lora_fields, multipart
 FT_ID = f"ft:{BASE}:acme:support-bot"
 
 
-async def test_lora_fine_tune_resolves_for_its_tenant_only(make_server: Any, database_url: str,
-                                                           adapter_dir: Path) -> None:
+async def test_lora_fine_tune_resolves_for_its_tenant_only(
+    make_server: Any, database_url: str, adapter_dir: Path
+) -> None:
     import asyncio
 
     server = make_server(database_url=database_url)
 
     def upload() -> Any:
         with server.client() as client:
-            return client.post("/v1/fine_tuned_models", **multipart(
-                lora_fields(output_price_per_million="0.123456789012"), dir_files(adapter_dir)))
+            return client.post(
+                "/v1/fine_tuned_models",
+                **multipart(lora_fields(output_price_per_million="0.123456789012"), dir_files(adapter_dir)),
+            )
 
     assert (await asyncio.to_thread(upload)).status_code == 201
     database = Database.connect(database_url)
@@ -34,8 +37,11 @@ async def test_lora_fine_tune_resolves_for_its_tenant_only(make_server: Any, dat
             as_other = await resolve(session, FT_ID, Principal("globex", "k2"))
             unknown = await resolve(session, f"ft:{BASE}:acme:nope", Principal("acme", "k1"))
             catalog_id = await resolve(session, BASE, Principal("acme", "k1"))
-            own, others, every = (await tenant_models(session, "acme"), await tenant_models(session, "globex"),
-                                  await tenant_models(session, None))
+            own, others, every = (
+                await tenant_models(session, "acme"),
+                await tenant_models(session, "globex"),
+                await tenant_models(session, None),
+            )
     finally:
         await database.close()
     assert spec is not None and as_admin == spec

@@ -10,8 +10,7 @@ import io
 import socket
 import tarfile
 import time
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import httpx
@@ -21,13 +20,18 @@ from models.finetune.client import ResumableUploader, UploadJob, pack
 from service.cli_models import add_model_commands
 from tests.finetune.conftest import BASE, UploadServer
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
 
 def broken_put(server: UploadServer, upload_id: str, offset: int, total: int, body: bytes, sent: int) -> None:
     """Announce ``body`` but send only its first ``sent`` bytes, wait until they are stored, then hang up."""
     url = urlparse(server.url)
-    head = (f"PUT /v1/uploads/{upload_id} HTTP/1.1\r\nHost: {url.netloc}\r\nx-test-tenant: acme\r\n"
-            f"Content-Range: bytes {offset}-{offset + len(body) - 1}/{total}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    head = (
+        f"PUT /v1/uploads/{upload_id} HTTP/1.1\r\nHost: {url.netloc}\r\nx-test-tenant: acme\r\n"
+        f"Content-Range: bytes {offset}-{offset + len(body) - 1}/{total}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
     with socket.create_connection((url.hostname, url.port)) as sock:
         sock.sendall(head + body[:sent])
         with server.client() as client:
@@ -55,31 +59,47 @@ def test_broken_upload_resumes_from_the_server_offset(upload_server: UploadServe
         broken_put(upload_server, upload_id, 0, total, data[:half], sent=half // 2)
         status = client.get(f"/v1/uploads/{upload_id}").json()
         assert status["offset"] == half // 2
-        wrong = client.put(f"/v1/uploads/{upload_id}", content=data[half:],
-                           headers={"content-range": f"bytes {half}-{total - 1}/{total}"})
+        wrong = client.put(
+            f"/v1/uploads/{upload_id}",
+            content=data[half:],
+            headers={"content-range": f"bytes {half}-{total - 1}/{total}"},
+        )
         assert wrong.status_code == 409
         assert wrong.headers["upload-offset"] == str(half // 2)
-        done = client.put(f"/v1/uploads/{upload_id}", content=data[half // 2:],
-                          headers={"upload-offset": str(half // 2)})
+        done = client.put(
+            f"/v1/uploads/{upload_id}", content=data[half // 2 :], headers={"upload-offset": str(half // 2)}
+        )
         assert done.json()["status"] == "complete"
         unfinished = client.post("/v1/uploads", json={"bytes": 10}).json()["id"]
-        assert client.post("/v1/fine_tuned_models", json={"upload_id": unfinished, "base": BASE,
-                                                          "name": "x", "kind": "lora"}).status_code == 409
-        created = client.post("/v1/fine_tuned_models", json={"upload_id": upload_id, "base": BASE,
-                                                             "name": "support-bot", "kind": "lora"})
+        assert (
+            client.post(
+                "/v1/fine_tuned_models",
+                json={"upload_id": unfinished, "base": BASE, "name": "x", "kind": "lora"},
+            ).status_code
+            == 409
+        )
+        created = client.post(
+            "/v1/fine_tuned_models",
+            json={"upload_id": upload_id, "base": BASE, "name": "support-bot", "kind": "lora"},
+        )
         assert created.status_code == 201, created.text
         assert client.get(f"/v1/uploads/{upload_id}").status_code == 404  # consumed
     stored = next((upload_server.store / "finetunes" / "acme").glob("support-bot-*"))
-    assert (stored / "adapter_model.safetensors").read_bytes() == (adapter_dir / "adapter_model.safetensors"
-                                                                   ).read_bytes()
+    assert (stored / "adapter_model.safetensors").read_bytes() == (
+        adapter_dir / "adapter_model.safetensors"
+    ).read_bytes()
 
 
 def test_upload_sessions_are_private_and_bounded(upload_server: UploadServer) -> None:
     with upload_server.client("acme") as acme, upload_server.client("globex") as globex:
         upload_id = acme.post("/v1/uploads", json={"bytes": 4}).json()["id"]
         assert globex.get(f"/v1/uploads/{upload_id}").status_code == 404
-        assert globex.put(f"/v1/uploads/{upload_id}", content=b"abcd", headers={"upload-offset": "0"}
-                          ).status_code == 404
+        assert (
+            globex.put(
+                f"/v1/uploads/{upload_id}", content=b"abcd", headers={"upload-offset": "0"}
+            ).status_code
+            == 404
+        )
         assert acme.get("/v1/uploads/../../etc").status_code == 404
         too_much = acme.put(f"/v1/uploads/{upload_id}", content=b"abcdef", headers={"upload-offset": "0"})
         assert too_much.status_code == 413
@@ -104,20 +124,24 @@ class CutOnce(httpx.BaseTransport):
                     yield body[: len(body) // 2]
                     raise httpx.WriteError("connection dropped")
 
-                request = httpx.Request(request.method, request.url, headers=request.headers,
-                                        content=half_then_fail())
+                request = httpx.Request(
+                    request.method, request.url, headers=request.headers, content=half_then_fail()
+                )
         return self.inner.handle_request(request)
 
 
-def test_uploader_resumes_after_a_dropped_connection(upload_server: UploadServer, adapter_dir: Path,
-                                                     tmp_path: Path) -> None:
+def test_uploader_resumes_after_a_dropped_connection(
+    upload_server: UploadServer, adapter_dir: Path, tmp_path: Path
+) -> None:
     seen: list[tuple[int, int]] = []
-    client = httpx.Client(base_url=upload_server.url, headers={"x-test-tenant": "acme"}, timeout=60,
-                          transport=CutOnce(nth=2))
+    client = httpx.Client(
+        base_url=upload_server.url, headers={"x-test-tenant": "acme"}, timeout=60, transport=CutOnce(nth=2)
+    )
     job = UploadJob(adapter_dir, BASE, "support-bot", chunk_bytes=256 * 1024)
     with client:
-        created = ResumableUploader(client, tmp_path / "cache", lambda done, total: seen.append((done, total))
-                                    ).upload(job)
+        created = ResumableUploader(
+            client, tmp_path / "cache", lambda done, total: seen.append((done, total))
+        ).upload(job)
     assert created["id"] == f"ft:{BASE}:acme:support-bot"
     assert created["kind"] == "lora"
     assert seen[-1][0] == seen[-1][1]
@@ -125,12 +149,14 @@ def test_uploader_resumes_after_a_dropped_connection(upload_server: UploadServer
     assert not list((tmp_path / "cache").glob("state-*"))
 
 
-def test_second_run_resumes_the_session_the_first_left(upload_server: UploadServer, adapter_dir: Path,
-                                                       tmp_path: Path) -> None:
+def test_second_run_resumes_the_session_the_first_left(
+    upload_server: UploadServer, adapter_dir: Path, tmp_path: Path
+) -> None:
     cache = tmp_path / "cache"
     archive = pack(adapter_dir, cache)
-    failing = httpx.Client(base_url=upload_server.url, headers={"x-test-tenant": "acme"},
-                           transport=CutOnce(nth=1))
+    failing = httpx.Client(
+        base_url=upload_server.url, headers={"x-test-tenant": "acme"}, transport=CutOnce(nth=1)
+    )
     job = UploadJob(adapter_dir, BASE, "support-bot", chunk_bytes=archive.stat().st_size)
     with failing, pytest.raises(httpx.TransportError):
         uploader = ResumableUploader(failing, cache)
@@ -148,6 +174,7 @@ def test_second_run_resumes_the_session_the_first_left(upload_server: UploadServ
 
 def _send_once(uploader: ResumableUploader) -> Any:
     """The uploader's send loop without its in-run retries: the process 'dies' at the first break."""
+
     def send(upload_id: str, archive: Path, chunk_bytes: int) -> None:
         with archive.open("rb") as handle:
             chunk = handle.read(chunk_bytes)
@@ -156,16 +183,34 @@ def _send_once(uploader: ResumableUploader) -> Any:
     return send
 
 
-def test_cli_upload_command(upload_server: UploadServer, adapter_dir: Path, tmp_path: Path,
-                            monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_upload_command(
+    upload_server: UploadServer,
+    adapter_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     import argparse
 
     monkeypatch.setenv("METERWAY_UPLOAD_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr("service.cli_models._client", lambda: upload_server.client("acme"))
     parser = argparse.ArgumentParser()
     add_model_commands(parser.add_subparsers())
-    args = parser.parse_args(["models", "upload", str(adapter_dir), "--base", BASE, "--name", "support-bot",
-                              "--input-price", "0.2", "--chunk-mb", "1"])
+    args = parser.parse_args(
+        [
+            "models",
+            "upload",
+            str(adapter_dir),
+            "--base",
+            BASE,
+            "--name",
+            "support-bot",
+            "--input-price",
+            "0.2",
+            "--chunk-mb",
+            "1",
+        ]
+    )
     args.run(args)
     printed = capsys.readouterr().out
     assert f'"id": "ft:{BASE}:acme:support-bot"' in printed
