@@ -19,7 +19,8 @@ from models.store.layout import model_dir
 from service.errors import InvalidRequest, ModelNotFound
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    import asyncio
+    from collections.abc import Awaitable, Callable
     from pathlib import Path
 
     from models.catalog import ModelSpec
@@ -68,7 +69,7 @@ class HostContext:
 
     store_dir: Path
     settings: PoolSettings
-    worker_loader: str
+    spawn_worker: Callable[[], Awaitable[asyncio.subprocess.Process]]  # a standby, or a fresh process
     on_exit: Callable[[ModelHost], None]
 
 
@@ -93,7 +94,7 @@ class WorkerKind:
         load = wire.Load(model_id=spec.id, path=str(model_dir(context.store_dir, spec.store_name).resolve()),
                          task=spec.task, dtype=spec.dtype, device=settings.device,
                          max_batch=settings.max_batch, threads=settings.threads, extra=dict(spec.extra))
-        return WorkerHost(load, loader=context.worker_loader, on_exit=context.on_exit)
+        return WorkerHost(load, spawn=context.spawn_worker, on_exit=context.on_exit)
 
 
 BUILTINS: MappingProxyType[str, Callable[[ModelSpec], ModelHost]] = MappingProxyType({"echo": EchoHost})

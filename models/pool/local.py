@@ -26,6 +26,7 @@ from models.pool.api import EmbeddingJob, GenerationJob, ModelState
 from models.pool.hosts import HostContext, ModelHost, host_kind
 from models.pool.metrics import PoolMetrics
 from models.pool.residency import Resident, choose_victims, reserved_bytes
+from models.pool.standby import StandbyWorker
 from models.pool.stream import GenerationStream
 from models.runtime.api import EmbeddingResult, EmitDelta, GenerationRequest, TokenDelta
 from service.errors import (
@@ -61,17 +62,21 @@ class LocalPool:
         self.metrics = PoolMetrics(registry)
         self._specs = {spec.id: spec for spec in catalog}
         self._residents: dict[str, Resident] = {}
-        self._context = HostContext(store_dir, settings, worker_loader, self._host_exited)
+        self.standby = StandbyWorker(worker_loader, enabled=settings.standby)
+        self._context = HostContext(store_dir, settings, self.standby.take, self._host_exited)
         self._background: set[asyncio.Task[None]] = set()
         self._supervisor: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def start(self) -> None:
         """Start the supervisor (idle unload, memory and stats sampling)."""
         if self._supervisor is None:
             self._supervisor = asyncio.create_task(self._supervise(), name="pool-supervisor")
+            self.standby.fill()
 
     async def close(self) -> None:
         """Stop the supervisor, abandon loads and stop every worker."""
+        self._closing = True
         if self._supervisor is not None:
             self._supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -79,7 +84,8 @@ class LocalPool:
             self._supervisor = None
         loads = [r.loading for r in self._residents.values() if r.loading is not None]
         closing = [self._unload(resident, "closed") for resident in self._residents.values()]
-        await asyncio.gather(*loads, *closing, *self._background, return_exceptions=True)
+        await asyncio.gather(*loads, *closing, *self._background, self.standby.close(),
+                             return_exceptions=True)
 
     def generate(self, job: GenerationJob) -> GenerationStream:
         """Stream ``job``'s deltas; admission (and its errors) happens at ``start()`` or the first delta."""
@@ -254,6 +260,7 @@ class LocalPool:
         try:
             await host.load()
         except BaseException as exc:
+            self._refill_standby()
             self.metrics.load_failures.labels(resident.spec.id).inc()
             resident.state, resident.loading = ModelState.COLD, None
             self._update_reserved()
@@ -263,6 +270,7 @@ class LocalPool:
                 raise InternalFailure(f"loading {resident.spec.id} failed: {exc}",
                                       code="model_load_failed") from exc
             raise
+        self._refill_standby()
         seconds = time.monotonic() - started
         resident.host, resident.state, resident.loading = host, ModelState.READY, None
         resident.last_used, resident.last_load_s = time.monotonic(), seconds
@@ -270,6 +278,11 @@ class LocalPool:
         self.metrics.cold_start.labels(resident.spec.id).observe(seconds)
         self.metrics.worker_rss.labels(resident.spec.id).set(host.rss_bytes())
         log.info("model ready", model=resident.spec.id, seconds=round(seconds, 3), pid=host.pid)
+
+    def _refill_standby(self) -> None:
+        # After a load, not during it: the next standby's imports would slow this cold start down.
+        if not self._closing:
+            self.standby.fill()
 
     def _unload(self, resident: Resident, reason: str) -> asyncio.Future[None]:
         """Detach ``resident``'s host now (the model is cold at once) and stop it in the background."""

@@ -163,10 +163,15 @@ def claim_stdout() -> BinaryIO:
     return os.fdopen(frames_fd, "wb", buffering=1 << 16)
 
 
-def load_model(loader_path: str, message: wire.Load) -> Any:
-    """Import the loader (``module:function``) and load the model ``message`` names."""
+def resolve_loader(loader_path: str) -> Callable[[LoadSpec], Any]:
+    """Import the loader (``module:function``): the runtime's heavy imports happen here, before any frame."""
     module_name, _, function_name = loader_path.partition(":")
-    loader = getattr(importlib.import_module(module_name), function_name or "load")
+    loader: Callable[[LoadSpec], Any] = getattr(importlib.import_module(module_name), function_name or "load")
+    return loader
+
+
+def load_model(loader: Callable[[LoadSpec], Any], message: wire.Load) -> Any:
+    """Load the model ``message`` names."""
     spec = LoadSpec(model_id=message.model_id, path=message.path, task=message.task, dtype=message.dtype,
                     device=message.device, max_batch=message.max_batch, threads=message.threads,
                     extra=dict(message.extra))
@@ -179,15 +184,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loader", default="models.runtime:load", help="module:function returning the model")
     args = parser.parse_args(argv)
     writer = FrameWriter(claim_stdout())
+    # Import first, then wait: a standby worker is warm by the time the pool hands it a model to load.
+    loader = resolve_loader(args.loader)
     source = sys.stdin.buffer
     first = read_frame(source, wire.FrameCodec())
+    if first is None:  # a standby the pool no longer needs
+        writer.close()
+        return 0
     if not isinstance(first, wire.Load):
         log.error("first frame was not Load", kind=type(first).__name__)
         writer.close()
         return 2
     started = time.perf_counter()
     try:
-        model = load_model(args.loader, first)
+        model = load_model(loader, first)
     except Exception as exc:
         log.exception("load failed", model=first.model_id)
         writer.send(wire.LoadFailed(f"{type(exc).__name__}: {exc}"))

@@ -11,10 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import os
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psutil
@@ -25,10 +22,9 @@ from models.runtime.api import EmbeddingResult, EmitDelta, GenerationRequest, To
 from service.errors import InternalFailure, InvalidRequest, WorkerCrashed
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
 log = structlog.get_logger("meterway.pool")
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -41,10 +37,10 @@ class _OpenStream:
 class WorkerHost:
     """A model served by a ``python -m models.pool.worker`` child process."""
 
-    def __init__(self, load: wire.Load, *, loader: str, on_exit: Callable[[Any], None],
-                 close_timeout_s: float = 10.0) -> None:
+    def __init__(self, load: wire.Load, *, spawn: Callable[[], Awaitable[asyncio.subprocess.Process]],
+                 on_exit: Callable[[Any], None], close_timeout_s: float = 10.0) -> None:
         self._load = load
-        self._loader = loader
+        self._spawn = spawn
         self._on_exit = on_exit
         self._close_timeout_s = close_timeout_s
         self._codec = wire.FrameCodec()
@@ -73,14 +69,8 @@ class WorkerHost:
 
     async def load(self) -> float:
         """Start the worker and have it load the model; returns the model's own load seconds."""
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         self._loaded = asyncio.get_running_loop().create_future()
-        # A session of its own: a Ctrl-C meant for the gateway must not kill workers mid-frame; they exit
-        # when their stdin closes instead.
-        self._process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "models.pool.worker", "--loader", self._loader,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env, start_new_session=True)
+        self._process = await self._spawn()
         self._reader = asyncio.create_task(self._read_loop(), name=f"worker-reader-{self._load.model_id}")
         self._send(self._load)
         loaded = await self._loaded

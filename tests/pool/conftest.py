@@ -55,7 +55,8 @@ async def make_pool(store_dir: Path, catalog: list[ModelSpec]) -> AsyncIterator[
     pools: list[LocalPool] = []
 
     async def build(**overrides: Any) -> LocalPool:
-        settings = PoolSettings(**{"threads": 1, **overrides})
+        # One torch thread per worker and no standby by default: the machine is small and shared.
+        settings = PoolSettings(**{"threads": 1, "standby": False, **overrides})
         pool = LocalPool(settings, store_dir, catalog, registry=CollectorRegistry())
         await pool.start()
         pools.append(pool)

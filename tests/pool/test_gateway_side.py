@@ -26,12 +26,13 @@ GATEWAY_SIDE = textwrap.dedent("""
     from models.catalog import load_catalog
     from models.pool.api import GenerationJob
     from models.runtime.api import SamplingParams
-    from service.settings import Settings
+    from service.settings import PoolSettings, Settings
 
     async def main():
         catalog = load_catalog(include_test_model=True)
         echo = next(s for s in catalog if s.id == "meterway-echo")
-        pool = models.pool.build_pool(Settings(), Path("var/no-store"), catalog)
+        settings = Settings(pool=PoolSettings(standby=False))
+        pool = models.pool.build_pool(settings, Path("var/no-store"), catalog)
         await pool.start()
         stream = pool.generate(GenerationJob("r", echo, (3, 4), SamplingParams(max_tokens=3)))
         deltas = [d async for d in stream]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import psutil
 import pytest
 
 from models.pool.api import ModelState
@@ -68,3 +69,26 @@ async def test_queue_past_its_limit_is_refused_and_abandoned_streams_report_thei
     assert pool.metrics.value("meterway_pool_queue_depth", model=SMOLLM) == 0
     deltas = await collect(pool, job(specs[SMOLLM], prompt_ids))
     assert deltas[-1].finish_reason in {"length", "stop"}
+
+
+async def test_a_standby_worker_takes_the_cold_start_and_the_next_one_starts_after(make_pool, specs,
+                                                                                  prompt_ids) -> None:
+    pool = await make_pool(standby=True)
+    standby = await standby_pid(pool)
+
+    deltas = await collect(pool, job(specs[SMOLLM], prompt_ids))
+
+    assert deltas[-1].finish_reason in {"length", "stop"}
+    assert pool.worker_pid(SMOLLM) == standby
+    following = await standby_pid(pool)
+    assert following != standby
+    await pool.close()
+    assert not psutil.pid_exists(following) or psutil.Process(following).status() == psutil.STATUS_ZOMBIE
+
+
+async def standby_pid(pool) -> int:
+    for _ in range(600):
+        if pool.standby.pid is not None:
+            return pool.standby.pid
+        await asyncio.sleep(0.05)
+    raise AssertionError("no standby worker was started")

@@ -1,0 +1,82 @@
+"""Worker processes started ahead of need, so that a cold start pays for loading weights and nothing else.
+
+Starting a worker costs an interpreter plus the runtime's imports (torch, transformers): seconds of CPU
+before the first weight is read. A standby worker has done that already and waits for its ``Load`` frame;
+the pool takes it for the next cold start and starts the next standby once that load has finished (not
+during it: on a small machine the two would compete for the same cores). A standby holds no model, so it
+is outside the memory budget; scale to zero still unloads every model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+import structlog
+
+log = structlog.get_logger("meterway.pool")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+async def spawn_worker(loader: str) -> asyncio.subprocess.Process:
+    """Start ``python -m models.pool.worker``: frames on stdin/stdout, logs on the inherited stderr."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    # A session of its own: a Ctrl-C meant for the gateway must not kill workers mid-frame; they exit when
+    # their stdin closes instead.
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "models.pool.worker", "--loader", loader,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env, start_new_session=True)
+
+
+class StandbyWorker:
+    """At most one pre-started worker; ``take`` hands it out (or starts one when there is none)."""
+
+    def __init__(self, loader: str, *, enabled: bool) -> None:
+        self._loader = loader
+        self._enabled = enabled
+        self._next: asyncio.Task[asyncio.subprocess.Process] | None = None
+
+    def fill(self) -> None:
+        """Start the standby now if there is none (no-op when disabled)."""
+        if self._enabled and self._next is None:
+            self._next = asyncio.create_task(spawn_worker(self._loader), name="standby-worker")
+
+    @property
+    def pid(self) -> int | None:
+        """The standby's process id once it is started (for operators and tests)."""
+        task = self._next
+        if task is None or not task.done() or task.cancelled() or task.exception() is not None:
+            return None
+        return task.result().pid
+
+    async def take(self) -> asyncio.subprocess.Process:
+        """A worker waiting for its ``Load``: the standby if it is alive, else a fresh one."""
+        task, self._next = self._next, None
+        if task is not None:
+            with contextlib.suppress(Exception):
+                process = await task
+                if process.returncode is None:
+                    return process
+        return await spawn_worker(self._loader)
+
+    async def close(self) -> None:
+        """Stop the standby: closing its stdin makes it exit."""
+        task, self._next = self._next, None
+        if task is None:
+            return
+        try:
+            process = await task
+        except Exception:
+            return
+        if process.stdin is not None:
+            process.stdin.close()
+        try:
+            await asyncio.wait_for(process.wait(), 10.0)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
