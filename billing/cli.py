@@ -18,6 +18,8 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+import structlog
+
 from billing.money import format_decimal, parse_amount
 from billing.periods import statements_csv, statements_json
 from billing.reports import UsageQuery, parse_bound, parse_group_by
@@ -82,6 +84,8 @@ def _command(action: Action) -> Callable[[argparse.Namespace], None]:
     """Run ``action`` with billing built on the settings' database, print its output, map domain errors."""
 
     def run(args: argparse.Namespace) -> None:
+        # Output (JSON, CSV) goes to stdout; logs go to stderr so that the output stays parseable.
+        structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
         try:
             print(asyncio.run(_with_billing(action, args)))
         except MeterwayError as exc:
