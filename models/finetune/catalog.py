@@ -44,7 +44,7 @@ def model_id(base: str, tenant: str, name: str) -> str:
 
 def spec_for(row: FineTunedModelRow, base: ModelSpec) -> ModelSpec:
     """The serving spec of one fine-tune of ``base``."""
-    common = {
+    common: dict[str, Any] = {
         "id": row.id,
         "owned_by": row.tenant,
         "tenant": row.tenant,
