@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -70,3 +71,27 @@ def test_rounding_is_half_up_once_to_minor_units() -> None:
     assert to_minor_units(Decimal("0.005"), "usd") == 1
     assert to_minor_units(Decimal("12.5"), "jpy") == 13
     assert to_minor_units(Decimal("1.0005"), "kwd") == 1001
+
+
+async def test_close_racing_the_writer_loses_nothing(database, make_event) -> None:
+    writer = await _priced(database)
+    events = [make_event(model="m", tenant="a", prompt_tokens=1, completion_tokens=0) for _ in range(400)]
+
+    async def write_all() -> None:
+        for start in range(0, len(events), 20):
+            await writer.write(events[start:start + 20])
+            await asyncio.sleep(0)
+
+    closer = PeriodCloser(database.sessions)
+    _, statements = await asyncio.gather(write_all(), _close_soon(closer))
+    rows = await ledger_rows(database)
+    in_statement = statements[0].prompt_tokens if statements else 0
+    adjustments = [r for r in rows if r.kind == "adjustment"]
+    assert all(r.period == "2026-12" for r in adjustments)
+    assert in_statement == len([r for r in rows if r.period == "2026-11"])
+    assert in_statement + len(adjustments) == len(events)  # every event: in the statement or adjusted
+
+
+async def _close_soon(closer: PeriodCloser) -> list:
+    await asyncio.sleep(0.05)
+    return await closer.close_period("2026-11")
