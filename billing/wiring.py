@@ -110,8 +110,11 @@ async def _every(interval_s: float, job: Any) -> None:
 
 
 def build_billing(settings: Settings, database: Database, *, options: BusOptions | None = None,
-                  sink: MeterEventSink | None = None, run_consumer: bool = True) -> Billing:
-    """Build (without starting) billing for an app; ``sink`` replaces Stripe (e.g. in tests)."""
+                  sink: MeterEventSink | None = None, run_consumer: bool | None = None) -> Billing:
+    """Build (without starting) billing for an app; ``sink`` replaces Stripe (e.g. in tests).
+
+    ``run_consumer`` defaults to ``METERWAY_LEDGER_IN_SERVER``.
+    """
     bus = open_bus(settings, database, options)
     meter = Meter(bus, FileSpool(settings.home / "billing-spool"))
     billing_settings = settings.billing
@@ -120,4 +123,5 @@ def build_billing(settings: Settings, database: Database, *, options: BusOptions
     exporter = StripeExporter(database.sessions, sink, billing_settings.stripe_meter_event) if sink else None
     return Billing(settings, database, bus, meter, PriceBook(database.sessions, billing_settings.currency),
                    UsageReports(database.sessions), PeriodCloser(database.sessions),
-                   LedgerWriter(database.sessions, billing_settings.currency), exporter, run_consumer)
+                   LedgerWriter(database.sessions, billing_settings.currency), exporter,
+                   billing_settings.consumer_in_server if run_consumer is None else run_consumer)

@@ -94,6 +94,9 @@ class BillingSettings:
     nats_url: str = _env("METERWAY_NATS_URL", "NATS JetStream for usage events; empty = local durable log", "")
     consumer_batch: int = _env("METERWAY_LEDGER_BATCH", "events written per ledger transaction", 500)
     consumer_interval_s: float = _env("METERWAY_LEDGER_INTERVAL_S", "how often the consumer drains", 0.2)
+    consumer_in_server: bool = _env("METERWAY_LEDGER_IN_SERVER",
+                                    "run the ledger consumer inside the server (off when it runs as "
+                                    "'python -m billing.consumer')", True)
     stripe_api_key: str = _env("METERWAY_STRIPE_API_KEY", "Stripe secret key for meter events", "")
     stripe_api_base: str = _env("METERWAY_STRIPE_API_BASE", "Stripe API base (a local server in tests)", "")
     stripe_meter_event: str = _env("METERWAY_STRIPE_METER_EVENT", "Stripe meter event name", "meterway_tokens")
