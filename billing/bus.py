@@ -51,6 +51,10 @@ class UsageBus(Protocol):
         """Up to ``max_events`` unacknowledged events; an empty batch after ``timeout_s`` without any."""
         ...
 
+    async def pending(self) -> int:
+        """Events published and not yet written to the ledger (for health checks and tests)."""
+        ...
+
     async def close(self) -> None:
         """Release connections."""
         ...

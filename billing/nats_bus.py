@@ -117,6 +117,17 @@ class NatsJetStreamBus:
 
         return Batch(events, ack)
 
+    async def pending(self) -> int:
+        """Events the ledger consumer has not acked yet (unknown consumer: everything in the stream)."""
+        from nats.js.errors import NotFoundError
+
+        js = await self._jetstream()
+        try:
+            info = await js.consumer_info(self._options.stream, self._options.durable)
+        except NotFoundError:
+            return int((await js.stream_info(self._options.stream)).state.messages)
+        return int(info.num_pending) + int(info.num_ack_pending)
+
     async def _drop(self) -> None:
         nc, self._nc, self._js, self._sub = self._nc, None, None, None
         if nc is not None:

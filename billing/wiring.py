@@ -95,6 +95,10 @@ class Billing:
             await self.meter.forward_spool()
         await self.bus.close()
 
+    async def backlog(self) -> int:
+        """Usage events not yet in the ledger: on the bus plus in this gateway's spool."""
+        return await self.bus.pending() + self.meter.spool.backlog()
+
     async def link_stripe_customer(self, tenant: str, customer_id: str) -> None:
         """Link a tenant to its Stripe customer for the export."""
         await link_stripe_customer(self.database.sessions, tenant, customer_id)

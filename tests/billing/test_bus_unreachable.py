@@ -154,3 +154,22 @@ async def test_spool_of_a_gateway_killed_mid_way_is_forwarded_by_the_next(sqlite
         assert decode_event(encode_event(events[0])) == events[0]
     finally:
         await database.close()
+
+
+async def test_nats_backlog_is_what_the_consumer_has_not_acked(sqlite_url, make_event) -> None:
+    name = f"MWTEST_{uuid.uuid4().hex[:10]}"
+    options = BusOptions(stream=name, subject=f"mwtest.{name}", durable=f"{name}_ledger")
+    bus = NatsJetStreamBus("nats://127.0.0.1:4222", options)
+    database = Database.connect(sqlite_url)
+    try:
+        for _ in range(5):
+            await bus.publish(make_event())
+        assert await bus.pending() == 5
+        writer = LedgerWriter(database.sessions, "usd")
+        await LedgerConsumer(bus, writer, batch_size=2, interval_s=0.5).drain()
+        assert await bus.pending() == 0
+        assert len(await ledger_rows(database)) == 5
+    finally:
+        await (await bus._jetstream()).delete_stream(name)
+        await bus.close()
+        await database.close()

@@ -39,3 +39,13 @@ async def test_recorded_usage_reaches_the_ledger_and_stripe_in_the_background(se
     assert all(line.balanced for line in await billing.exporter.reconcile())  # type: ignore[union-attr]
     catalog_price = await billing.prices.quote("smollm2-135m-instruct")
     assert str(catalog_price.input_per_million).startswith("0.05")
+
+
+async def test_backlog_counts_events_until_the_ledger_has_them(settings, database, make_event) -> None:
+    billing = build_billing(settings, database, run_consumer=False)
+    for _ in range(7):
+        await billing.meter.record(make_event())
+    assert await billing.backlog() == 7
+    assert await billing.consumer.drain() == 7
+    assert await billing.backlog() == 0
+    await billing.stop()
