@@ -3,8 +3,14 @@
 The connection comes from the ``limits`` library (``storage_from_string("async+redis://...")`` with the
 ``redis.asyncio`` client). Its strategies check one limit per call, though, and a check followed by a separate
 increment lets racing replicas all pass on the same old counter; so admission runs our own Lua script
-(``lua/reserve.lua``, loaded once with ``register_script`` and called by EVALSHA) that checks and reserves all
-of a request's counters at once: one round trip, atomic. ``lua/settle.lua`` gives back the unused part.
+(``lua/admit.lua``, loaded once with ``register_script`` and called by EVALSHA) that checks and reserves all
+of a request's counters at once: one round trip, atomic.
+
+Settlements (giving back unused tokens and money, freeing the lease) cost no round trip of their own when
+traffic flows: they wait, at most ``settle_delay_s``, to ride along with the tenant's next admission, which
+applies them before its checks in the same script call; otherwise a timer sends them, batched. A gateway
+that dies with settlements waiting loses only those give-backs: its leases lapse by their TTL, and the
+unreturned reservation stays counted (never an overspend).
 
 Every request sent on the wire is counted (``round_trips``) by the connection class, so tests and benchmarks
 can hold the store to one round trip per admission.
@@ -12,9 +18,11 @@ can hold the store to one round trip per admission.
 
 from __future__ import annotations
 
+import asyncio
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+import structlog
 from limits.storage import storage_from_string
 from redis.asyncio import Connection, Redis
 from redis.exceptions import RedisError
@@ -27,6 +35,12 @@ if TYPE_CHECKING:
 
     from redis.commands.core import AsyncScript
 
+#: Longest a settlement waits for the tenant's next admission before it is sent on its own.
+SETTLE_DELAY_S = 0.005
+#: When Redis could not take settlements, how long before they are tried again.
+RETRY_DELAY_S = 1.0
+
+log = structlog.get_logger(__name__)
 
 class _Tally:
     """A mutable count shared by one store's connections."""
@@ -59,20 +73,25 @@ def _script(name: str) -> str:
 class RedisStore:
     """``ReservationStore`` in Redis; state outlives gateway restarts and is shared across replicas."""
 
-    def __init__(self, client: Redis, tally: _Tally | None = None, owner: Any = None) -> None:
+    def __init__(self, client: Redis, tally: _Tally | None = None, owner: Any = None,
+                 settle_delay_s: float = SETTLE_DELAY_S) -> None:
         self._client = client
         self._tally = tally or _Tally()
         self._owner = owner  # the limits storage that opened the connection (kept for its lifetime)
-        self._reserve: AsyncScript = client.register_script(_script("reserve.lua"))
-        self._settle: AsyncScript = client.register_script(_script("settle.lua"))
+        self._script: AsyncScript = client.register_script(_script("admit.lua"))
+        self._delay = settle_delay_s
+        # Waiting settlements by hash tag (tenant): (key, delta or 'lease', lease id or '-').
+        self._waiting: dict[str, list[tuple[str, str, str]]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._flushing: set[asyncio.Task[None]] = set()
 
     @classmethod
-    def from_url(cls, url: str, **options: Any) -> RedisStore:
+    def from_url(cls, url: str, *, settle_delay_s: float = SETTLE_DELAY_S, **options: Any) -> RedisStore:
         """Connect to ``redis://host:port/db`` through the ``limits`` library's async Redis storage."""
         tally = _Tally()
         options["connection_class"] = _counting_connection(tally)
         storage: Any = storage_from_string(f"async+{url}", implementation="redispy", **options)
-        return cls(storage.bridge.get_connection(), tally, storage)
+        return cls(storage.bridge.get_connection(), tally, storage, settle_delay_s)
 
     @property
     def client(self) -> Redis:
@@ -89,30 +108,76 @@ class RedisStore:
         for check in checks:
             keys.extend(check.keys)
             words += [check.kind, str(check.limit), str(check.amount), repr(check.weight), str(check.ttl_s)]
+        tag = _hash_tag(keys[0]) if keys else ""
+        riding = self._waiting.pop(tag, [])
         try:
-            reply = await self._reserve(keys=keys, args=[" ".join(words)])
-        except (RedisError, OSError) as exc:
-            raise _unreachable(exc) from exc
+            reply = await self._call(riding, keys, " ".join(words))
+        except Unavailable:
+            self._wait(tag, riding)  # the timer tries them again
+            raise
         numbers = [int(word) for word in reply.split()]
         counts = tuple((numbers[i], numbers[i + 1]) for i in range(1, len(numbers), 2))
         return Outcome(numbers[0] == 1, counts)
 
     async def adjust(self, adjustments: Sequence[Adjustment], lease_keys: Sequence[str],
                      lease_id: str) -> None:
-        changes = [change for change in adjustments if change.delta]
-        keys = [change.key for change in changes] + list(lease_keys)
-        if not keys:
-            return
-        words = [lease_id, *(str(change.delta) for change in changes), *(["lease"] * len(lease_keys))]
-        try:
-            await self._settle(keys=keys, args=[" ".join(words)])
-        except (RedisError, OSError) as exc:
-            raise _unreachable(exc) from exc
+        """Queue the give-backs for the tenant's next admission (or the timer); no I/O here."""
+        for change in adjustments:
+            if change.delta:
+                self._wait(_hash_tag(change.key), [(change.key, str(change.delta), "-")])
+        for key in lease_keys:
+            self._wait(_hash_tag(key), [(key, "lease", lease_id)])
 
     async def start(self) -> None:
-        """Load both scripts now, so that the first admission is a single EVALSHA too."""
-        for script in (self._reserve, self._settle):
-            script.sha = await self._client.script_load(script.script)
+        """Load the script now, so that the first admission is a single EVALSHA too."""
+        self._script.sha = await self._client.script_load(self._script.script)
+
+    async def flush(self) -> None:
+        """Send every waiting settlement now (one call per tenant)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        waiting, self._waiting = self._waiting, {}
+        for tag, riding in waiting.items():
+            try:
+                await self._call(riding, [], "0 - 0")
+            except Unavailable:
+                self._wait(tag, riding, RETRY_DELAY_S)
 
     async def close(self) -> None:
+        await asyncio.gather(*self._flushing, return_exceptions=True)
+        await self.flush()
+        if self._timer is not None:  # Redis is down: what could not be given back stays counted
+            self._timer.cancel()
+            self._timer = None
+            log.warning("throttle.settlements_dropped", count=sum(map(len, self._waiting.values())))
         await self._client.aclose()
+
+    async def _call(self, riding: list[tuple[str, str, str]], keys: list[str], checks: str) -> str:
+        settle = " ".join([str(len(riding)), *(f"{delta} {lease}" for _key, delta, lease in riding)])
+        try:
+            reply = await self._script(keys=[key for key, _d, _l in riding] + keys, args=[settle, checks])
+        except (RedisError, OSError) as exc:
+            raise _unreachable(exc) from exc
+        return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+    def _wait(self, tag: str, settlements: list[tuple[str, str, str]], delay: float | None = None) -> None:
+        if not settlements:
+            return
+        self._waiting.setdefault(tag, []).extend(settlements)
+        if self._timer is None:
+            later = self._delay if delay is None else delay
+            self._timer = asyncio.get_running_loop().call_later(later, self._flush_later)
+
+    def _flush_later(self) -> None:
+        self._timer = None
+        task = asyncio.ensure_future(self.flush())
+        self._flushing.add(task)
+        task.add_done_callback(self._flushing.discard)
+
+
+def _hash_tag(key: str) -> str:
+    """The Redis Cluster hash tag of a key (``{tenant}``): settlements ride only with the same slot."""
+    start = key.find("{")
+    end = key.find("}", start + 1)
+    return key[start + 1:end] if start >= 0 and end > start else key

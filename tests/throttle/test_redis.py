@@ -3,6 +3,7 @@ gateway's slots lapse instead of leaking."""
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 import pytest
@@ -13,7 +14,7 @@ from service.throttle import KeyLimits, LimitThrottle, Subject, build_throttle
 from service.throttle.memory import MemoryStore
 from service.throttle.redis_store import RedisStore
 
-from .conftest import REDIS_URL, Clock, ThrottleFactory
+from .conftest import REDIS_URL, Clock, ThrottleFactory, _drop_keys
 
 KEY = Subject("key-1", "tenant-1")
 
@@ -35,23 +36,47 @@ async def test_limits_survive_a_gateway_restart(redis_throttle: ThrottleFactory)
     assert len(admitted) == 5
 
 
-async def test_one_round_trip_per_admission_and_one_per_settlement(redis_throttle: ThrottleFactory) -> None:
-    throttle = redis_throttle()
-    limits = KeyLimits(rpm=1000, tpm=100_000, rpd=10_000, max_concurrency=50,
-                       budget_amount=Decimal(100), budget_period="month",
-                       tenant=KeyLimits(rpm=5000, tpm=500_000, max_concurrency=100,
-                                        budget_amount=Decimal(1000), budget_period="day"))
-    await throttle.start()
-    warm = await throttle.admit(KEY, limits, 10, Decimal("0.01"))  # opens the connection
-    await warm.settle(5, Decimal("0.005"))
-    sent = throttle.store.round_trips
-    admissions = [await throttle.admit(KEY, limits, 100, Decimal("0.10")) for _ in range(10)]
-    assert throttle.store.round_trips - sent == 10
-    sent = throttle.store.round_trips
-    for admission in admissions:
-        await admission.settle(40, Decimal("0.04"))
-        await admission.release()  # already settled: no further trip
-    assert throttle.store.round_trips - sent == 10
+EVERY_LIMIT = KeyLimits(rpm=1000, tpm=100_000, rpd=10_000, max_concurrency=50,
+                        budget_amount=Decimal(100), budget_period="month",
+                        tenant=KeyLimits(rpm=5000, tpm=500_000, max_concurrency=100,
+                                         budget_amount=Decimal(1000), budget_period="day"))
+
+
+async def test_one_round_trip_per_admission_settlements_ride_along(clock: Clock, prefix: str) -> None:
+    store = RedisStore.from_url(REDIS_URL, settle_delay_s=3600)  # no timer: only riding along
+    throttle = LimitThrottle(store, prefix=prefix, clock=clock)
+    try:
+        await throttle.start()
+        warm = await throttle.admit(KEY, EVERY_LIMIT, 10, Decimal("0.01"))  # opens the connection
+        await warm.settle(5, Decimal("0.005"))
+        sent = store.round_trips
+        for _ in range(10):
+            admission = await throttle.admit(KEY, EVERY_LIMIT, 100, Decimal("0.10"))
+            await admission.settle(40, Decimal("0.04"))
+            await admission.release()  # already settled: nothing more
+        assert store.round_trips - sent == 10
+        await store.flush()  # the last settlement had no admission to ride with
+        assert store.round_trips - sent == 11
+        after = await throttle.admit(KEY, EVERY_LIMIT, 100, Decimal("0.10"))
+        assert after.headers["x-ratelimit-remaining-tokens"] == str(100_000 - 5 - 10 * 40 - 100)
+    finally:
+        await throttle.close()
+        await _drop_keys(prefix)
+
+
+async def test_a_settlement_without_a_next_admission_is_sent_soon(redis_throttle: ThrottleFactory) -> None:
+    limits = KeyLimits(max_concurrency=1)
+    one, other = redis_throttle(), redis_throttle()  # two replicas
+    held = await one.admit(KEY, limits, 1, Decimal(0))
+    with pytest.raises(RateLimited):
+        await other.admit(KEY, limits, 1, Decimal(0))
+    await held.settle(1, Decimal(0))
+    for _ in range(100):  # the timer sends it within milliseconds; allow a loaded machine a second
+        await asyncio.sleep(0.01)
+        if one.store.round_trips and not one.store._waiting:  # type: ignore[attr-defined]
+            break
+    admitted = await other.admit(KEY, limits, 1, Decimal(0))
+    assert admitted.headers == {}
 
 
 async def test_a_dead_gateways_slots_lapse(redis_throttle: ThrottleFactory, clock: Clock) -> None:
