@@ -103,7 +103,8 @@ class LocalPool:
     def state(self, model_id: str) -> ModelState:
         """cold / loading / ready (a fine-tune reports its base's worker)."""
         spec = self._specs.get(model_id)
-        resident = self._residents.get(self._host_spec(spec).id) if spec else None
+        host_id = spec.base if spec is not None and spec.base and spec.adapter_path else model_id
+        resident = self._residents.get(host_id)
         return resident.state if resident else ModelState.COLD
 
     def metrics_text(self) -> str:
