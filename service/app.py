@@ -35,12 +35,14 @@ from service.pricing import BookQuotes
 from service.resolver import CatalogResolver, FineTuneLookup
 from service.routes.health import health_handlers
 from service.routes.keys import key_handlers
+from service.routes.tenants import tenant_handlers
 from service.routes.openai import openai_handlers
 from service.secrets import load_secrets
 from service.serving import ServingService
 from service.settings import Settings
 from service.streams import StreamWriter
 from service.telemetry import Telemetry
+from service.tenants import TenantService
 from service.throttle import build_throttle
 
 
@@ -84,6 +86,7 @@ def create_app(settings: Settings) -> Litestar:
     """The meterway HTTP app for ``settings``."""
     configure_logging(settings.server.log_level)
     parts = build_parts(settings)
+    tenants = TenantService(parts.database.sessions, parts.keys.forget_cached)
 
     @asynccontextmanager
     async def lifespan(_app: Litestar) -> AsyncIterator[None]:
@@ -106,13 +109,14 @@ def create_app(settings: Settings) -> Litestar:
     dependencies = {
         "principal": Provide(provide_principal),
         "keys": Provide(lambda: parts.keys, use_cache=True, sync_to_thread=False),
+        "tenants": Provide(lambda: tenants, use_cache=True, sync_to_thread=False),
         "serving": Provide(lambda: parts.serving, use_cache=True, sync_to_thread=False),
         "writer": Provide(lambda: parts.writer, use_cache=True, sync_to_thread=False),
         "telemetry": Provide(lambda: parts.telemetry, use_cache=True, sync_to_thread=False),
         **parts.billing.dependencies,
     }
     return Litestar(
-        route_handlers=[*openai_handlers, *key_handlers, *health_handlers, *parts.billing.handlers],
+        route_handlers=[*openai_handlers, *key_handlers, *tenant_handlers, *health_handlers, *parts.billing.handlers],
         dependencies=dependencies,
         exception_handlers={Exception: handle_exception, MeterwayError: handle_exception},
         middleware=[DefineMiddleware(request_id_middleware, observe=parts.telemetry.observe)],

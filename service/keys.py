@@ -87,8 +87,8 @@ class KeyService:
 
     async def create(self, tenant: str, name: str, limits: dict[str, Any] | None = None) -> IssuedKey:
         """A new key for ``tenant`` (created if new); the secret is returned this once."""
-        _check_name("tenant", tenant)
-        _check_name("name", name, allow_spaces=True)
+        check_name("tenant", tenant)
+        check_name("name", name, allow_spaces=True)
         async with self._sessions.begin() as session:
             if await session.get(TenantRow, tenant) is None:
                 session.add(TenantRow(id=tenant, created_at=_now()))
@@ -98,7 +98,7 @@ class KeyService:
         secret = new_secret()
         row = ApiKeyRow(id=f"key_{secrets.token_hex(12)}", tenant=tenant, name=name,
                         prefix=lookup_prefix(secret), secret_hash=self._hasher.digest(secret),
-                        created_at=_now(), **_limits(limits))
+                        created_at=_now(), **check_limits(limits))
         session.add(row)
         await session.flush()
         return IssuedKey(row, secret)
@@ -126,10 +126,10 @@ class KeyService:
         async with self._sessions.begin() as session:
             row = await session.get(ApiKeyRow, key_id)
             assert row is not None
-            for field, value in _limits(changes, partial=True).items():
+            for field, value in check_limits(changes, partial=True).items():
                 setattr(row, field, value)
             if "name" in changes and changes["name"] is not None:
-                _check_name("name", changes["name"], allow_spaces=True)
+                check_name("name", changes["name"], allow_spaces=True)
                 row.name = changes["name"]
         self._cache.clear()
         return row
@@ -158,13 +158,18 @@ class KeyService:
         self._cache.clear()
         return issued
 
+    def forget_cached(self) -> None:
+        """Drop cached authentications (after a tenant's limits change)."""
+        self._cache.clear()
+
 
 def _usable(row: ApiKeyRow) -> bool:
     expires = _aware(row.expires_at)
     return row.revoked_at is None and (expires is None or expires > _now())
 
 
-def _limits(values: dict[str, Any], *, partial: bool = False) -> dict[str, Any]:
+def check_limits(values: dict[str, Any], *, partial: bool = False) -> dict[str, Any]:
+    """Validated limit fields (``rpm`` … ``budget_period``) from ``values``; unknown fields are ignored."""
     chosen = {f: values.get(f) for f in LIMIT_FIELDS if not partial or f in values}
     for field in ("rpm", "tpm", "rpd", "max_concurrency"):
         if chosen.get(field) is not None and int(chosen[field]) < 1:
@@ -184,7 +189,7 @@ def _limits(values: dict[str, Any], *, partial: bool = False) -> dict[str, Any]:
     return chosen
 
 
-def _check_name(field: str, value: str, *, allow_spaces: bool = False) -> None:
+def check_name(field: str, value: str, *, allow_spaces: bool = False) -> None:
     allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_." + (" " if allow_spaces else ""))
     if not value or len(value) > 64 or not set(value) <= allowed:
         raise InvalidRequest(f"'{field}' must be 1-64 characters of letters, digits, '-', '_' or '.'.",

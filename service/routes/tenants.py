@@ -1,0 +1,77 @@
+"""Tenant management (admin): limits that cap all of a tenant's keys, and the Stripe customer link."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from litestar import get, patch
+from msgspec import Meta
+
+from service.auth import Principal
+from service.errors import PermissionDenied
+from service.tables import TenantRow
+from service.tenants import TenantService
+
+PositiveInt = Annotated[int, Meta(ge=1)]
+
+
+class TenantUpdate(msgspec.Struct, kw_only=True, omit_defaults=True):
+    rpm: PositiveInt | None = None
+    tpm: PositiveInt | None = None
+    max_concurrency: PositiveInt | None = None
+    budget_amount: str | None = None
+    budget_period: str | None = None
+    stripe_customer_id: str | None = None
+
+
+class Tenant(msgspec.Struct, kw_only=True):
+    id: str
+    object: str = "tenant"
+    created_at: int
+    stripe_customer_id: str | None
+    rpm: int | None
+    tpm: int | None
+    max_concurrency: int | None
+    budget_amount: str | None
+    budget_period: str | None
+
+
+class TenantList(msgspec.Struct, kw_only=True):
+    object: str = "list"
+    data: list[Tenant]
+
+
+def _view(row: TenantRow) -> Tenant:
+    return Tenant(id=row.id, created_at=int(row.created_at.timestamp()), stripe_customer_id=row.stripe_customer_id,
+                  rpm=row.rpm, tpm=row.tpm, max_concurrency=row.max_concurrency,
+                  budget_amount=None if row.budget_amount is None else str(row.budget_amount),
+                  budget_period=row.budget_period)
+
+
+def _admin(principal: Principal) -> None:
+    if not principal.is_admin:
+        raise PermissionDenied("This route needs the platform admin key.")
+
+
+@get("/v1/tenants", summary="List tenants (admin)", tags=["Tenants"])
+async def list_tenants(principal: Principal, tenants: TenantService) -> TenantList:
+    _admin(principal)
+    return TenantList(data=[_view(row) for row in await tenants.list()])
+
+
+@get("/v1/tenants/{tenant_id:str}", summary="Retrieve a tenant (admin)", tags=["Tenants"])
+async def get_tenant(tenant_id: str, principal: Principal, tenants: TenantService) -> Tenant:
+    _admin(principal)
+    return _view(await tenants.get(tenant_id))
+
+
+@patch("/v1/tenants/{tenant_id:str}", summary="Set a tenant's limits or Stripe customer (admin)", tags=["Tenants"])
+async def update_tenant(tenant_id: str, data: TenantUpdate, principal: Principal, tenants: TenantService) -> Tenant:
+    """Limits here cap every key of the tenant together; creates the tenant if it does not exist."""
+    _admin(principal)
+    changes = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not None}
+    return _view(await tenants.update(tenant_id, changes))
+
+
+tenant_handlers = [list_tenants, get_tenant, update_tenant]
