@@ -214,5 +214,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def run() -> None:
+    """Entry point: exit without the interpreter's teardown once the model is closed and frames flushed.
+
+    Tearing down torch and transformers module by module takes seconds and frees nothing the OS would not
+    reclaim at once; an unload (and an eviction waiting on it) should not wait for it.
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
