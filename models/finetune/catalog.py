@@ -8,6 +8,7 @@ exactly like a model that does not exist.
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import select
@@ -42,6 +43,11 @@ def model_id(base: str, tenant: str, name: str) -> str:
     return f"{FINE_TUNE_PREFIX}{base}:{tenant}:{name}"
 
 
+def epoch_seconds(moment: datetime) -> int:
+    """Unix time of a stored timestamp (SQLite hands them back naive; they were written in UTC)."""
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
+
+
 def spec_for(row: FineTunedModelRow, base: ModelSpec) -> ModelSpec:
     """The serving spec of one fine-tune of ``base``."""
     common: dict[str, Any] = {
@@ -51,7 +57,7 @@ def spec_for(row: FineTunedModelRow, base: ModelSpec) -> ModelSpec:
         "hidden": False,
         "input_price_per_million": row.input_price_per_million,
         "output_price_per_million": row.output_price_per_million,
-        "created": int(row.created_at.timestamp()),
+        "created": epoch_seconds(row.created_at),
         "extra": {"kind": row.kind, "base": base.id, "sha256": row.sha256},
     }
     if row.kind == "lora":

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from litestar import Request, delete, get, post, put
 
+from models.finetune.catalog import epoch_seconds
 from models.finetune.multipart_form import receive_form
 from models.finetune.service import FineTuneService
 from models.finetune.uploads import UploadSessions
@@ -50,7 +51,7 @@ def fine_tune_body(row: FineTunedModelRow) -> dict[str, Any]:
     return {
         "id": row.id,
         "object": "fine_tuned_model",
-        "created": int(row.created_at.timestamp()),
+        "created": epoch_seconds(row.created_at),
         "owned_by": row.tenant,
         "base": row.base,
         "kind": row.kind,

@@ -1,0 +1,14 @@
+"""Tenant fine-tunes: uploads validated against their base, stored content-addressed, served from the pool.
+
+Public API (the rest is private to the package)::
+
+    catalog.tenant_models(session, tenant, *, catalog=None) -> list[ModelSpec]
+    catalog.resolve(session, model_id, principal, *, catalog=None) -> ModelSpec | None
+    catalog.FineTuneCatalog(sessions, store, catalog_by_id, *, limits=None, prices=None)
+        .dependencies (Litestar: "fine_tunes", "uploads"), .handlers, .visible, .find, .spec_for_pool
+    service.FineTuneService  — create / list / get / delete, scoped to the caller's tenant
+    uploads.UploadSessions   — resumable upload sessions
+    client.ResumableUploader — the client side (``meterway models upload``)
+
+See README.md beside this file for the storage layout and the upload protocol.
+"""
