@@ -51,13 +51,14 @@ def prompt_ids(store_dir: Path) -> tuple[int, ...]:
 
 @pytest.fixture
 async def make_pool(store_dir: Path, catalog: list[ModelSpec]) -> AsyncIterator[PoolFactory]:
-    """Build started pools with ``PoolSettings`` overrides; every one is closed after the test."""
+    """Build started pools (``PoolSettings`` overrides, optionally another catalog); all closed afterwards."""
     pools: list[LocalPool] = []
 
-    async def build(**overrides: Any) -> LocalPool:
+    async def build(models: list[ModelSpec] | None = None, **overrides: Any) -> LocalPool:
         # One torch thread per worker and no standby by default: the machine is small and shared.
         settings = PoolSettings(**{"threads": 1, "standby": False, **overrides})
-        pool = LocalPool(settings, store_dir, catalog, registry=CollectorRegistry())
+        served = catalog if models is None else models
+        pool = LocalPool(settings, store_dir, served, registry=CollectorRegistry())
         await pool.start()
         pools.append(pool)
         return pool

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from models.pool.api import EmbeddingJob, ModelState
+from service.errors import ModelOverloaded
 from tests.pool.conftest import MINILM, SMOLLM, collect, job
 
 if TYPE_CHECKING:
@@ -70,3 +71,32 @@ async def test_lora_fine_tune_runs_on_its_base_worker_and_attaches_once(make_poo
     assert pool.metrics.value("meterway_pool_adapter_loads_total", model=SMOLLM) == 1
     assert pool.metrics.value("meterway_pool_adapter_cache_hits_total", model=SMOLLM) == 1
     assert pool.state(fine_tune.id) is ModelState.READY
+
+
+def fine_tune_of(base, name: str, adapter: Path):
+    return dataclasses.replace(base, id=f"ft:{base.id}:acme:{name}", tenant="acme", base=base.id,
+                               adapter_path=str(adapter))
+
+
+@pytest.mark.xfail(strict=True, reason="engine bug (models/runtime/adapters.py): once the first adapter "
+                   "attached to a worker is detached, every prefill fails with KeyError(<its name>)")
+async def test_adapter_slots_detach_the_idle_adapter_and_never_a_busy_one(make_pool, specs, prompt_ids,
+                                                                         lora_dir: Path) -> None:
+    base = dataclasses.replace(specs[SMOLLM], extra={"max_adapters": "1"})  # one slot on this worker
+    first, second = fine_tune_of(base, "first", lora_dir), fine_tune_of(base, "second", lora_dir)
+    pool = await make_pool(models=[base])
+
+    assert (await collect(pool, job(first, prompt_ids)))[-1].finish_reason in {"length", "stop"}
+    # "second" takes the only slot: "first" is detached.
+    assert (await collect(pool, job(second, prompt_ids)))[-1].finish_reason in {"length", "stop"}
+    busy = pool.generate(job(second, prompt_ids, max_tokens=200))
+    await anext(busy)
+    with pytest.raises(ModelOverloaded) as caught:
+        await collect(pool, job(first, prompt_ids))  # the slot's adapter is in use
+    await busy.aclose()
+    deltas = await collect(pool, job(first, prompt_ids))
+
+    assert caught.value.retry_after
+    assert deltas[-1].finish_reason in {"length", "stop"}
+    assert pool.metrics.value("meterway_pool_adapter_loads_total", model=SMOLLM) == 3
+    assert pool.metrics.value("meterway_pool_loads_total", model=SMOLLM) == 1
