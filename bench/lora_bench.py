@@ -106,11 +106,13 @@ def measure(
     # A second attach of an adapter after detaching it: the steady-state cost once peft wraps the base.
     generator.detach_adapter(names[-1])
     reattach = generator.attach_adapter(names[-1], str(adapters[-1]))
+    print(f"attached: {[round(s * 1000) for s in attach]} ms, re-attach {reattach * 1000:.0f} ms", flush=True)
     run_streams(generator, prompts[:2], 8, names[:2])  # warm the adapter path
     base_runs, mixed_runs = [], []
-    for _ in range(args.rounds):
+    for k in range(args.rounds):
         base_runs.append(run_streams(generator, prompts, args.tokens, [None])["tok_s"])
         mixed_runs.append(run_streams(generator, prompts, args.tokens, names)["tok_s"])
+        print(f"round {k + 1}: base {base_runs[-1]:.1f} tok/s, adapters {mixed_runs[-1]:.1f} tok/s", flush=True)
     base, mixed = statistics.median(base_runs), statistics.median(mixed_runs)
     return {
         "attach_ms": [round(s * 1000, 1) for s in attach],

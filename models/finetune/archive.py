@@ -67,7 +67,7 @@ class TarFormat:
     def expand(self, path: Path, area: StagingArea, label: str) -> None:
         try:
             with tarfile.open(path, mode="r:*") as archive:
-                members = archive.getmembers()
+                members = self._members(archive, area.limits.max_files, label)
                 self._check_members(members, label)
                 _check_declared(label, path.stat().st_size, sum(m.size for m in members if m.isfile()), area)
                 for member in members:
@@ -77,6 +77,16 @@ class TarFormat:
                         area.write_chunks(member.name, _copy(source, member.size, label, member.name))
         except (tarfile.TarError, EOFError, OSError) as exc:
             raise UploadRejected(f"{label}: not a readable tar archive ({exc})") from None
+
+    @staticmethod
+    def _members(archive: tarfile.TarFile, limit: int, label: str) -> list[tarfile.TarInfo]:
+        """The members, read one header at a time (a tar of millions of empty entries stops early)."""
+        members = []
+        for member in archive:
+            members.append(member)
+            if len(members) > limit:
+                raise UploadRejected(f"{label}: archive holds more than {limit} entries")
+        return members
 
     @staticmethod
     def _check_members(members: list[tarfile.TarInfo], label: str) -> None:
@@ -101,6 +111,8 @@ class ZipFormat:
         try:
             with zipfile.ZipFile(path) as archive:
                 members = archive.infolist()
+                if len(members) > area.limits.max_files:
+                    raise UploadRejected(f"{label}: archive holds more than {area.limits.max_files} entries")
                 self._check_members(members, label)
                 _check_declared(label, path.stat().st_size, sum(m.file_size for m in members), area)
                 for member in members:

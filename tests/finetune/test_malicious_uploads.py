@@ -135,6 +135,7 @@ CASES = {
         ("adapter_model.safetensors", safetensors({})),
     ],
     "not an archive": lambda s: [("a.zip", b"this is not a zip")],
+    "too many entries": lambda s: [("a.tar", tar_bytes(*(member(f"f{i}.json", b"{}") for i in range(300))))],
 }
 MESSAGES = {
     "pickle .bin": "pickle",
@@ -161,6 +162,7 @@ MESSAGES = {
     "safetensors unknown dtype": "unknown dtype",
     "config not JSON": "not valid JSON",
     "not an archive": "not a tar or zip archive",
+    "too many entries": "more than 256 entries",
 }
 
 
