@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
     from models.finetune.service import PriceSetter
+    from service.settings import Settings
 
 FINE_TUNE_PREFIX = "ft:"
 
@@ -118,6 +119,13 @@ class FineTuneCatalog:
         limits = limits or UploadLimits()
         self.service = FineTuneService(sessions, store, limits, self._catalog, prices)
         self.uploads = UploadSessions(store, limits)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, sessions: async_sessionmaker[AsyncSession],
+                      catalog: Sequence[ModelSpec], prices: PriceSetter | None = None) -> FineTuneCatalog:
+        """Wired as ``create_app`` needs it: the settings' store and upload limit, the billing price book."""
+        return cls(sessions, settings.store_dir, {spec.id: spec for spec in catalog},
+                   limits=UploadLimits.from_upload_limit(settings.server.max_upload_bytes), prices=prices)
 
     async def visible(self, principal: Caller) -> list[ModelSpec]:
         """The fine-tunes ``principal`` may list (its tenant's; every tenant's for the admin)."""
