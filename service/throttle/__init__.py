@@ -12,14 +12,15 @@ for each request, before the model runs::
 Refusals raise ``RateLimited`` (429) or ``BudgetExhausted`` (402), with ``headers`` and ``retry_after``
 (see :mod:`service.throttle.refusal` for the codes).
 
-Built on the ``limits`` library, and where it stops: window definitions follow its ``RateLimitItem`` s
-(per minute, per day) and its sliding-window-counter strategy; the in-memory store keeps counters in its
-``MemoryStorage``; the Redis connection is opened by its ``storage_from_string``. Its strategies, however,
-``hit`` one limit at a time, so a request checked against RPM, TPM, RPD, concurrency and a budget would need
-one call per limit, and a limit that passes while a later one refuses would stay consumed. Reserving tokens
-and money and giving back the unused part later is outside its model too. So a request's counters are
-checked and reserved all at once by our own Lua script (``lua/reserve.lua``): atomic, one round trip, for the
-key and its tenant ceiling together; settling is one more (``lua/settle.lua``).
+Built on the ``limits`` library, and where it stops: rate rules are its ``RateLimitItem`` s (per minute, per
+day; ``Rule.item``) counted by its sliding-window-counter rule; the Redis connection is opened by its
+``storage_from_string``. Its strategies, however, ``hit`` one limit at a time, so a request checked against
+RPM, TPM, RPD, concurrency and a budget would need one call per limit, and a limit that passes while a later
+one refuses would stay consumed. Reserving tokens and money and giving back the unused part later is outside
+its model too. So a request's counters are checked and reserved all at once by our own Lua script
+(``lua/admit.lua``): atomic, one round trip, for the key and its tenant ceiling together; settlements ride
+along with the tenant's next admission. The in-memory store keeps plain dicts rather than its
+``MemoryStorage``, whose per-call cost was larger than the rest of admission (see ``memory.py``).
 
 Modules: ``policy`` (limits and rules), ``windows`` (time arithmetic), ``plan`` (rules → counter checks and
 storage keys), ``store`` (the store Protocol and registry), ``memory`` / ``redis_store`` (the stores),

@@ -2,12 +2,12 @@
 
 ``settle`` and ``release`` are idempotent and the first call wins, so the request path may call them from
 every exit (completion, error, client disconnect, timeout) and the concurrency slot is freed exactly once.
-The settlement runs shielded: a request cancelled while settling still returns its slot.
+A settlement never waits on I/O (the Redis store sends it with the tenant's next admission, or a moment
+later), so a request cancelled while settling still returns its slot.
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -71,12 +71,9 @@ class Admission:
         changes = [change for change in changes if change.delta]
         if not changes and not held.lease_keys:
             return
-        await asyncio.shield(asyncio.ensure_future(self._give_back(self._store, changes)))
-
-    async def _give_back(self, store: ReservationStore, changes: list[Adjustment]) -> None:
-        held = self._reserved
         try:
-            await store.adjust(changes, held.lease_keys, held.lease_id)
+            # Stores apply or queue this without waiting on I/O, so a cancelled request cannot cut it short.
+            await self._store.adjust(changes, held.lease_keys, held.lease_id)
         except MeterwayError as exc:
             # The reservation stays counted (never an overspend) and the lease lapses by its TTL.
             log.warning("throttle.settle_failed", error=exc.message, lease=held.lease_id)

@@ -11,9 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from functools import cached_property
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
+from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerMinute
+
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from service.settings import LimitSettings
 
 Scope = Literal["key", "tenant"]
@@ -24,7 +29,9 @@ BUDGET_PERIODS = ("day", "month")
 #: decimals, and (as Lua numbers are doubles) exact up to about 9 million currency units per period.
 UNITS_PER_CURRENCY = Decimal(1_000_000_000)
 
-_WINDOW_S: dict[str, int] = {"rpd": 86_400, "rpm": 60, "tpm": 60}
+#: The window of each rate rule, as the ``limits`` library defines it.
+_WINDOWS: Mapping[str, type[RateLimitItem]] = MappingProxyType({
+    "rpm": RateLimitItemPerMinute, "tpm": RateLimitItemPerMinute, "rpd": RateLimitItemPerDay})
 
 
 def money_to_units(amount: Decimal, *, round_up: bool) -> int:
@@ -56,9 +63,16 @@ class Rule:
     period: str | None = None
 
     @property
+    def item(self) -> RateLimitItem | None:
+        """The rule as a ``limits`` rate-limit item (e.g. ``60 per 1 minute``); ``None`` if not a rate."""
+        kind = _WINDOWS.get(self.name)
+        return None if kind is None else kind(self.limit, namespace=f"{self.scope}:{self.name}")
+
+    @property
     def window_s(self) -> int | None:
         """Length of the sliding window for rate rules; ``None`` for concurrency and budgets."""
-        return _WINDOW_S.get(self.name)
+        kind = _WINDOWS.get(self.name)
+        return None if kind is None else kind.GRANULARITY.seconds
 
     @property
     def counts_tokens(self) -> bool:

@@ -7,7 +7,8 @@ A store knows three kinds of counters and nothing about keys, tenants or HTTP:
 - ``budget``: money reserved or spent in a period, in integer nano-units.
 
 ``reserve`` checks every given counter and, only if all fit, reserves all of them: atomically, in one step
-(one Redis round trip). ``adjust`` returns the unused part of a reservation and frees its lease (one more).
+(one Redis round trip). ``adjust`` returns the unused part of a reservation and frees its lease (in Redis,
+with the tenant's next admission or a few milliseconds later).
 Stores are picked by the URL scheme of ``METERWAY_REDIS_URL`` (empty = ``memory://``) from ``STORES``.
 """
 
@@ -54,7 +55,7 @@ class Adjustment:
 
 
 def fits(check: Check, count: tuple[int, int]) -> bool:
-    """Whether ``check`` fits the counter ``count``: the rule of every store (and ``lua/reserve.lua``)."""
+    """Whether ``check`` fits the counter ``count``: the rule of every store (and ``lua/admit.lua``)."""
     first, second = count
     if check.kind == "window":
         return second * check.weight + first + check.amount <= check.limit
@@ -72,7 +73,10 @@ class ReservationStore(Protocol):
 
     async def adjust(self, adjustments: Sequence[Adjustment], lease_keys: Sequence[str],
                      lease_id: str) -> None:
-        """Apply ``adjustments`` and drop ``lease_id`` from ``lease_keys``, in one step."""
+        """Apply ``adjustments`` and drop ``lease_id`` from ``lease_keys``, now or queued for shortly.
+
+        Must not wait on I/O: it runs on every request's way out, cancelled requests included.
+        """
         ...
 
     @property

@@ -8,8 +8,8 @@ request ends, or a ``RateLimited`` / ``BudgetExhausted`` error carrying headers 
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from typing import TYPE_CHECKING, Protocol
 
 from service.throttle.admission import Admission, Reserved
@@ -48,7 +48,7 @@ class Throttle(Protocol):
 
 
 class LimitThrottle:
-    """The ``Throttle`` over a ``ReservationStore``: one store call per admission, one per settlement."""
+    """The ``Throttle`` over a ``ReservationStore``: one store call per admission; settling is queued."""
 
     def __init__(self, store: ReservationStore, *, prefix: str = "mw", lease_ttl_s: int = 360,
                  clock: Callable[[], float] = time.time) -> None:
@@ -64,7 +64,7 @@ class LimitThrottle:
         now = self._clock()
         planned = plan(limits.rules(), subject, prefix=self._prefix, now=now, tokens=tokens,
                        cost_units=cost_units, lease_ttl_s=self._lease_ttl_s)
-        lease_id = uuid.uuid4().hex
+        lease_id = os.urandom(8).hex()  # unique enough among the leases one key holds at once
         outcome = await self.store.reserve([item.check for item in planned], lease_id, now)
         headers = rate_limit_headers(_states(planned, outcome.counts, outcome.admitted))
         if not outcome.admitted:

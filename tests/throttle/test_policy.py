@@ -88,3 +88,10 @@ def test_budget_exhaustion_is_a_402_that_the_openai_client_does_not_retry() -> N
     error = BudgetExhausted("spent", code="insufficient_quota")
     assert (error.status, error.code, error.type) == (402, "insufficient_quota", "insufficient_quota")
     assert RateLimited("busy").status == 429
+
+
+def test_rate_rules_are_limits_items() -> None:
+    rules = {rule.name: rule for rule in KeyLimits(rpm=60, tpm=1000, rpd=5, max_concurrency=2).rules()}
+    assert str(rules["rpm"].item) == "60 per 1 minute" and rules["rpm"].window_s == 60
+    assert str(rules["rpd"].item) == "5 per 1 day" and rules["rpd"].window_s == 86_400
+    assert rules["max_concurrency"].item is None and rules["max_concurrency"].window_s is None
