@@ -45,7 +45,9 @@ class ServerProcess:
         self.home.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "METERWAY_HOME": str(self.home), "METERWAY_STORE": str(self.store),
                "METERWAY_PORT": str(self.port), "METERWAY_ADMIN_KEY": ADMIN_KEY,
-               "METERWAY_ENABLE_TEST_MODEL": "1", **self.env}
+               "METERWAY_ENABLE_TEST_MODEL": "1",
+               # No pre-started worker: most test gateways serve only the echo model, on 2 shared cores.
+               "METERWAY_POOL_STANDBY": "0", **self.env}
         with self.log.open("ab") as log:
             self.process = subprocess.Popen([sys.executable, "-m", "service.cli", "serve"], cwd=REPO, env=env,
                                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
