@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
+from models.runtime.kvcache import new_cache
 from models.runtime.sampling import SamplingPlan
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ class KvBatch:
             mask[row, width - len(prompt):] = True
         ids, mask = ids.to(device), mask.to(device)
         position_ids = (mask.long().cumsum(dim=-1) - 1).clamp(min=0)
-        cache = DynamicCache()
+        cache = new_cache()
         out = forward(input_ids=ids, attention_mask=mask.long(), position_ids=position_ids, cache=cache,
                       use_cache=True, logits_to_keep=1, **extra)
         batch = cls(seqs, cache, mask, mask.sum(dim=-1))
@@ -88,8 +89,8 @@ class KvBatch:
         self.positions = self.positions.index_select(0, index)
         self.next_ids = self.next_ids.index_select(0, index)
         for layer in self.cache.layers:
-            layer.keys = layer.keys.index_select(0, index)[..., start:, :]
-            layer.values = layer.values.index_select(0, index)[..., start:, :]
+            layer.load(layer.keys.index_select(0, index)[..., start:, :],
+                       layer.values.index_select(0, index)[..., start:, :])
         self._refresh()
 
     def merge(self, other: KvBatch) -> None:
@@ -98,8 +99,8 @@ class KvBatch:
         pad_self, pad_other = width - self.mask.shape[1], width - other.mask.shape[1]
         self.mask = torch.cat([F.pad(self.mask, (pad_self, 0)), F.pad(other.mask, (pad_other, 0))])
         for mine, theirs in zip(self.cache.layers, other.cache.layers, strict=True):
-            mine.keys = torch.cat([_pad_left(mine.keys, pad_self), _pad_left(theirs.keys, pad_other)])
-            mine.values = torch.cat([_pad_left(mine.values, pad_self), _pad_left(theirs.values, pad_other)])
+            mine.load(torch.cat([_pad_left(mine.keys, pad_self), _pad_left(theirs.keys, pad_other)]),
+                      torch.cat([_pad_left(mine.values, pad_self), _pad_left(theirs.values, pad_other)]))
         self.positions = torch.cat([self.positions, other.positions])
         self.next_ids = torch.cat([self.next_ids, other.next_ids])
         self.seqs = self.seqs + other.seqs

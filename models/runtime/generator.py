@@ -55,6 +55,7 @@ class BatchingGenerator:
         self._pending: deque[Sequence] = deque()
         self._endings: dict[str, tuple[str, str | None]] = {}  # request id -> (finish reason, error)
         self._batch: KvBatch | None = None
+        self._admitting: list[Sequence] = []  # being prefilled: not queued, not yet in the batch
         self._closed = False
         self._counters = {"tokens_generated_total": 0, "prompt_tokens_total": 0, "sequences_finished_total": 0,
                           "steps_total": 0}
@@ -189,6 +190,7 @@ class BatchingGenerator:
         if not ready:
             return
         names = [s.adapter_name for s in ready]
+        self._admitting = ready
         try:
             fresh, logits = KvBatch.prefill(self.adapters.forward, ready, self._pad_id, self._device,
                                             self._forward_extra(names))
@@ -205,6 +207,7 @@ class BatchingGenerator:
             self._batch.merge(fresh)
         elif len(fresh):
             self._batch = fresh
+        self._admitting = []
 
     def _check(self, seq: Sequence) -> bool:
         """Refuse what cannot run (ending it at once); count a use of its adapter."""
@@ -255,7 +258,8 @@ class BatchingGenerator:
     def _fail_batch(self, exc: Exception) -> None:
         """After an unexpected failure, end every running sequence with an error and drop the cache."""
         batch, self._batch = self._batch, None
-        for seq in batch.seqs if batch is not None else []:
+        admitting, self._admitting = self._admitting, []
+        for seq in admitting + (batch.seqs if batch is not None else []):
             seq.finish("error", error=f"decode failed: {exc}")
 
     def _shutdown(self) -> None:
