@@ -12,6 +12,8 @@ applies them before its checks in the same script call; otherwise a timer sends 
 that dies with settlements waiting loses only those give-backs: its leases lapse by their TTL, and the
 unreturned reservation stays counted (never an overspend).
 
+Concurrent requests' calls made in the same event-loop turn go out as one pipeline (``batching.py``).
+
 Every request sent on the wire is counted (``round_trips``) by the connection class, so tests and benchmarks
 can hold the store to one round trip per admission.
 """
@@ -28,6 +30,7 @@ from redis.asyncio import Connection, Redis
 from redis.exceptions import RedisError
 
 from service.errors import Unavailable
+from service.throttle.batching import Orphan, ScriptBatcher
 from service.throttle.store import Adjustment, Check, Outcome
 
 if TYPE_CHECKING:
@@ -79,6 +82,7 @@ class RedisStore:
         self._tally = tally or _Tally()
         self._owner = owner  # the limits storage that opened the connection (kept for its lifetime)
         self._script: AsyncScript = client.register_script(_script("admit.lua"))
+        self._batcher = ScriptBatcher(client, self._script)
         self._delay = settle_delay_s
         # Waiting settlements by hash tag (tenant): (key, delta or 'lease', lease id or '-').
         self._waiting: dict[str, list[tuple[str, str, str]]] = {}
@@ -110,14 +114,27 @@ class RedisStore:
             words += [check.kind, str(check.limit), str(check.amount), repr(check.weight), str(check.ttl_s)]
         tag = _hash_tag(keys[0]) if keys else ""
         riding = self._waiting.pop(tag, [])
+
+        def orphaned(reply: Any) -> None:
+            # The request was cancelled while its admission was on the wire: give back what it got.
+            if _decode(reply).startswith("1"):
+                self._undo(checks, lease_id)
+
         try:
-            reply = await self._call(riding, keys, " ".join(words))
+            reply = await self._call(riding, keys, " ".join(words), orphaned)
         except Unavailable:
             self._wait(tag, riding)  # the timer tries them again
             raise
         numbers = [int(word) for word in reply.split()]
         counts = tuple((numbers[i], numbers[i + 1]) for i in range(1, len(numbers), 2))
         return Outcome(numbers[0] == 1, counts)
+
+    def _undo(self, checks: Sequence[Check], lease_id: str) -> None:
+        for check in checks:
+            if check.kind == "lease":
+                self._wait(_hash_tag(check.keys[0]), [(check.keys[0], "lease", lease_id)])
+            elif check.amount:
+                self._wait(_hash_tag(check.keys[0]), [(check.keys[0], str(-check.amount), "-")])
 
     async def adjust(self, adjustments: Sequence[Adjustment], lease_keys: Sequence[str],
                      lease_id: str) -> None:
@@ -133,7 +150,8 @@ class RedisStore:
         self._script.sha = await self._client.script_load(self._script.script)
 
     async def flush(self) -> None:
-        """Send every waiting settlement now (one call per tenant)."""
+        """Wait for calls on the wire, then send every waiting settlement now (one call per tenant)."""
+        await self._batcher.drain()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -153,13 +171,14 @@ class RedisStore:
             log.warning("throttle.settlements_dropped", count=sum(map(len, self._waiting.values())))
         await self._client.aclose()
 
-    async def _call(self, riding: list[tuple[str, str, str]], keys: list[str], checks: str) -> str:
+    async def _call(self, riding: list[tuple[str, str, str]], keys: list[str], checks: str,
+                    orphan: Orphan | None = None) -> str:
         settle = " ".join([str(len(riding)), *(f"{delta} {lease}" for _key, delta, lease in riding)])
         try:
-            reply = await self._script(keys=[key for key, _d, _l in riding] + keys, args=[settle, checks])
+            reply = await self._batcher.call([key for key, _d, _l in riding] + keys, [settle, checks], orphan)
         except (RedisError, OSError) as exc:
             raise _unreachable(exc) from exc
-        return reply.decode() if isinstance(reply, bytes) else str(reply)
+        return _decode(reply)
 
     def _wait(self, tag: str, settlements: list[tuple[str, str, str]], delay: float | None = None) -> None:
         if not settlements:
@@ -174,6 +193,10 @@ class RedisStore:
         task = asyncio.ensure_future(self.flush())
         self._flushing.add(task)
         task.add_done_callback(self._flushing.discard)
+
+
+def _decode(reply: Any) -> str:
+    return reply.decode() if isinstance(reply, bytes) else str(reply)
 
 
 def _hash_tag(key: str) -> str:

@@ -116,3 +116,29 @@ async def test_settings_pick_the_store() -> None:
         await shared.close()
     with pytest.raises(ValueError, match="no limit store"):
         build_throttle(Settings(limits=LimitSettings(redis_url="memcached://127.0.0.1")))
+
+
+async def test_a_request_cancelled_during_admission_keeps_nothing(redis_throttle: ThrottleFactory) -> None:
+    throttle = redis_throttle()
+    limits = KeyLimits(rpm=10, tpm=1000, max_concurrency=1)
+    admitting = asyncio.create_task(throttle.admit(KEY, limits, 400, Decimal(0)))
+    await asyncio.sleep(0)  # its call is queued and goes out on the next turn
+    admitting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await admitting
+    await throttle.store.flush()  # type: ignore[attr-defined]  # its reply came; the give-back went out
+    later = await throttle.admit(KEY, limits, 400, Decimal(0))  # the slot and the tokens came back
+    assert later.headers["x-ratelimit-remaining-tokens"] == "600"
+    assert later.headers["x-ratelimit-remaining-requests"] == "9"  # it never ran: it counts for nothing
+
+
+async def test_concurrent_admissions_share_round_trips(redis_throttle: ThrottleFactory) -> None:
+    throttle = redis_throttle()
+    await throttle.start()
+    limits = KeyLimits(rpm=100, max_concurrency=100)
+    await (await throttle.admit(KEY, limits, 1, Decimal(0))).release()
+    sent = throttle.store.round_trips
+    admissions = await asyncio.gather(*[throttle.admit(KEY, limits, 1, Decimal(0)) for _ in range(50)])
+    assert throttle.store.round_trips - sent < 50  # pipelined, yet each admission is its own script call
+    remaining = sorted(int(admission.headers["x-ratelimit-remaining-requests"]) for admission in admissions)
+    assert remaining == list(range(49, 99))  # 1 + 50 of 100 used, one at a time
