@@ -6,6 +6,7 @@ twice stores them once, and a blob whose link count falls to one belongs to no f
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -99,6 +100,8 @@ class BlobStore:
             set(json.loads(manifest_file.read_text())["files"].values()) if manifest_file.exists() else set()
         )
         shutil.rmtree(directory, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            directory.parent.rmdir()  # the tenant's folder, once its last fine-tune is gone
         for digest in digests:
             blob = self.blob(digest)
             try:
