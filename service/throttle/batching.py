@@ -36,22 +36,22 @@ class ScriptBatcher:
         If the caller is cancelled after the call was queued, the call still runs, and ``orphan`` receives
         its reply (so that what it reserved can be given back).
         """
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queued.append((keys, args, future, orphan))
         if len(self._queued) == 1:
-            loop.call_soon(self._send)
+            # The task starts on the loop's next turn and takes every call queued until then.
+            task = asyncio.ensure_future(self._send())
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
         return await future
 
     async def drain(self) -> None:
         """Wait for the batches in flight (on shutdown)."""
         await asyncio.gather(*self._sending, return_exceptions=True)
 
-    def _send(self) -> None:
+    async def _send(self) -> None:
         batch, self._queued = self._queued, []
-        task = asyncio.ensure_future(self._run(batch))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+        await self._run(batch)
 
     async def _run(self, batch: list[Call]) -> None:
         try:
