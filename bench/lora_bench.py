@@ -112,7 +112,8 @@ def measure(
     for k in range(args.rounds):
         base_runs.append(run_streams(generator, prompts, args.tokens, [None])["tok_s"])
         mixed_runs.append(run_streams(generator, prompts, args.tokens, names)["tok_s"])
-        print(f"round {k + 1}: base {base_runs[-1]:.1f} tok/s, adapters {mixed_runs[-1]:.1f} tok/s", flush=True)
+        print(f"round {k + 1}: base {base_runs[-1]:.1f} tok/s, adapters {mixed_runs[-1]:.1f} tok/s",
+              flush=True)
     base, mixed = statistics.median(base_runs), statistics.median(mixed_runs)
     return {
         "attach_ms": [round(s * 1000, 1) for s in attach],

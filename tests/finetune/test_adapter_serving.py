@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.finetune.conftest import BASE, UploadServer, dir_files, lora_fields, multipart
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 PROMPT = "The support bot answers:"
 TOKENS = 12

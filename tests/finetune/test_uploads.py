@@ -10,6 +10,7 @@ import tarfile
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+import httpx
 import pytest
 
 from tests.finetune.conftest import BASE, UploadServer, dir_files, lora_fields, multipart
@@ -248,3 +249,33 @@ def test_unknown_base_and_bad_fields_are_refused(upload_server: UploadServer, ad
             assert response.status_code == 400, fields
             assert message in response.json()["error"]["message"]
     assert upload_server.leftovers() == []
+
+
+def test_zip_archive_is_accepted(upload_server: UploadServer, adapter_dir: Path) -> None:
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(adapter_dir.iterdir()):
+            archive.write(file, arcname=f"my-adapter/{file.name}")
+    with upload_server.client() as client:
+        response = client.post(
+            "/v1/fine_tuned_models", **multipart(lora_fields(), [("a.zip", buffer.getvalue())])
+        )
+    assert response.status_code == 201, response.text
+    stored = next((upload_server.store / "finetunes" / "acme").glob("support-bot-*"))
+    assert (stored / "adapter_config.json").exists()
+
+
+def test_admin_uploads_for_a_named_tenant(upload_server: UploadServer, adapter_dir: Path) -> None:
+    with httpx.Client(base_url=upload_server.url, timeout=120) as admin, upload_server.client("acme") as acme:
+        refused = admin.post("/v1/fine_tuned_models", **multipart(lora_fields(), dir_files(adapter_dir)))
+        assert refused.status_code == 400
+        assert "must name the tenant" in refused.json()["error"]["message"]
+        created = admin.post(
+            "/v1/fine_tuned_models", **multipart(lora_fields(tenant="acme"), dir_files(adapter_dir))
+        )
+        assert created.status_code == 201
+        assert created.json()["owned_by"] == "acme"
+        assert [m["id"] for m in acme.get("/v1/fine_tuned_models").json()["data"]] == [FT_ID]
+        assert [m["id"] for m in admin.get("/v1/fine_tuned_models").json()["data"]] == [FT_ID]
