@@ -20,6 +20,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from billing.wiring import Billing, build_billing
 from models.catalog import ModelSpec, load_catalog
+from models.finetune.catalog import FineTuneCatalog
 from models.pool import build_pool
 from models.pool.api import ModelPool
 from models.tokenizer import TokenizerCache
@@ -32,7 +33,7 @@ from service.http.middleware import request_id_middleware
 from service.keys import KeyService
 from service.logs import configure_logging
 from service.pricing import BookQuotes
-from service.resolver import CatalogResolver, FineTuneLookup
+from service.resolver import CatalogResolver
 from service.routes.health import health_handlers
 from service.routes.keys import key_handlers
 from service.routes.tenants import tenant_handlers
@@ -59,7 +60,7 @@ class AppParts:
     writer: StreamWriter
     telemetry: Telemetry
     throttle: KeyThrottle
-    fine_tunes: FineTuneLookup
+    fine_tunes: FineTuneCatalog
     catalog: list[ModelSpec]
 
 
@@ -70,9 +71,9 @@ def build_parts(settings: Settings) -> AppParts:
     catalog: list[ModelSpec] = load_catalog(include_test_model=settings.server.enable_test_model)
     keys = KeyService(database.sessions, secrets_.hasher, secrets_.admin_key, settings.auth.rotation_grace_s,
                       settings.limits)
-    fine_tunes = FineTuneLookup(database.sessions, catalog)
     pool = build_pool(settings, settings.store_dir, catalog)
     billing = build_billing(settings, database)
+    fine_tunes = FineTuneCatalog.from_settings(settings, database.sessions, catalog, prices=billing.prices)
     throttle = KeyThrottle(build_throttle(settings))
     resolver = CatalogResolver(catalog, fine_tunes.visible, fine_tunes.find)
     quotes = BookQuotes(billing.prices)
@@ -114,9 +115,11 @@ def create_app(settings: Settings) -> Litestar:
         "writer": Provide(lambda: parts.writer, use_cache=True, sync_to_thread=False),
         "telemetry": Provide(lambda: parts.telemetry, use_cache=True, sync_to_thread=False),
         **parts.billing.dependencies,
+        **parts.fine_tunes.dependencies,
     }
     return Litestar(
-        route_handlers=[*openai_handlers, *key_handlers, *tenant_handlers, *health_handlers, *parts.billing.handlers],
+        route_handlers=[*openai_handlers, *key_handlers, *tenant_handlers, *health_handlers, *parts.billing.handlers,
+                        *parts.fine_tunes.handlers],
         dependencies=dependencies,
         exception_handlers={Exception: handle_exception, MeterwayError: handle_exception},
         middleware=[DefineMiddleware(request_id_middleware, observe=parts.telemetry.observe)],

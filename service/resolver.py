@@ -9,10 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from models.catalog import ModelSpec
-from models.finetune.catalog import FINE_TUNE_PREFIX, resolve, tenant_models
 from service.auth import Principal
 from service.errors import ModelNotFound
 
@@ -44,21 +41,3 @@ class CatalogResolver:
     def catalog_spec(self, model_id: str) -> ModelSpec | None:
         return self._catalog.get(model_id)
 
-
-class FineTuneLookup:
-    """The tenant's fine-tunes from the database (``models.finetune``), as catalog entries."""
-
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], catalog: list[ModelSpec]) -> None:
-        self._sessions = sessions
-        self._catalog = catalog
-
-    async def visible(self, principal: Principal) -> list[ModelSpec]:
-        async with self._sessions() as session:
-            return await tenant_models(session, None if principal.is_admin else principal.billing_tenant,
-                                       catalog=self._catalog)
-
-    async def find(self, model_id: str, principal: Principal) -> ModelSpec | None:
-        if not model_id.startswith(FINE_TUNE_PREFIX):
-            return None
-        async with self._sessions() as session:
-            return await resolve(session, model_id, principal, catalog=self._catalog)
