@@ -28,19 +28,33 @@ TOKENS = 12
 
 def tenant_client(server: ServerProcess, tenant: str) -> tuple[str, httpx.Client, openai.AsyncOpenAI]:
     key = str(server.create_key(tenant)["secret"])
-    return (key, httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=120),
-            openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0))
+    return (
+        key,
+        httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=120),
+        openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0),
+    )
 
 
 async def complete(client: openai.AsyncOpenAI, model: str) -> Any:
-    return await client.chat.completions.create(model=model, messages=MESSAGES, max_tokens=TOKENS,  # type: ignore[arg-type]
-                                                temperature=0, seed=7)
+    return await client.chat.completions.create(
+        model=model,
+        messages=MESSAGES,
+        max_tokens=TOKENS,  # type: ignore[arg-type]
+        temperature=0,
+        seed=7,
+    )
 
 
 async def complete_streamed(client: openai.AsyncOpenAI, model: str) -> tuple[str, Any]:
-    stream = await client.chat.completions.create(model=model, messages=MESSAGES, max_tokens=TOKENS,  # type: ignore[arg-type]
-                                                  temperature=0, seed=7, stream=True,
-                                                  stream_options={"include_usage": True})
+    stream = await client.chat.completions.create(
+        model=model,
+        messages=MESSAGES,
+        max_tokens=TOKENS,  # type: ignore[arg-type]
+        temperature=0,
+        seed=7,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     text, usage = "", None
     async for chunk in stream:
         if chunk.choices and chunk.choices[0].delta.content:
@@ -56,24 +70,33 @@ def peft_chat(base_dir: Path, adapter_dir: Path) -> str:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    ids = tokenizer.apply_chat_template(MESSAGES, add_generation_prompt=True, return_tensors="pt",
-                                        return_dict=True)["input_ids"]
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32),
-                                      adapter_dir)
+    ids = tokenizer.apply_chat_template(
+        MESSAGES, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )["input_ids"]
+    model = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32), adapter_dir
+    )
     with torch.inference_mode():
-        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=TOKENS,
-                             do_sample=False, pad_token_id=tokenizer.pad_token_id)
-    return str(tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True))
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=TOKENS,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    return str(tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
 
 
 @pytest.mark.slow
-async def test_fine_tune_end_to_end(server: ServerProcess, adapter_dir: Path, store_dir: Path,
-                                    tmp_path: Path) -> None:
+async def test_fine_tune_end_to_end(
+    server: ServerProcess, adapter_dir: Path, store_dir: Path, tmp_path: Path
+) -> None:
     acme, globex = f"acme-{uuid.uuid4().hex[:6]}", f"globex-{uuid.uuid4().hex[:6]}"
     _, acme_http, acme_ai = tenant_client(server, acme)
     _, globex_http, globex_ai = tenant_client(server, globex)
-    job = UploadJob(adapter_dir, BASE, "support-bot", input_price="0.20", output_price="0.40",
-                    chunk_bytes=512 * 1024)
+    job = UploadJob(
+        adapter_dir, BASE, "support-bot", input_price="0.20", output_price="0.40", chunk_bytes=512 * 1024
+    )
     created = await asyncio.to_thread(ResumableUploader(acme_http, tmp_path / "cache").upload, job)
     model = created["id"]
     assert model == f"ft:{BASE}:{acme}:support-bot"
@@ -108,3 +131,34 @@ async def test_fine_tune_end_to_end(server: ServerProcess, adapter_dir: Path, st
     assert model not in [m.id async for m in acme_ai.models.list()]
     for closing in (acme_http, globex_http):
         closing.close()
+
+
+@pytest.mark.slow
+async def test_full_weight_fine_tune_end_to_end(
+    server: ServerProcess, store_dir: Path, tmp_path: Path
+) -> None:
+    """Full weights (here: the base's own, so the answer must equal the base's) load as an ordinary model."""
+    import os
+    import shutil
+
+    weights = tmp_path / "full"
+    weights.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        try:
+            os.link(store_dir / BASE / name, weights / name)
+        except OSError:
+            shutil.copyfile(store_dir / BASE / name, weights / name)
+    tenant = f"acme-{uuid.uuid4().hex[:6]}"
+    _, http, ai = tenant_client(server, tenant)
+    job = UploadJob(weights, BASE, "full-bot", output_price="0.5")
+    created = await asyncio.to_thread(ResumableUploader(http, tmp_path / "cache").upload, job)
+    model = created["id"]
+    try:
+        assert created["kind"] == "full"
+        tuned, base = await complete(ai, model), await complete(ai, BASE)
+        assert tuned.choices[0].message.content == base.choices[0].message.content
+        entry = (await ledger_rows(server, [tuned.id]))["by_id"][tuned.id]
+        assert (entry["model"], Decimal(str(entry["output_per_million"]))) == (model, Decimal("0.5"))
+    finally:
+        assert http.delete(f"/v1/fine_tuned_models/{model}").status_code == 200
+        http.close()
