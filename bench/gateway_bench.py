@@ -134,6 +134,14 @@ async def _measure(server: ServerProcess, args: argparse.Namespace) -> dict[str,
             "evalsha_per_on_request": round((_evalsha_calls() - calls_before) / max(on_requests, 1), 2)}
 
 
+def _drop_counters(tenant: str) -> None:
+    """Remove the bench keys' counters from Redis (budgets would otherwise live until the month ends)."""
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"mw:{{{tenant}*", count=500))
+    if keys:
+        client.delete(*keys)
+
+
 def _machine() -> dict[str, object]:
     info = redis.Redis.from_url(REDIS_URL).info("server")
     return {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
@@ -160,6 +168,7 @@ def main() -> None:
                 figures = asyncio.run(_measure(server, args))
             finally:
                 server.stop()
+                _drop_counters(f"bench-{os.getpid()}")
             print(json.dumps({"storage": storage, **figures}), flush=True)
 
 
