@@ -43,7 +43,7 @@ class Throttle(Protocol):
         ...
 
     async def close(self) -> None:
-        """Close the store's connections."""
+        """Send what waits to be settled, then close the store's connections."""
         ...
 
 

@@ -257,3 +257,21 @@ async def _drive_key(http: httpx.AsyncClient, gateways: list[ServerProcess], sec
         assert answer.status_code == 429, answer.text
         assert set(answer.headers) >= SIX_HEADERS and int(answer.headers["retry-after"]) >= 1
         admitted.setdefault(window, (0, 0))
+
+
+async def test_timed_out_requests_release_their_slots(store_dir: Path, gateway_env: dict[str, str],
+                                                      tenant: str, tmp_path: Path) -> None:
+    """A gateway whose requests time out after 50 ms: 4 x 4000 echo tokens never finish in time."""
+    env = {**gateway_env, "METERWAY_REQUEST_TIMEOUT_S": "0.05"}
+    impatient = ServerProcess(home=tmp_path / "impatient", store=store_dir, env=env).start()
+    try:
+        secret = _secret(impatient, tenant, max_concurrency=1)
+        headers = {"Authorization": f"Bearer {secret}"}
+        long = {"model": ECHO, "messages": HELLO, "max_tokens": 4000, "n": 4}
+        async with httpx.AsyncClient(timeout=30, headers=headers) as http:
+            for _round in range(3):
+                cut = await http.post(f"{impatient.url}/v1/chat/completions", json=long)
+                assert cut.status_code >= 500, cut.text  # cut short by the request timeout
+                await _until_full_concurrency(http, [impatient, impatient], secret, slots=1)
+    finally:
+        impatient.stop()
