@@ -162,3 +162,46 @@ async def test_full_weight_fine_tune_end_to_end(
     finally:
         assert http.delete(f"/v1/fine_tuned_models/{model}").status_code == 200
         http.close()
+
+
+@pytest.mark.slow
+def test_meterway_models_cli_against_the_server(
+    server: ServerProcess, adapter_dir: Path, tmp_path: Path
+) -> None:
+    """``meterway models upload|list|delete`` as a user runs them, with METERWAY_URL and METERWAY_API_KEY."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    tenant = f"cli-{uuid.uuid4().hex[:6]}"
+    env = {
+        **os.environ,
+        "METERWAY_URL": server.url,
+        "METERWAY_API_KEY": str(server.create_key(tenant)["secret"]),
+        "METERWAY_UPLOAD_CACHE": str(tmp_path / "cache"),
+    }
+    for variable in ("METERWAY_ADMIN_KEY", "METERWAY_HOME"):
+        env.pop(variable, None)
+
+    def meterway(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "service.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    model = f"ft:{BASE}:{tenant}:cli-bot"
+    upload = meterway("models", "upload", str(adapter_dir), "--base", BASE, "--name", "cli-bot")
+    assert upload.returncode == 0, upload.stderr
+    assert json.loads(upload.stdout)["id"] == model
+    assert "upload cli-bot" in upload.stderr  # the progress bar
+    assert [m["id"] for m in json.loads(meterway("models", "list").stdout)["data"]] == [model]
+    again = meterway("models", "upload", str(adapter_dir), "--base", BASE, "--name", "cli-bot")
+    assert again.returncode != 0 and "409" in again.stderr
+    assert json.loads(meterway("models", "delete", model).stdout)["deleted"] is True
+    missing = meterway("models", "get", model)
+    assert missing.returncode != 0 and "404" in missing.stderr
