@@ -12,7 +12,8 @@ applies them before its checks in the same script call; otherwise a timer sends 
 that dies with settlements waiting loses only those give-backs: its leases lapse by their TTL, and the
 unreturned reservation stays counted (never an overspend).
 
-Concurrent requests' calls made in the same event-loop turn go out as one pipeline (``batching.py``).
+Calls go out over one dedicated connection; those that queue up while a batch is on the wire go out
+together as the next (``batching.py``).
 
 Every request sent on the wire is counted (``round_trips``) by the connection class, so tests and benchmarks
 can hold the store to one round trip per admission.
@@ -169,6 +170,7 @@ class RedisStore:
             self._timer.cancel()
             self._timer = None
             log.warning("throttle.settlements_dropped", count=sum(map(len, self._waiting.values())))
+        await self._batcher.close()
         await self._client.aclose()
 
     async def _call(self, riding: list[tuple[str, str, str]], keys: list[str], checks: str,
