@@ -30,6 +30,7 @@ from service.db import Database
 from service.errors import MeterwayError
 from service.http.errors import handle_exception
 from service.http.middleware import request_id_middleware
+from service.inference import Meter
 from service.keys import KeyService
 from service.logs import configure_logging
 from service.pricing import BookQuotes
@@ -64,8 +65,12 @@ class AppParts:
     catalog: list[ModelSpec]
 
 
-def build_parts(settings: Settings) -> AppParts:
-    """Construct (without starting) every service of the app."""
+def build_parts(settings: Settings, *, meter: Meter | None = None) -> AppParts:
+    """Construct (without starting) every service of the app.
+
+    ``meter`` replaces billing's meter on the request path; only benchmarks that isolate the gateway's own
+    cost pass one (``bench/metering_bench.py``).
+    """
     secrets_ = load_secrets(settings)
     database = Database.connect(settings.database_url, echo=settings.database.echo)
     catalog: list[ModelSpec] = load_catalog(include_test_model=settings.server.enable_test_model)
@@ -78,15 +83,15 @@ def build_parts(settings: Settings) -> AppParts:
     resolver = CatalogResolver(catalog, fine_tunes.visible, fine_tunes.find)
     quotes = BookQuotes(billing.prices)
     serving = ServingService(settings, resolver, TokenizerCache(settings.store_dir), pool, throttle,
-                             billing.meter, quotes, billing.meter)
+                             meter or billing.meter, quotes, billing.meter)
     return AppParts(settings, database, keys, pool, billing, serving, StreamWriter(), Telemetry(pool),
                       throttle, fine_tunes, catalog)
 
 
-def create_app(settings: Settings) -> Litestar:
-    """The meterway HTTP app for ``settings``."""
+def create_app(settings: Settings, *, meter: Meter | None = None) -> Litestar:
+    """The meterway HTTP app for ``settings`` (``meter``: see ``build_parts``)."""
     configure_logging(settings.server.log_level)
-    parts = build_parts(settings)
+    parts = build_parts(settings, meter=meter)
     tenants = TenantService(parts.database.sessions, parts.keys.forget_cached)
 
     @asynccontextmanager
