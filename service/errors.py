@@ -14,7 +14,8 @@ stream, to an SSE error event)::
     ├── PayloadTooLarge (413)
     ├── RateLimited (429)              ── ModelOverloaded (429 model_overloaded)
     ├── InternalFailure (500)          ── WorkerCrashed (500 worker_crashed)
-    └── Unavailable (503)              ── ModelLoading (503 model_loading), BillingUnavailable (503)
+    ├── Unavailable (503)              ── ModelLoading (503 model_loading), BillingUnavailable (503)
+    └── GenerationTimeout (504 timeout)
 """
 
 from __future__ import annotations
@@ -115,3 +116,7 @@ class ModelLoading(Unavailable):
 
 class BillingUnavailable(Unavailable):
     code = "billing_unavailable"
+
+
+class GenerationTimeout(MeterwayError):
+    status, type, code = 504, "server_error", "timeout"

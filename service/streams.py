@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from models.runtime.api import TokenDelta
-from service.errors import MeterwayError, WorkerCrashed
+from service.errors import GenerationTimeout, MeterwayError, WorkerCrashed
 from service.protocol import (
     SSE_DONE,
     ChatCompletionChunk,
@@ -52,13 +52,18 @@ class StreamWriter:
         try:
             if opening is not None:
                 yield sse(opening)
-            async for index, delta in _events(started):
-                if delta.finish_reason == "error":
-                    status = "failed"
-                    yield sse(_stream_error(delta).body())
-                    return
-                if delta.text or delta.finish_reason:
-                    yield sse(make_chunk(index, delta))
+            try:
+                async for index, delta in _events(started):
+                    if delta.finish_reason == "error":
+                        status = "failed"
+                        yield sse(_stream_error(delta).body())
+                        return
+                    if delta.text or delta.finish_reason:
+                        yield sse(make_chunk(index, delta))
+            except TimeoutError:
+                status = "failed"
+                yield sse(_timeout(run.plan.request_id).body())
+                return
             status = "completed"
             if run.plan.include_usage:
                 yield sse(make_usage(_usage(started)))
@@ -74,6 +79,9 @@ async def collect(started: Started, writer: StreamWriter) -> None:
             if delta.finish_reason == "error":
                 await started.run.finish("failed", delivered=False)
                 raise _stream_error(delta)
+    except TimeoutError as exc:
+        writer.finish_later(started, "failed", delivered=False)
+        raise _timeout(started.run.plan.request_id) from exc
     except BaseException:
         writer.finish_later(started, "failed", delivered=False)
         raise
@@ -89,6 +97,11 @@ async def _events(started: Started) -> AsyncIterator[tuple[int, TokenDelta]]:
 def _stream_error(delta: TokenDelta) -> MeterwayError:
     return WorkerCrashed(f"The model failed while generating: {delta.error or 'unknown error'}. "
                          "Tokens delivered before the failure are billed; retry the request.")
+
+
+def _timeout(request_id: str) -> MeterwayError:
+    return GenerationTimeout(f"Request {request_id} ran past the server's generation time limit "
+                             "(METERWAY_REQUEST_TIMEOUT_S); lower max_tokens or stream the response.")
 
 
 def _usage(started: Started) -> Usage:
