@@ -39,8 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.set_defaults(run=_serve)
-    commands.add_parser("prepare", help="import the demo models and migrate, without serving").set_defaults(
-        run=lambda a: _prepare(Settings.from_env()))
+    prepare = commands.add_parser("prepare", help="import the demo models and migrate, without serving")
+    prepare.add_argument("--no-migrate", action="store_true", help="only import the models (image builds)")
+    prepare.set_defaults(run=lambda a: _prepare(Settings.from_env(), migrate_database=not a.no_migrate))
     commands.add_parser("migrate", help="apply database migrations").set_defaults(run=_migrate)
     commands.add_parser("config", help="list every METERWAY_* setting").set_defaults(run=_config)
     _add_key_commands(commands)
@@ -56,7 +57,7 @@ def _add_plugin_commands(commands: Any) -> None:
     add_model_commands(commands)
 
 
-def _prepare(settings: Settings) -> None:
+def _prepare(settings: Settings, *, migrate_database: bool = True) -> None:
     from tqdm import tqdm
 
     from models.catalog import load_catalog
@@ -71,7 +72,8 @@ def _prepare(settings: Settings) -> None:
         for spec in catalog:
             import_catalog([spec], settings.store_dir, progress)
             bar.update(1)
-    migrate(settings.database_url)
+    if migrate_database:
+        migrate(settings.database_url)
 
 
 def _serve(args: argparse.Namespace) -> None:
