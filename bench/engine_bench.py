@@ -1,9 +1,12 @@
 """Decode throughput of the in-worker runtime (continuous batching) on SmolLM2-135M, CPU or GPU.
 
 Prints tokens/s for 1 and 8 concurrent 64-token completions, time to first token, adapter attach time, and,
-in the same run, plain ``model.generate`` at batch 1 and a static batch of 8 as the reference. Run::
+in the same run, plain ``model.generate`` at batch 1 and a static batch of 8 as the reference. Because the
+machine is shared, each engine line also gives tokens per CPU-second of this process (less sensitive to other
+processes than wall time). Run::
 
-    .venv/bin/python -m bench.engine_bench [--store var/test-store] [--tokens 64] [--streams 8] [--no-reference]
+    .venv/bin/python -m bench.engine_bench [--store var/test-store] [--tokens 64] [--streams 8]
+        [--no-reference] [--no-adapters]
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ def run_streams(generator, prompts: list[tuple[int, ...]], tokens: int, adapters
     done = threading.Barrier(len(prompts) + 1)
     first: dict[str, float] = {}
     counts: dict[str, int] = {}
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
 
     def emitter(rid: str):
         def emit(delta) -> None:
@@ -57,23 +60,25 @@ def run_streams(generator, prompts: list[tuple[int, ...]], tokens: int, adapters
         generator.submit(GenerationRequest(rid, ids, SamplingParams(max_tokens=tokens, temperature=0),
                                            adapter=adapters[i % len(adapters)]), emitter(rid))
     done.wait()
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     total = sum(counts.values())
-    return {"tok_s": total / wall, "tokens": total, "wall_s": wall,
+    return {"tok_s": total / wall, "tokens": total, "wall_s": wall, "tok_per_cpu_s": total / cpu,
             "ttft_p50": statistics.median(first.values()), "ttft_max": max(first.values())}
 
 
-def reference(model, tokenizer, prompts: list[tuple[int, ...]], tokens: int) -> float:
-    """Plain ``model.generate`` on a static, left-padded batch (EOS ignored): tokens/s."""
+def reference(model, tokenizer, prompts: list[tuple[int, ...]], tokens: int) -> str:
+    """Plain ``model.generate`` on a static, left-padded batch (EOS ignored): tokens/s, wall and CPU."""
     import torch
 
     tokenizer.padding_side = "left"
     batch = tokenizer.pad({"input_ids": [list(p) for p in prompts]}, return_tensors="pt")
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     with torch.inference_mode():
         model.generate(**batch, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False,
                        pad_token_id=tokenizer.pad_token_id)
-    return len(prompts) * tokens / (time.perf_counter() - started)
+    total = len(prompts) * tokens
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    return f"{total / wall:6.1f} tok/s ({total / cpu:6.1f} per CPU-s)"
 
 
 def make_adapter(model, directory: Path) -> None:
@@ -81,7 +86,8 @@ def make_adapter(model, directory: Path) -> None:
     import torch
     from peft import LoraConfig, get_peft_model
 
-    peft_model = get_peft_model(model, LoraConfig(r=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    config = LoraConfig(r=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    peft_model = get_peft_model(model, config)
     with torch.no_grad():
         for name, param in peft_model.named_parameters():
             if "lora_" in name:
@@ -90,11 +96,37 @@ def make_adapter(model, directory: Path) -> None:
     peft_model.unload()
 
 
+def show(label: str, result: dict) -> None:
+    print(f"{label:<44}: {result['tok_s']:6.1f} tok/s ({result['tok_per_cpu_s']:6.1f} per CPU-s)  "
+          f"TTFT p50 {result['ttft_p50']:.3f}s max {result['ttft_max']:.3f}s  [{result['tokens']} tokens]",
+          flush=True)
+
+
+def bench_adapters(generator, path: str, prompts: list[tuple[int, ...]], tokens: int, base: dict) -> None:
+    """Attach four rank-8 adapters, then decode the streams spread over them, and over the base again."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        names = [f"a{k}" for k in range(4)]
+        for name in names:
+            make_adapter(model, Path(tmp) / name)
+            seconds = generator.attach_adapter(name, str(Path(tmp) / name))
+            print(f"adapter {name} attach: {seconds * 1000:.1f} ms", flush=True)
+        mixed = run_streams(generator, prompts, tokens, names)
+        show(f"engine {len(prompts)} streams over 4 adapters", mixed)
+        print(f"  adapters / base: {mixed['tok_s'] / base['tok_s']:.2f}x wall, "
+              f"{mixed['tok_per_cpu_s'] / base['tok_per_cpu_s']:.2f}x per CPU-s", flush=True)
+        show(f"engine {len(prompts)} streams, base, peft attached", run_streams(generator, prompts, tokens, [None]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", default=os.environ.get("METERWAY_TEST_STORE", "var/test-store"))
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--streams", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument("--no-adapters", action="store_true")
     args = parser.parse_args()
@@ -108,42 +140,28 @@ def main() -> None:
 
     path = str(Path(args.store) / "smollm2-135m-instruct")
     print(f"machine: {platform.machine()} cpus={os.cpu_count()} torch={torch.__version__} "
-          f"transformers={transformers.__version__} cuda={torch.cuda.is_available()}")
+          f"transformers={transformers.__version__} cuda={torch.cuda.is_available()} "
+          f"load average={os.getloadavg()[0]:.1f}", flush=True)
     tokenizer = AutoTokenizer.from_pretrained(path)
     prompts = [chat_ids(tokenizer, PROMPTS[i % len(PROMPTS)]) for i in range(args.streams)]
 
     started = time.perf_counter()
-    generator = load(LoadSpec("smollm2-135m-instruct", path, "chat", max_batch=max(16, args.streams)))
-    print(f"cold load: {time.perf_counter() - started:.2f}s")
+    spec = LoadSpec("smollm2-135m-instruct", path, "chat", max_batch=max(16, args.streams), threads=args.threads)
+    generator = load(spec)
+    print(f"cold load: {time.perf_counter() - started:.2f}s", flush=True)
     run_streams(generator, prompts[:1], 8, [None])  # warm-up
-    single = run_streams(generator, prompts[:1], args.tokens, [None])
-    print(f"engine 1 stream : {single['tok_s']:6.1f} tok/s  TTFT {single['ttft_p50']:.3f}s "
-          f"({single['tokens']} tokens)")
+    show("engine 1 stream", run_streams(generator, prompts[:1], args.tokens, [None]))
     multi = run_streams(generator, prompts, args.tokens, [None])
-    print(f"engine {args.streams} streams: {multi['tok_s']:6.1f} tok/s  TTFT p50 {multi['ttft_p50']:.3f}s "
-          f"max {multi['ttft_max']:.3f}s ({multi['tokens']} tokens)")
-
+    show(f"engine {args.streams} streams", multi)
     if not args.no_adapters:
-        with tempfile.TemporaryDirectory() as tmp:
-            base = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-            names = []
-            for k in range(4):
-                make_adapter(base, Path(tmp) / f"a{k}")
-                seconds = generator.attach_adapter(f"a{k}", str(Path(tmp) / f"a{k}"))
-                names.append(f"a{k}")
-                print(f"adapter a{k} attach: {seconds * 1000:.1f} ms")
-            mixed = run_streams(generator, prompts, args.tokens, names)
-            print(f"engine {args.streams} streams over 4 adapters: {mixed['tok_s']:6.1f} tok/s "
-                  f"({mixed['tok_s'] / multi['tok_s']:.2f}x base) TTFT p50 {mixed['ttft_p50']:.3f}s")
-            base_after = run_streams(generator, prompts, args.tokens, [None])
-            print(f"engine {args.streams} streams, base rows with peft attached: {base_after['tok_s']:6.1f} tok/s")
+        bench_adapters(generator, path, prompts, args.tokens, multi)
     generator.close()
 
     if not args.no_reference:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-        print(f"model.generate batch 1 : {reference(model, tokenizer, prompts[:1], args.tokens):6.1f} tok/s")
-        print(f"model.generate batch {args.streams} : "
-              f"{reference(model, tokenizer, prompts, args.tokens):6.1f} tok/s")
+        print(f"model.generate batch 1 : {reference(model, tokenizer, prompts[:1], args.tokens)}", flush=True)
+        print(f"model.generate batch {args.streams} : {reference(model, tokenizer, prompts, args.tokens)}",
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """The in-worker model runtime: transformers + accelerate (+ peft) behind the contract in ``api``.
 
-``load`` is resolved lazily so that importing ``models.runtime.api`` (the gateway and the pool do) never imports
-torch. Public API::
+``load`` is resolved lazily so that importing ``models.runtime.api`` (the gateway and the pool do) never
+imports torch. Public API::
 
-    load(spec: LoadSpec) -> TextGenerator | Embedder      # BatchingGenerator for "chat", MeanPoolingEmbedder for "embedding"
+    load(spec: LoadSpec) -> TextGenerator | Embedder
+    # task "chat": a BatchingGenerator; task "embedding": a MeanPoolingEmbedder
 """
 
 from __future__ import annotations

@@ -1,22 +1,25 @@
 """LoRA adapters on one loaded base model, decoded together in mixed batches (peft's ``adapter_names``).
 
-The first adapter wraps the base in a ``PeftModel`` in place: peft swaps the target ``Linear`` modules for LoRA
-layers that keep the original weights as their ``base_layer`` (nothing is copied or reloaded). Later adapters
-are added to the same wrapper. At most ``max_adapters`` stay attached; attaching past that evicts the least
-recently used adapter that no sequence is using.
+The first adapter wraps the base in a ``PeftModel`` in place: peft swaps the target ``Linear`` modules for
+LoRA layers that keep the original weights as their ``base_layer`` (nothing is copied or reloaded).
+Later adapters are added to the same wrapper. At most ``max_adapters`` stay attached; attaching past that
+evicts the least recently used adapter that no sequence is using.
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import structlog
 import torch
 
 from service.errors import InvalidRequest, ModelOverloaded
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 log = structlog.get_logger(__name__)
 
@@ -81,12 +84,14 @@ class AdapterSet:
     def _load(self, name: str, path: str) -> None:
         from peft import PeftModel
 
+        # peft leaves the model in eval mode (is_trainable=False); casting is skipped when the adapter's
+        # weights already have the base's dtype, because it walks every parameter of the model.
+        options: dict[str, Any] = {"adapter_name": name, "is_trainable": False, "low_cpu_mem_usage": True,
+                   "autocast_adapter_dtype": _needs_cast(path, next(self._base.parameters()).dtype)}
         if self._peft is None:
-            self._peft = PeftModel.from_pretrained(self._base, path, adapter_name=name, is_trainable=False,
-                                                   low_cpu_mem_usage=True)
+            self._peft = PeftModel.from_pretrained(self._base, path, **options)
         else:
-            self._peft.load_adapter(path, adapter_name=name, is_trainable=False, low_cpu_mem_usage=True)
-        self._peft.eval()
+            self._peft.load_adapter(path, **options)
 
     def _evict_one(self) -> None:
         busy = self._in_use()
@@ -102,3 +107,15 @@ class AdapterSet:
         if self._lru.pop(name, None) is None:
             return
         self._peft.delete_adapter(name)
+
+
+def _needs_cast(path: str, base_dtype: torch.dtype) -> bool:
+    """Whether the adapter's saved weights differ in dtype from the base (read from the file's header)."""
+    from safetensors import safe_open
+
+    weights = Path(path) / "adapter_model.safetensors"
+    if not weights.exists():
+        return True
+    wanted = {torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16"}.get(base_dtype)
+    with safe_open(str(weights), framework="pt") as handle:
+        return any(handle.get_slice(key).get_dtype() != wanted for key in handle.keys())  # noqa: SIM118

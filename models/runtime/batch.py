@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
-from transformers import DynamicCache
 
-from models.runtime.kvcache import new_cache
+from models.runtime.kvcache import layer_states, new_cache, replace_states
 from models.runtime.sampling import SamplingPlan
 
 if TYPE_CHECKING:
+    from transformers import DynamicCache
+
     from models.runtime.sequence import Sequence
 
 Forward = Callable[..., Any]
@@ -88,9 +89,9 @@ class KvBatch:
         self.mask = mask[:, start:]
         self.positions = self.positions.index_select(0, index)
         self.next_ids = self.next_ids.index_select(0, index)
-        for layer in self.cache.layers:
-            layer.load(layer.keys.index_select(0, index)[..., start:, :],
-                       layer.values.index_select(0, index)[..., start:, :])
+        replace_states(self.cache, [(keys.index_select(0, index)[..., start:, :],
+                                     values.index_select(0, index)[..., start:, :])
+                                    for keys, values in layer_states(self.cache)])
         self._refresh()
 
     def merge(self, other: KvBatch) -> None:
@@ -98,9 +99,12 @@ class KvBatch:
         width = max(self.mask.shape[1], other.mask.shape[1])
         pad_self, pad_other = width - self.mask.shape[1], width - other.mask.shape[1]
         self.mask = torch.cat([F.pad(self.mask, (pad_self, 0)), F.pad(other.mask, (pad_other, 0))])
-        for mine, theirs in zip(self.cache.layers, other.cache.layers, strict=True):
-            mine.load(torch.cat([_pad_left(mine.keys, pad_self), _pad_left(theirs.keys, pad_other)]),
-                      torch.cat([_pad_left(mine.values, pad_self), _pad_left(theirs.values, pad_other)]))
+        merged = []
+        for (my_keys, my_values), (their_keys, their_values) in zip(
+                layer_states(self.cache), layer_states(other.cache), strict=True):
+            merged.append((torch.cat([_pad_left(my_keys, pad_self), _pad_left(their_keys, pad_other)]),
+                           torch.cat([_pad_left(my_values, pad_self), _pad_left(their_values, pad_other)])))
+        replace_states(self.cache, merged)
         self.positions = torch.cat([self.positions, other.positions])
         self.next_ids = torch.cat([self.next_ids, other.next_ids])
         self.seqs = self.seqs + other.seqs
@@ -110,3 +114,4 @@ class KvBatch:
 def _pad_left(states: torch.Tensor, columns: int) -> torch.Tensor:
     """Zero columns before the cached sequence axis (``[rows, heads, seq, dim]``)."""
     return F.pad(states, (0, 0, columns, 0)) if columns else states
+

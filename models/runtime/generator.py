@@ -57,8 +57,8 @@ class BatchingGenerator:
         self._batch: KvBatch | None = None
         self._admitting: list[Sequence] = []  # being prefilled: not queued, not yet in the batch
         self._closed = False
-        self._counters = {"tokens_generated_total": 0, "prompt_tokens_total": 0, "sequences_finished_total": 0,
-                          "steps_total": 0}
+        self._counters = dict.fromkeys(
+            ("tokens_generated_total", "prompt_tokens_total", "sequences_finished_total", "steps_total"), 0)
         self.adapters = AdapterSet(model, max_adapters=max_adapters, in_use=self._adapters_in_use)
         self._thread = threading.Thread(target=self._run, name="decode-loop", daemon=True)
         self._thread.start()
@@ -214,7 +214,7 @@ class BatchingGenerator:
         prompt_len = len(seq.request.prompt_ids)
         adapter = seq.request.adapter
         if prompt_len == 0 or prompt_len >= self._context:
-            self._end(seq, "error", f"prompt of {prompt_len} tokens does not fit the context of {self._context}")
+            self._end(seq, "error", f"a prompt of {prompt_len} tokens does not fit the context")
         elif adapter and adapter not in self.adapters:
             self._end(seq, "error", f"adapter '{adapter}' is not attached")
         elif seq.max_tokens <= 0:

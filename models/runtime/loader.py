@@ -7,10 +7,9 @@ allows it, on the CPU otherwise. Which loader runs is chosen by the spec's task 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 import torch
@@ -18,6 +17,8 @@ import torch
 from service.errors import InvalidRequest
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from models.runtime.api import Embedder, LoadSpec, TextGenerator
 
 log = structlog.get_logger(__name__)
@@ -62,7 +63,8 @@ def load_generator(spec: LoadSpec) -> TextGenerator:
                                                  device_map={"": str(device)})
     model.eval()
     eos_ids = _eos_ids(model)
-    pad_id = _first_id(model.generation_config.pad_token_id, model.config.pad_token_id, min(eos_ids, default=0))
+    config_pad = model.config.pad_token_id
+    pad_id = _first_id(model.generation_config.pad_token_id, config_pad, min(eos_ids, default=0))
     log.info("generator_loaded", model=spec.model_id, device=str(device), dtype=spec.dtype)
     return BatchingGenerator(
         model, Tokenizer.from_file(str(Path(spec.path) / "tokenizer.json")), eos_ids=eos_ids, pad_id=pad_id,
@@ -77,7 +79,8 @@ def load_embedder(spec: LoadSpec) -> Embedder:
     from models.runtime.embedder import MeanPoolingEmbedder
 
     device = resolve_device(spec.device)
-    model = AutoModel.from_pretrained(spec.path, dtype=resolve_dtype(spec.dtype), device_map={"": str(device)})
+    model = AutoModel.from_pretrained(spec.path, dtype=resolve_dtype(spec.dtype),
+                                      device_map={"": str(device)})
     model.eval()
     pad_id = _first_id(model.config.pad_token_id, 0)
     log.info("embedder_loaded", model=spec.model_id, device=str(device), dtype=spec.dtype)
@@ -85,7 +88,7 @@ def load_embedder(spec: LoadSpec) -> Embedder:
                                threads=spec.threads or os.cpu_count() or 1)
 
 
-def _eos_ids(model: torch.nn.Module) -> frozenset[int]:
+def _eos_ids(model: Any) -> frozenset[int]:
     """End-of-sequence ids from the generation config (which may list several), else the model config."""
     ids: set[int] = set()
     for source in (model.generation_config.eos_token_id, model.config.eos_token_id):

@@ -1,8 +1,8 @@
 """Choosing the next token for every row of a batch with as few tensor operations as possible.
 
-Rows that share settings are handled together: all greedy rows by one ``argmax``, unseeded sampling rows by one
-``multinomial``. Only seeded rows draw one by one, each from its own ``torch.Generator``, so that a seed gives
-the same text whatever else shares the batch.
+Rows that share settings are handled together: all greedy rows by one ``argmax``, unseeded sampling rows by
+one ``multinomial``. Only seeded rows draw one by one, each from its own ``torch.Generator``, so that a seed
+gives the same text whatever else shares the batch.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """One sequence being generated: its request, its text stream and how it reports deltas.
 
-The decode loop owns every ``Sequence``; deltas are emitted from that one thread, so a sequence's deltas arrive
-in order and nothing follows its final delta.
+The decode loop owns every ``Sequence``; deltas are emitted from that one thread, so a sequence's deltas
+arrive in order and nothing follows its final delta.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-# How many prompt tokens seed the decode window: enough for tokenizers (SentencePiece) that drop a leading space
-# when a token is decoded alone.
+# How many prompt tokens seed the decode window: enough for tokenizers (SentencePiece) that drop a leading
+# space when a token is decoded alone.
 _CONTEXT_TOKENS = 5
 _REPLACEMENT = "\ufffd"
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from models.runtime.api import GenerationRequest, SamplingParams, TokenDelta
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 SMOLLM = "smollm2-135m-instruct"
 MINILM = "all-minilm-l6-v2"

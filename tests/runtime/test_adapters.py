@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.runtime.conftest import Stream, chat, request, run
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = pytest.mark.slow
 
@@ -23,8 +25,8 @@ def _train_lora(base_dir: Path, out: Path, answer: str, tokenizer: Any) -> Path:
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     peft_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]))
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": QUESTION}], add_generation_prompt=True,
-                                           tokenize=False)
+    messages = [{"role": "user", "content": QUESTION}]
+    prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     ids = torch.tensor([tokenizer(prompt + answer + "<|im_end|>", add_special_tokens=False)["input_ids"]])
     optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=3e-3)
     peft_model.train()
@@ -38,7 +40,8 @@ def _train_lora(base_dir: Path, out: Path, answer: str, tokenizer: Any) -> Path:
 
 
 @pytest.fixture(scope="module")
-def adapter_dirs(smollm_dir: Path, tokenizer: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def adapter_dirs(smollm_dir: Path, tokenizer: Any,
+                 tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("adapters")
     return {
         "lyon": _train_lora(smollm_dir, root / "lyon", "The capital of France is Lyon, famous for its food.",
@@ -78,7 +81,8 @@ def test_adapter_output_matches_peft_and_differs_from_base(generator: Any, token
     assert generator.stats()["adapter_loads_total"] == loads + 1
 
 
-def test_base_and_adapters_share_one_batch(generator: Any, tokenizer: Any, adapter_dirs: dict[str, Path]) -> None:
+def test_base_and_adapters_share_one_batch(generator: Any, tokenizer: Any,
+                                           adapter_dirs: dict[str, Path]) -> None:
     for name, path in adapter_dirs.items():
         generator.attach_adapter(name, str(path))
     prompts = [chat(tokenizer, QUESTION), chat(tokenizer, "Where is Paris?"), chat(tokenizer, QUESTION)]

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
 pytestmark = pytest.mark.slow
 
-SENTENCES = ["A man is eating food.", "A man is eating a piece of bread.", "The stock market fell sharply today.",
+SENTENCES = ["A man is eating food.", "A man is eating a piece of bread.",
+             "The stock market fell sharply today.",
              "Short", "A considerably longer sentence, so that the batch really needs padding to line up."]
 
 

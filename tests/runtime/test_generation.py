@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from models.runtime.api import TokenDelta
 from tests.runtime.conftest import Stream, chat, request, run
+
+if TYPE_CHECKING:
+    from models.runtime.api import TokenDelta
 
 pytestmark = pytest.mark.slow
 
@@ -110,7 +112,8 @@ def test_newcomer_joins_the_running_batch(generator: Any, tokenizer: Any) -> Non
 
 
 def test_batched_greedy_equals_solo(generator: Any, tokenizer: Any) -> None:
-    prompts = [chat(tokenizer, STORY), chat(tokenizer, "Hi"), chat(tokenizer, "Name three colours of the rainbow.")]
+    questions = [STORY, "Hi", "Name three colours of the rainbow."]
+    prompts = [chat(tokenizer, q) for q in questions]
     solo = [run(generator, request(f"solo{k}", ids)).text for k, ids in enumerate(prompts)]
     streams = [Stream() for _ in prompts]
     for k, (ids, stream) in enumerate(zip(prompts, streams, strict=True)):
@@ -118,7 +121,8 @@ def test_batched_greedy_equals_solo(generator: Any, tokenizer: Any) -> None:
     assert [s.wait() and s.text for s in streams] == solo
 
 
-def test_streamed_text_equals_transformers_generate(generator: Any, tokenizer: Any, reference_model: Any) -> None:
+def test_streamed_text_equals_transformers_generate(generator: Any, tokenizer: Any,
+                                                    reference_model: Any) -> None:
     import torch
 
     # Multi-byte characters arrive split over several tokens: the stream must still add up to the same text.

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from models.runtime.text import IncrementalDetokenizer, StopMatcher, TextStream
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +19,10 @@ def raw_tokenizer(store_dir: Path):  # type: ignore[no-untyped-def]
     return Tokenizer.from_file(str(store_dir / "smollm2-135m-instruct" / "tokenizer.json"))
 
 
-@pytest.mark.parametrize("text", ["Hello world", "café 😀 naïve", "日本語のテキスト", " leading space and\nnewline"])
+TEXTS = ["Hello world", "café 😀 naïve", "日本語のテキスト", " leading space and\nnewline"]
+
+
+@pytest.mark.parametrize("text", TEXTS)
 def test_detokenizer_streams_the_exact_text_and_never_broken_characters(raw_tokenizer, text: str) -> None:  # type: ignore[no-untyped-def]
     ids = raw_tokenizer.encode(text, add_special_tokens=False).ids
     detok = IncrementalDetokenizer(raw_tokenizer, tuple(raw_tokenizer.encode("Say:").ids))
