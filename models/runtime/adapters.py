@@ -33,6 +33,8 @@ class AdapterSet:
                  in_use: Callable[[], set[str]] = set) -> None:
         self._base = base
         self._peft: Any = None  # the PeftModel wrapper, created by the first attach
+        self._routing: list[str] | None = None  # adapter per row, during a forward pass
+        self._hooked: set[int] = set()  # ids of LoRA layers that carry the routing hook
         self._lru: OrderedDict[str, str] = OrderedDict()  # name -> path, least recently used first
         self._max = max_adapters
         self._in_use = in_use
@@ -41,15 +43,36 @@ class AdapterSet:
         self.evictions = 0
         self.last_attach_seconds = 0.0
 
-    @property
-    def forward(self) -> Callable[..., Any]:
-        """The module to call: the peft wrapper once an adapter was ever attached, else the bare base."""
-        return self._peft if self._peft is not None else self._base
+    def run(self, *, adapter_names: list[str], **inputs: Any) -> Any:
+        """One forward pass in which row ``i`` uses adapter ``adapter_names[i]`` (``__base__``: none).
 
-    @property
-    def wrapped(self) -> bool:
-        """Whether forward calls need ``adapter_names`` (peft would otherwise apply its active adapter)."""
-        return self._peft is not None
+        peft's own route (``PeftModel(..., adapter_names=...)``) walks every module and registers a hook on
+        each LoRA layer on every call; here each LoRA layer carries one permanent hook that reads the names
+        set for the current pass, which keeps mixed batches cheap. The base is called directly: the LoRA
+        layers live inside it.
+        """
+        if self._peft is None:
+            return self._base(**inputs)
+        self._routing = adapter_names
+        try:
+            return self._base(**inputs)
+        finally:
+            self._routing = None
+
+    def _route(self, _module: torch.nn.Module, args: tuple[Any, ...],
+               kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        if self._routing is not None:
+            kwargs["adapter_names"] = self._routing
+        return args, kwargs
+
+    def _hook_new_layers(self) -> None:
+        """Give every LoRA layer that peft created (new target modules) the routing hook, once."""
+        from peft.tuners.lora import LoraLayer
+
+        for module in self._base.modules():
+            if isinstance(module, LoraLayer) and id(module) not in self._hooked:
+                module.register_forward_pre_hook(self._route, with_kwargs=True)
+                self._hooked.add(id(module))
 
     def __contains__(self, name: object) -> bool:
         return name in self._lru
@@ -92,6 +115,7 @@ class AdapterSet:
             self._peft = PeftModel.from_pretrained(self._base, path, **options)
         else:
             self._peft.load_adapter(path, **options)
+        self._hook_new_layers()
 
     def _evict_one(self) -> None:
         busy = self._in_use()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 import torch
@@ -159,12 +159,9 @@ class BatchingGenerator:
             self._admit(newcomers)
         if self._batch is not None:
             batch = self._batch
-            logits = batch.step(self.adapters.forward, self._forward_extra(batch.adapter_names))
+            logits = batch.step(self.adapters.run, {"adapter_names": batch.adapter_names})
             self._counters["steps_total"] += 1
             self._accept(batch, batch.plan.sample(logits))
-
-    def _forward_extra(self, adapter_names: list[str]) -> dict[str, Any]:
-        return {"adapter_names": adapter_names} if self.adapters.wrapped else {}
 
     def _take_work(self) -> list[Sequence]:
         """Apply cancellations, then pop as many queued sequences as the batch has room for."""
@@ -192,8 +189,8 @@ class BatchingGenerator:
         names = [s.adapter_name for s in ready]
         self._admitting = ready
         try:
-            fresh, logits = KvBatch.prefill(self.adapters.forward, ready, self._pad_id, self._device,
-                                            self._forward_extra(names))
+            fresh, logits = KvBatch.prefill(self.adapters.run, ready, self._pad_id, self._device,
+                                            {"adapter_names": names})
             tokens = fresh.plan.sample(logits)
         except Exception as exc:
             log.exception("prefill_failed", rows=len(ready))

@@ -144,12 +144,15 @@ def test_unusable_requests_end_with_an_error(generator: Any, tokenizer: Any) -> 
     assert run(generator, request("after", chat(tokenizer, "Hi"), max_tokens=2)).deltas[-1].completion_tokens
 
 
-def test_completion_is_clipped_to_the_context(generator: Any, tokenizer: Any) -> None:
+def test_completion_is_clipped_to_the_context(smollm_dir: Any, tokenizer: Any, reference_model: Any) -> None:
+    from tokenizers import Tokenizer
+
     from models.runtime.generator import BatchingGenerator
 
     ids = chat(tokenizer, STORY)
-    small = BatchingGenerator(generator.adapters.forward, generator._tokenizer, eos_ids=frozenset({2}),
-                              pad_id=2, context_length=len(ids) + 3)
+    raw_tokenizer = Tokenizer.from_file(str(smollm_dir / "tokenizer.json"))
+    small = BatchingGenerator(reference_model, raw_tokenizer, eos_ids=frozenset({2}), pad_id=2,
+                              context_length=len(ids) + 3)
     try:
         stream = run(small, request("clip", ids, max_tokens=16))
     finally:
