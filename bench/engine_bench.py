@@ -118,7 +118,8 @@ def bench_adapters(generator, path: str, prompts: list[tuple[int, ...]], tokens:
         show(f"engine {len(prompts)} streams over 4 adapters", mixed)
         print(f"  adapters / base: {mixed['tok_s'] / base['tok_s']:.2f}x wall, "
               f"{mixed['tok_per_cpu_s'] / base['tok_per_cpu_s']:.2f}x per CPU-s", flush=True)
-        show(f"engine {len(prompts)} streams, base, peft attached", run_streams(generator, prompts, tokens, [None]))
+        after = run_streams(generator, prompts, tokens, [None])
+        show(f"engine {len(prompts)} streams, base, peft attached", after)
 
 
 def main() -> None:
@@ -146,7 +147,8 @@ def main() -> None:
     prompts = [chat_ids(tokenizer, PROMPTS[i % len(PROMPTS)]) for i in range(args.streams)]
 
     started = time.perf_counter()
-    spec = LoadSpec("smollm2-135m-instruct", path, "chat", max_batch=max(16, args.streams), threads=args.threads)
+    spec = LoadSpec("smollm2-135m-instruct", path, "chat", max_batch=max(16, args.streams),
+                    threads=args.threads)
     generator = load(spec)
     print(f"cold load: {time.perf_counter() - started:.2f}s", flush=True)
     run_streams(generator, prompts[:1], 8, [None])  # warm-up
