@@ -57,7 +57,11 @@ class LedgerConsumer:
         """Drain forever; a failing bus or database is retried, never fatal, so the backlog waits."""
         while True:
             try:
-                await self.drain_once()
+                count = await self.drain_once()
+                if 0 < count < self._batch_size:
+                    # Caught up: let the next batch gather for one interval rather than writing the few
+                    # events that arrived during this one (a transaction per handful costs the gateway CPU).
+                    await asyncio.sleep(self._interval_s)
             except asyncio.CancelledError:
                 raise
             except BusUnavailable as exc:

@@ -8,13 +8,14 @@ because on PostgreSQL a lower ``seq`` may commit after a higher one).
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+import sqlite3
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from billing.bus import Batch, BusOptions, BusUnavailable, decode_event, encode_event
+from billing.bus import Batch, BusOptions, BusUnavailable, decode_event
+from billing.outbox_writers import outbox_writer
 from billing.tables import OutboxRow
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ class LocalOutboxBus:
     def __init__(self, database: Database, options: BusOptions) -> None:
         self._sessions = database.sessions
         self._options = options
+        self._writer = outbox_writer(database.engine)
         self._group = GroupCommit(self.publish_many)
 
     async def publish(self, event: UsageEvent) -> None:
@@ -43,14 +45,10 @@ class LocalOutboxBus:
 
     async def publish_many(self, events: list[UsageEvent]) -> None:
         """Commit several events in one transaction (the spool forwarder and load tests use this)."""
-        now = datetime.now(UTC)
-        rows = [{"request_id": e.request_id, "payload": encode_event(e).decode(), "created_at": now}
-                for e in events]
         try:
             async with asyncio.timeout(self._options.publish_timeout_s):
-                async with self._sessions() as session, session.begin():
-                    await session.execute(insert(OutboxRow), rows)
-        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+                await self._writer.write(events)
+        except (SQLAlchemyError, sqlite3.Error, OSError, TimeoutError) as exc:
             raise BusUnavailable(f"outbox write failed: {exc}") from exc
 
     async def fetch(self, max_events: int, timeout_s: float) -> Batch:
@@ -83,7 +81,8 @@ class LocalOutboxBus:
             return int(await session.scalar(select(func.count()).select_from(OutboxRow)) or 0)
 
     async def close(self) -> None:
-        """Nothing to release: the database belongs to the app."""
+        """Release the writer's own connection (the app's database stays open)."""
+        self._writer.close()
 
 
 class GroupCommit:
