@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from typing import TYPE_CHECKING
 
-from service.auth import Principal
 from service.throttle import Admission, KeyLimits, Subject, Throttle
+
+if TYPE_CHECKING:
+    from decimal import Decimal
+
+    from service.auth import Principal
 
 
 class KeyThrottle:

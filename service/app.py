@@ -6,10 +6,9 @@ lifespan starts and stops the pool, the ledger consumer and the database.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from litestar import Litestar, Request
 from litestar.di import Provide
@@ -22,7 +21,6 @@ from billing.wiring import Billing, build_billing
 from models.catalog import ModelSpec, load_catalog
 from models.finetune.catalog import FineTuneCatalog
 from models.pool import build_pool
-from models.pool.api import ModelPool
 from models.tokenizer import TokenizerCache
 from service.admission import KeyThrottle
 from service.auth import Principal, secret_from_headers
@@ -30,22 +28,27 @@ from service.db import Database
 from service.errors import MeterwayError
 from service.http.errors import handle_exception
 from service.http.middleware import request_id_middleware
-from service.inference import Meter
 from service.keys import KeyService
 from service.logs import configure_logging
 from service.pricing import BookQuotes
 from service.resolver import CatalogResolver
 from service.routes.health import health_handlers
 from service.routes.keys import key_handlers
-from service.routes.tenants import tenant_handlers
 from service.routes.openai import openai_handlers
+from service.routes.tenants import tenant_handlers
 from service.secrets import load_secrets
 from service.serving import ServingService
-from service.settings import Settings
 from service.streams import StreamWriter
 from service.telemetry import Telemetry
 from service.tenants import TenantService
 from service.throttle import build_throttle
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from models.pool.api import ModelPool
+    from service.inference import Meter
+    from service.settings import Settings
 
 
 @dataclass

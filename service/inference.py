@@ -11,19 +11,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
 from billing.events import UsageEvent
-from models.pool.api import ModelPool
 from models.runtime.api import TokenDelta
-from service.auth import Principal
-from service.jobs import Plan
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from models.pool.api import ModelPool
+    from service.auth import Principal
+    from service.jobs import Plan
 
 log = structlog.get_logger("meterway.inference")
 FINAL_WAIT_S = 10.0

@@ -8,16 +8,19 @@ tokenizer; the engine later reports what it really produced, and that is what bi
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from models.catalog import ModelSpec
 from models.pool.api import EmbeddingJob, GenerationJob
 from models.runtime.api import SamplingParams
-from models.tokenizer import PromptTokenizer
 from service.errors import ContextTooLong, InvalidRequest
-from service.protocol import ChatCompletionRequest, ChatMessage, CompletionRequest, EmbeddingRequest
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from models.catalog import ModelSpec
+    from models.tokenizer import PromptTokenizer
+    from service.protocol import ChatCompletionRequest, ChatMessage, CompletionRequest, EmbeddingRequest
 
 MAX_STOP_SEQUENCES = 4
 

@@ -7,16 +7,19 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.auth import KeyHasher, Principal, looks_like_key, lookup_prefix, new_secret
 from service.errors import AuthenticationFailed, InvalidRequest, NotFound
-from service.settings import LimitSettings
 from service.tables import ApiKeyRow, TenantRow
 from service.throttle import KeyLimits
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+    from service.settings import LimitSettings
 
 LIMIT_FIELDS = ("rpm", "tpm", "rpd", "max_concurrency", "budget_amount", "budget_period")
 _CACHE_SECONDS = 2.0  # how long another replica may still accept a key revoked elsewhere

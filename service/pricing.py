@@ -7,12 +7,15 @@ request's start, so a cached quote can never make a bill wrong.
 from __future__ import annotations
 
 import time
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from models.catalog import ModelSpec
 from service.errors import NotFound
 from service.inference import Prices
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from models.catalog import ModelSpec
 
 _TTL_S = 5.0
 

@@ -9,10 +9,14 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from service.auth import KeyHasher, new_secret
-from service.settings import Settings
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from service.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -7,22 +7,25 @@ resolve → tokenize/validate → billing available → throttle admit → pool 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from billing.events import UsageEvent
-from models.catalog import ModelSpec
-from models.pool.api import ModelPool
-from models.runtime.api import TokenDelta
-from models.tokenizer import PromptTokenizer, TokenizerCache
-from service.auth import Principal
 from service.errors import ModelNotFound
 from service.inference import Admission, Meter, Prices, Run
 from service.jobs import EmbeddingPlan, Plan, plan_chat, plan_completion, plan_embeddings
-from service.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
-from service.settings import Settings
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from models.catalog import ModelSpec
+    from models.pool.api import ModelPool
+    from models.runtime.api import TokenDelta
+    from models.tokenizer import PromptTokenizer, TokenizerCache
+    from service.auth import Principal
+    from service.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+    from service.settings import Settings
 
 
 class ModelResolver(Protocol):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from models.runtime.api import TokenDelta
 from service.errors import GenerationTimeout, MeterwayError, WorkerCrashed
@@ -23,7 +23,9 @@ from service.protocol import (
     Usage,
     sse,
 )
-from service.serving import Started
+
+if TYPE_CHECKING:
+    from service.serving import Started
 
 ChunkMaker = Callable[[int, TokenDelta], Any]
 
@@ -66,7 +68,7 @@ class StreamWriter:
                 return
             status = "completed"
             if run.plan.include_usage:
-                yield sse(make_usage(_usage(started)))
+                yield sse(make_usage(usage_of(started)))
             yield SSE_DONE
         finally:
             self.finish_later(started, status)
@@ -104,7 +106,8 @@ def _timeout(request_id: str) -> MeterwayError:
                              "(METERWAY_REQUEST_TIMEOUT_S); lower max_tokens or stream the response.")
 
 
-def _usage(started: Started) -> Usage:
+def usage_of(started: Started) -> Usage:
+    """The run's usage as the engine counted it."""
     run = started.run
     return Usage(prompt_tokens=run.prompt_tokens, completion_tokens=run.completion_tokens,
                  total_tokens=run.prompt_tokens + run.completion_tokens)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from models.pool.api import ModelPool
+if TYPE_CHECKING:
+    from models.pool.api import ModelPool
 
 
 class Telemetry:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from service.errors import InvalidRequest, NotFound
 from service.keys import check_limits, check_name
 from service.tables import TenantRow
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 TENANT_FIELDS = ("rpm", "tpm", "max_concurrency", "budget_amount", "budget_period")
 

@@ -7,15 +7,15 @@ The HTTP process holds a ``ModelPool``; it never imports torch. Jobs arrive alre
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from models.catalog import ModelSpec
-from models.runtime.api import EmbeddingResult, SamplingParams, TokenDelta
-
 if TYPE_CHECKING:
     import asyncio
+    from collections.abc import AsyncIterator
+
+    from models.catalog import ModelSpec
+    from models.runtime.api import EmbeddingResult, SamplingParams, TokenDelta
 
 
 class ModelState(enum.StrEnum):

@@ -11,9 +11,12 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from models.catalog import ModelSpec
 from models.store.layout import COMPLETE_MARKER, is_imported, model_dir
+
+if TYPE_CHECKING:
+    from models.catalog import ModelSpec
 
 Progress = Callable[[str], None]
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 from litestar import delete, get, patch, post
@@ -13,7 +12,11 @@ from msgspec import Meta
 from service.auth import Principal
 from service.errors import PermissionDenied
 from service.keys import KeyService
-from service.tables import ApiKeyRow
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from service.tables import ApiKeyRow
 
 PositiveInt = Annotated[int, Meta(ge=1)]
 

@@ -31,10 +31,9 @@ from service.protocol import (
     EmbeddingUsage,
     Model,
     ModelList,
-    Usage,
 )
 from service.serving import ServingService, Started
-from service.streams import StreamWriter, chat_chunks, collect, completion_chunks
+from service.streams import StreamWriter, chat_chunks, collect, completion_chunks, usage_of
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
@@ -59,12 +58,10 @@ async def create_chat_completion(data: ChatCompletionRequest, principal: Princip
         body = writer.write(started, chat_chunks(started, data.model, created))
         return Stream(body, media_type="text/event-stream", headers={**_headers(started), **SSE_HEADERS})
     await collect(started, writer)
-    run = started.run
     choices = [ChatChoice(index=c.index, message=AssistantMessage(content="".join(c.text)),
-                          finish_reason=c.finish_reason or "stop") for c in run.choices]
-    usage = Usage(prompt_tokens=run.prompt_tokens, completion_tokens=run.completion_tokens,
-                  total_tokens=run.prompt_tokens + run.completion_tokens)
-    body = ChatCompletion(id=request_id, choices=choices, created=created, model=data.model, usage=usage)
+                          finish_reason=c.finish_reason or "stop") for c in started.run.choices]
+    body = ChatCompletion(id=request_id, choices=choices, created=created, model=data.model,
+                          usage=usage_of(started))
     return Response(body, headers=_headers(started))
 
 
@@ -80,13 +77,10 @@ async def create_completion(data: CompletionRequest, principal: Principal, servi
         body = writer.write(started, completion_chunks(started, data.model, created))
         return Stream(body, media_type="text/event-stream", headers={**_headers(started), **SSE_HEADERS})
     await collect(started, writer)
-    run = started.run
     choices = [CompletionChoice(text="".join(c.text), index=c.index, finish_reason=c.finish_reason or "stop")
-               for c in run.choices]
-    usage = Usage(prompt_tokens=run.prompt_tokens, completion_tokens=run.completion_tokens,
-                  total_tokens=run.prompt_tokens + run.completion_tokens)
-    return Response(Completion(id=request_id, choices=choices, created=created, model=data.model, usage=usage),
-                    headers=_headers(started))
+               for c in started.run.choices]
+    body = Completion(id=request_id, choices=choices, created=created, model=data.model, usage=usage_of(started))
+    return Response(body, headers=_headers(started))
 
 
 @post("/v1/embeddings", summary="Create embeddings", tags=["OpenAI"], status_code=200)

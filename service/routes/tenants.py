@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import msgspec
 from litestar import get, patch
@@ -10,8 +10,10 @@ from msgspec import Meta
 
 from service.auth import Principal
 from service.errors import PermissionDenied
-from service.tables import TenantRow
 from service.tenants import TenantService
+
+if TYPE_CHECKING:
+    from service.tables import TenantRow
 
 PositiveInt = Annotated[int, Meta(ge=1)]
 

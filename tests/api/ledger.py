@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.server import ServerProcess
+if TYPE_CHECKING:
+    from tests.server import ServerProcess
 
 
 def database_url(server: ServerProcess) -> str:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import openai
 import pytest
 from transformers import AutoTokenizer
 
-from tests.server import ServerProcess
+if TYPE_CHECKING:
+    from tests.server import ServerProcess
 
 pytestmark = pytest.mark.slow
 MODEL = "smollm2-135m-instruct"

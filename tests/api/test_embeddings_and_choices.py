@@ -6,13 +6,16 @@ import asyncio
 import base64
 import math
 import struct
+from typing import TYPE_CHECKING
 
 import openai
 import pytest
 from tokenizers import Tokenizer
 
 from tests.api.ledger import ledger_rows
-from tests.server import ServerProcess
+
+if TYPE_CHECKING:
+    from tests.server import ServerProcess
 
 pytestmark = pytest.mark.slow
 EMBEDDER = "all-minilm-l6-v2"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import httpx
 import openai
 import pytest
 
-from tests.server import ServerProcess
+if TYPE_CHECKING:
+    from tests.server import ServerProcess
 
 pytestmark = pytest.mark.slow
 MODEL = "smollm2-135m-instruct"
@@ -71,10 +74,11 @@ async def test_prompt_longer_than_context_is_refused(client: openai.AsyncOpenAI)
 
 
 async def test_oversized_body_is_413(server: ServerProcess, tenant_key: str) -> None:
-    body = b'{"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": "' + b"a" * (10 << 20) + b'"}]}'
+    padding = b"a" * (10 << 20)
+    body = b'{"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": "' + padding + b'"}]}'
     async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
-        response = await http.post("/v1/chat/completions", content=body,
-                                   headers={"Authorization": f"Bearer {tenant_key}", "content-type": "application/json"})
+        headers = {"Authorization": f"Bearer {tenant_key}", "content-type": "application/json"}
+        response = await http.post("/v1/chat/completions", content=body, headers=headers)
     assert response.status_code == 413 and _error(response)["code"] == "payload_too_large"
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import openai
@@ -16,6 +15,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.api.ledger import database_url, ledger_rows
 from tests.server import ADMIN_KEY, REPO, ServerProcess
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 pytestmark = pytest.mark.slow
 

@@ -7,13 +7,16 @@ import json
 import random
 import uuid
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import httpx
 import openai
 import pytest
 
 from tests.api.ledger import ledger_rows
-from tests.server import ServerProcess
+
+if TYPE_CHECKING:
+    from tests.server import ServerProcess
 
 pytestmark = pytest.mark.slow
 MODEL = "smollm2-135m-instruct"

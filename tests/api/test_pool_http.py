@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import httpx
 import pytest
 
-from tests.server import ServerProcess
+if TYPE_CHECKING:
+    from tests.server import ServerProcess
 
 pytestmark = pytest.mark.slow
 COLD_MODEL = "smollm2-135m-instruct-bf16"  # no other API test calls it, so it starts cold

@@ -6,13 +6,16 @@ from __future__ import annotations
 import json
 import os
 import signal
+from typing import TYPE_CHECKING
 
 import httpx
 import psutil
 import pytest
 
 from tests.api.ledger import ledger_rows
-from tests.server import ServerProcess
+
+if TYPE_CHECKING:
+    from tests.server import ServerProcess
 
 pytestmark = pytest.mark.slow
 MODEL = "smollm2-135m-instruct"
