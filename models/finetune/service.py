@@ -133,10 +133,14 @@ class FineTuneService:
             parse_price(output_price, spec.output_price_per_million, "output_price_per_million"),
         )
 
-    async def create(self, request: NewFineTune, area: StagingArea) -> FineTunedModelRow:
-        """Check the staged upload, store it, record it and price it. The area is removed by its owner."""
+    async def ensure_new(self, request: NewFineTune) -> None:
+        """409 when a live fine-tune already has this id (checked before a resumable upload is consumed)."""
         async with self.sessions() as session:
             await self._ensure_free(session, request.id)
+
+    async def create(self, request: NewFineTune, area: StagingArea) -> FineTunedModelRow:
+        """Check the staged upload, store it, record it and price it. The area is removed by its owner."""
+        await self.ensure_new(request)
         stored = await asyncio.to_thread(
             ingest,
             self.store,

@@ -180,6 +180,7 @@ async def create_fine_tune(
                 input_price=data.input_price_per_million,
                 output_price=data.output_price_per_million,
             )
+            await fine_tunes.ensure_new(new)  # a name clash must not consume the upload
             path, status = uploads.data(principal.billing_tenant, data.upload_id)
             area.adopt(status.filename, path)
             uploads.remove(principal.billing_tenant, data.upload_id)

@@ -84,6 +84,20 @@ def test_broken_upload_resumes_from_the_server_offset(upload_server: UploadServe
         )
         assert created.status_code == 201, created.text
         assert client.get(f"/v1/uploads/{upload_id}").status_code == 404  # consumed
+        # A name clash is refused before a second upload is consumed: it can be finalised under another name.
+        second = client.post("/v1/uploads", json={"bytes": total}).json()["id"]
+        client.put(f"/v1/uploads/{second}", content=data, headers={"upload-offset": "0"})
+        clash = client.post(
+            "/v1/fine_tuned_models",
+            json={"upload_id": second, "base": BASE, "name": "support-bot", "kind": "lora"},
+        )
+        assert clash.status_code == 409
+        assert client.get(f"/v1/uploads/{second}").json()["status"] == "complete"
+        renamed = client.post(
+            "/v1/fine_tuned_models",
+            json={"upload_id": second, "base": BASE, "name": "support-bot-2", "kind": "lora"},
+        )
+        assert renamed.status_code == 201
     stored = next((upload_server.store / "finetunes" / "acme").glob("support-bot-*"))
     assert (stored / "adapter_model.safetensors").read_bytes() == (
         adapter_dir / "adapter_model.safetensors"
