@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import structlog
 
@@ -26,6 +26,15 @@ if TYPE_CHECKING:
 log = structlog.get_logger("billing.consumer")
 
 
+@runtime_checkable
+class DirectDrain(Protocol):
+    """A bus that can move a batch into the ledger by itself, in one transaction (the local bus on SQLite)."""
+
+    async def drain_into(self, writer: LedgerWriter, max_events: int) -> int | None:
+        """Events handled, or None when this bus cannot do it here (then fetch and write as usual)."""
+        ...
+
+
 class LedgerConsumer:
     """Moves events from a bus into the ledger, ``batch_size`` at a time."""
 
@@ -34,10 +43,17 @@ class LedgerConsumer:
         self._writer = writer
         self._batch_size = batch_size
         self._interval_s = interval_s
+        self._fetch_waited = False
 
     async def drain_once(self) -> int:
         """Fetch one batch, write it, ack it; returns how many events the batch held."""
+        if isinstance(self._bus, DirectDrain):
+            handled = await self._bus.drain_into(self._writer, self._batch_size)
+            if handled is not None:
+                self._fetch_waited = False
+                return handled
         batch = await self._bus.fetch(self._batch_size, self._interval_s)
+        self._fetch_waited = True  # an empty fetch has already waited ``interval_s`` for events
         if not batch.events:
             return 0
         written = await self._writer.write(batch.events, also=batch.ack_in)
@@ -58,7 +74,7 @@ class LedgerConsumer:
         while True:
             try:
                 count = await self.drain_once()
-                if 0 < count < self._batch_size:
+                if count < self._batch_size and (count or not self._fetch_waited):
                     # Caught up: let the next batch gather for one interval rather than writing the few
                     # events that arrived during this one (a transaction per handful costs the gateway CPU).
                     await asyncio.sleep(self._interval_s)

@@ -70,10 +70,12 @@ class LedgerWriter:
             prices = await _price_table(session, events)
             now = datetime.now(UTC)
             unique = {e.request_id: e for e in events}  # a batch may carry a redelivery of its own event
-            rows = [self._row(unique[rid], prices, closed, now) for rid in sorted(unique)]
+            rows = [self.entry(unique[rid], prices, closed, now) for rid in sorted(unique)]
             return await BULK_INSERTS[dialect_name(session)](session, rows)
 
-    def _row(self, event: UsageEvent, prices: PriceTable, closed: set[str], now: datetime) -> dict[str, Any]:
+    def entry(self, event: UsageEvent, prices: PriceTable, closed: set[str], now: datetime) -> dict[str, Any]:
+        """The ledger row of ``event``: priced at its start, in the first open period (an adjustment if its
+        own is in ``closed``). Every write path builds its rows here."""
         started = as_utc(event.started_at)
         price = prices.at(event.model, started)
         if price is None and event.base_model:

@@ -26,6 +26,7 @@ _PG_COLUMNS = {
     "finished_at": "timestamptz", "usage_day": "text", "usage_hour": "text", "status": "text",
     "billable": "bool", "period": "text", "kind": "text", "created_at": "timestamptz",
 }
+LEDGER_COLUMNS: tuple[str, ...] = tuple(_PG_COLUMNS)  # every column a writer fills, in this order
 _PG_UNNEST = (
     f"INSERT INTO ledger_entries ({', '.join(_PG_COLUMNS)}) "
     f"SELECT * FROM unnest({', '.join(f'${i}::{t}[]' for i, t in enumerate(_PG_COLUMNS.values(), 1))}) "

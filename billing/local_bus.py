@@ -15,7 +15,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from billing.bus import Batch, BusOptions, BusUnavailable, decode_event
-from billing.outbox_writers import outbox_writer
+from billing.outbox_writers import outbox_writer, sqlite_file
+from billing.sqlite_drain import SqliteLedgerDrain
 from billing.tables import OutboxRow
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from billing.events import UsageEvent
+    from billing.ledger import LedgerWriter
     from service.db import Database
     from service.settings import Settings
 
@@ -37,6 +39,8 @@ class LocalOutboxBus:
         self._sessions = database.sessions
         self._options = options
         self._writer = outbox_writer(database.engine)
+        path = sqlite_file(database.engine)
+        self._drain = SqliteLedgerDrain(path) if path else None
         self._group = GroupCommit(self.publish_many)
 
     async def publish(self, event: UsageEvent) -> None:
@@ -73,6 +77,13 @@ class LocalOutboxBus:
 
         return Batch([decode_event(row.payload) for row in rows], ack, ack_in)
 
+    async def drain_into(self, writer: LedgerWriter, max_events: int) -> int | None:
+        """Move one batch into the ledger in a single transaction where the database allows it (SQLite);
+        None where it does not, and the consumer goes through ``fetch`` and ``LedgerWriter.write``."""
+        if self._drain is None:
+            return None
+        return await self._drain.drain_once(writer, max_events)
+
     async def pending(self) -> int:
         """Events not yet in the ledger (for health and tests)."""
         from sqlalchemy import func
@@ -81,8 +92,10 @@ class LocalOutboxBus:
             return int(await session.scalar(select(func.count()).select_from(OutboxRow)) or 0)
 
     async def close(self) -> None:
-        """Release the writer's own connection (the app's database stays open)."""
+        """Release the bus's own connections (the app's database stays open)."""
         self._writer.close()
+        if self._drain is not None:
+            self._drain.close()
 
 
 class GroupCommit:

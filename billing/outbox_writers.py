@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 _SQLITE_INSERT = "INSERT INTO usage_outbox (request_id, payload, created_at) VALUES (?, ?, ?)"
 # SQLAlchemy's storage format for DateTime on SQLite, so rows read back the same either way.
-_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
+SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
 _SQLITE_BUSY_MS = 30_000
 
 
@@ -60,7 +60,7 @@ class SqliteOutboxWriter:
 
     async def write(self, events: list[UsageEvent]) -> None:
         """Encode on the loop (cheap), insert and commit in a worker thread."""
-        stamp = datetime.now(UTC).strftime(_SQLITE_TIME)
+        stamp = datetime.now(UTC).strftime(SQLITE_TIME)
         rows = [(e.request_id, encode_event(e).decode(), stamp) for e in events]
         await asyncio.get_running_loop().run_in_executor(None, self._insert, rows)
 
@@ -72,11 +72,7 @@ class SqliteOutboxWriter:
 
     def _connect(self) -> sqlite3.Connection:
         if self._connection is None:
-            connection = sqlite3.connect(self._path, timeout=_SQLITE_BUSY_MS / 1000, check_same_thread=False)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
-            connection.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_MS}")
-            self._connection = connection
+            self._connection = open_sqlite(self._path)
         return self._connection
 
     def close(self) -> None:
@@ -105,11 +101,26 @@ class CoreOutboxWriter:
         """Nothing of its own: the engine belongs to the app."""
 
 
-def _sqlite_writer(engine: AsyncEngine) -> OutboxWriter:
+def sqlite_file(engine: AsyncEngine) -> str | None:
+    """The database file of a SQLite engine that a second connection can open; None for anything else."""
     path = engine.url.database
-    if not path or path == ":memory:":  # a private in-memory database is only reachable through the engine
-        return CoreOutboxWriter(engine)
-    return SqliteOutboxWriter(path)
+    if engine.dialect.name != "sqlite" or not path or path == ":memory:":
+        return None  # a private in-memory database is only reachable through the engine
+    return path
+
+
+def open_sqlite(path: str) -> sqlite3.Connection:
+    """A raw connection with the app's pragmas; ``check_same_thread`` off: callers serialise with a lock."""
+    connection = sqlite3.connect(path, timeout=_SQLITE_BUSY_MS / 1000, check_same_thread=False)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    connection.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_MS}")
+    return connection
+
+
+def _sqlite_writer(engine: AsyncEngine) -> OutboxWriter:
+    path = sqlite_file(engine)
+    return SqliteOutboxWriter(path) if path else CoreOutboxWriter(engine)
 
 
 _WRITERS: dict[str, Callable[[AsyncEngine], OutboxWriter]] = {"sqlite": _sqlite_writer}
