@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, select
@@ -38,9 +39,10 @@ class LocalOutboxBus:
     def __init__(self, database: Database, options: BusOptions) -> None:
         self._sessions = database.sessions
         self._options = options
-        self._writer = outbox_writer(database.engine)
+        lock = threading.Lock()  # in-process writers of the database file take turns without busy-waiting
+        self._writer = outbox_writer(database.engine, lock)
         path = sqlite_file(database.engine)
-        self._drain = SqliteLedgerDrain(path) if path else None
+        self._drain = SqliteLedgerDrain(path, lock) if path else None
         self._group = GroupCommit(self.publish_many)
 
     async def publish(self, event: UsageEvent) -> None:

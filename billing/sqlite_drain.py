@@ -41,10 +41,10 @@ _PRICE_COLUMNS = "model, input_per_million, output_per_million, currency, effect
 class SqliteLedgerDrain:
     """Moves outbox batches into the ledger over a dedicated ``sqlite3`` connection."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, lock: threading.Lock) -> None:
         self._path = path
         self._connection: sqlite3.Connection | None = None
-        self._lock = threading.Lock()  # one batch at a time on the connection
+        self._lock = lock  # the bus's outbox writer shares it: see SqliteOutboxWriter
 
     async def drain_once(self, writer: LedgerWriter, max_events: int) -> int:
         """Write up to ``max_events`` outbox events to the ledger; returns how many the batch held."""
