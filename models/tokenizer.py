@@ -74,10 +74,10 @@ def _load_template(model_dir: Path) -> Any:
     if template_file.exists():
         source = template_file.read_text()
     else:
-        config = _read_json(model_dir / "tokenizer_config.json")
-        source = config.get("chat_template")
-        if not isinstance(source, str):
+        configured = _read_json(model_dir / "tokenizer_config.json").get("chat_template")
+        if not isinstance(configured, str):
             return None
+        source = configured
     environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
     environment.globals["raise_exception"] = _raise_exception
     return environment.from_string(source)

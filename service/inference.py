@@ -22,7 +22,7 @@ from billing.events import UsageEvent
 from models.runtime.api import TokenDelta
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncGenerator, AsyncIterator
 
     from models.pool.api import ModelPool
     from service.auth import Principal
@@ -41,7 +41,8 @@ class Meter(Protocol):
 class Admission(Protocol):
     """An admitted request's reservation in the throttle."""
 
-    headers: dict[str, str]
+    @property
+    def headers(self) -> dict[str, str]: ...
 
     async def settle(self, tokens_used: int, cost_used: Decimal) -> None: ...
 
@@ -109,7 +110,7 @@ class Run:
                 return TokenDelta("", "", self.prompt_tokens, choice.completion_tokens, "error", choice.error)
         return None
 
-    async def events(self) -> AsyncIterator[tuple[int, TokenDelta]]:
+    async def events(self) -> AsyncGenerator[tuple[int, TokenDelta]]:
         """Deltas of every choice, as they come; each choice's last delta has its finish reason."""
         self._streams = [self._pool.generate(job) for job in self.plan.jobs]
         merged = self._single() if len(self._streams) == 1 else self._merged()

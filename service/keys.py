@@ -175,7 +175,8 @@ def check_limits(values: dict[str, Any], *, partial: bool = False) -> dict[str, 
     """Validated limit fields (``rpm`` … ``budget_period``) from ``values``; unknown fields are ignored."""
     chosen = {f: values.get(f) for f in LIMIT_FIELDS if not partial or f in values}
     for field in ("rpm", "tpm", "rpd", "max_concurrency"):
-        if chosen.get(field) is not None and int(chosen[field]) < 1:
+        value = chosen.get(field)
+        if value is not None and int(value) < 1:
             raise InvalidRequest(f"'{field}' must be a positive integer or null.", param=field)
     if chosen.get("budget_amount") is not None:
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from billing.events import UsageEvent
 from service.errors import ModelNotFound
@@ -17,7 +17,8 @@ from service.inference import Admission, Meter, Prices, Run
 from service.jobs import EmbeddingPlan, Plan, plan_chat, plan_completion, plan_embeddings
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncGenerator, AsyncIterator
+    from decimal import Decimal
 
     from models.catalog import ModelSpec
     from models.pool.api import ModelPool
@@ -39,7 +40,7 @@ class ModelResolver(Protocol):
 class Throttle(Protocol):
     """Admission control: reserve before the model runs, settle after."""
 
-    async def admit(self, principal: Principal, tokens: int, cost: Any) -> Admission: ...
+    async def admit(self, principal: Principal, tokens: int, cost: Decimal) -> Admission: ...
 
 
 class PriceQuotes(Protocol):
@@ -131,7 +132,7 @@ class ServingService:
                                                prices.cost(plan.prompt_tokens, plan.reserved_completion_tokens))
         run = Run(plan, principal, self._pool, self._meter, admission, prices,
                   self._settings.server.request_timeout_s)
-        events = run.events()
+        events: AsyncGenerator[tuple[int, TokenDelta]] = run.events()
         try:
             first = await anext(events)
         except BaseException:

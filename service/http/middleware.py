@@ -42,7 +42,7 @@ def request_id_middleware(app: ASGIApp, observe: Observe | None = None) -> ASGIA
             await app(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - started
-            log.info("request", method=scope["method"], path=scope["path"], status=status["code"],
+            log.info("request", method=scope.get("method"), path=scope["path"], status=status["code"],
                      duration_ms=round(seconds * 1000, 2))
             if observe is not None:
                 observe(status["code"], seconds)

@@ -55,8 +55,8 @@ async def create_chat_completion(data: ChatCompletionRequest, principal: Princip
     started = await serving.chat(principal, data, request_id)
     created = int(time.time())
     if data.stream:
-        body = writer.write(started, chat_chunks(started, data.model, created))
-        return Stream(body, media_type="text/event-stream", headers={**_headers(started), **SSE_HEADERS})
+        chunks = writer.write(started, chat_chunks(started, data.model, created))
+        return Stream(chunks, media_type="text/event-stream", headers={**_headers(started), **SSE_HEADERS})
     await collect(started, writer)
     choices = [ChatChoice(index=c.index, message=AssistantMessage(content="".join(c.text)),
                           finish_reason=c.finish_reason or "stop") for c in started.run.choices]
@@ -74,8 +74,8 @@ async def create_completion(data: CompletionRequest, principal: Principal, servi
     started = await serving.completion(principal, data, request_id)
     created = int(time.time())
     if data.stream:
-        body = writer.write(started, completion_chunks(started, data.model, created))
-        return Stream(body, media_type="text/event-stream", headers={**_headers(started), **SSE_HEADERS})
+        chunks = writer.write(started, completion_chunks(started, data.model, created))
+        return Stream(chunks, media_type="text/event-stream", headers={**_headers(started), **SSE_HEADERS})
     await collect(started, writer)
     choices = [CompletionChoice(text="".join(c.text), index=c.index, finish_reason=c.finish_reason or "stop")
                for c in started.run.choices]
