@@ -25,6 +25,11 @@ async def spawn_worker(loader: str) -> asyncio.subprocess.Process:
     """Start ``python -m models.pool.worker``: frames on stdin/stdout, logs on the inherited stderr."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    # OpenMP's default wait policy spins idle threads between parallel regions; on a shared CPU (another
+    # worker or the gateway busy on the other core) the spinners steal the cores the real work needs and
+    # decoding with 2 torch threads slowed 3-4x. PASSIVE makes them sleep. libgomp reads it once when torch
+    # is imported, so it must be in the child's environment; an operator's own setting wins.
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     # A session of its own: a Ctrl-C meant for the gateway must not kill workers mid-frame; they exit when
     # their stdin closes instead.
     return await asyncio.create_subprocess_exec(
