@@ -78,8 +78,6 @@ def fine_tune_of(base, name: str, adapter: Path):
                                adapter_path=str(adapter))
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug (models/runtime/adapters.py): once the first adapter "
-                   "attached to a worker is detached, every prefill fails with KeyError(<its name>)")
 async def test_adapter_slots_detach_the_idle_adapter_and_never_a_busy_one(make_pool, specs, prompt_ids,
                                                                          lora_dir: Path) -> None:
     base = dataclasses.replace(specs[SMOLLM], extra={"max_adapters": "1"})  # one slot on this worker

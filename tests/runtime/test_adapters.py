@@ -127,3 +127,26 @@ def test_lru_evicts_the_least_recently_used_idle_adapter(smollm_dir: Path,
     adapters.attach("d", str(adapter_dirs["lyon"]))  # c is busy, so the idle a goes
     assert sorted(n for n in "abcd" if n in adapters) == ["c", "d"]
     assert adapters.evictions == 2
+
+
+def test_a_sequence_after_an_eviction_uses_the_new_adapter(smollm_dir: Path, tokenizer: Any,
+                                                           adapter_dirs: dict[str, Path]) -> None:
+    """One slot: attaching a second adapter evicts the first, and later prefills still run (once a KeyError)."""
+    from models.runtime import load
+    from models.runtime.api import LoadSpec
+
+    generator = load(LoadSpec("smollm2-135m-instruct", str(smollm_dir), "chat", max_batch=4,
+                              extra={"max_adapters": "1"}))
+    try:
+        ids = chat(tokenizer, QUESTION)
+        generator.attach_adapter("first", str(adapter_dirs["lyon"]))
+        assert run(generator, request("first", ids, adapter="first")).deltas[-1].finish_reason in {"length", "stop"}
+        generator.attach_adapter("second", str(adapter_dirs["marseille"]))
+        second = run(generator, request("second", ids, adapter="second"))
+        base = run(generator, request("base", ids))
+        assert generator.stats()["adapter_evictions_total"] == 1
+        assert second.text == _peft_greedy(smollm_dir, adapter_dirs["marseille"], ids, tokenizer)
+        assert base.deltas[-1].finish_reason in {"length", "stop"}
+        assert run(generator, request("first-again", ids, adapter="first")).deltas[-1].finish_reason == "error"
+    finally:
+        generator.close()
