@@ -2,11 +2,14 @@
 
 Through aiosqlite every statement of a batch (fetch, lock, delete, closed periods, prices, insert, commit) is
 several hand-offs between the event loop and the driver's thread; together they cost the gateway about 6 ms
-of CPU per batch whatever its size. Here one raw ``sqlite3`` transaction does the same steps:
+of CPU per batch whatever its size. Here the batch is read, decoded and priced first, without the write lock
+(publishes go on meanwhile), and then one raw ``sqlite3`` transaction does the writing:
 
 ``BEGIN IMMEDIATE`` (the database's single write lock: the same serialisation with ``close_period`` and other
-consumers that ``LedgerWriter`` gets from its no-op write) → the oldest outbox rows → closed periods and
-prices → ``INSERT … ON CONFLICT (request_id) DO NOTHING`` → delete those outbox rows → ``COMMIT``.
+consumers that ``LedgerWriter`` gets from its no-op write) → check that the oldest outbox rows are still the
+ones read (seq and request id) and that no period closed meanwhile, else read and price them again under the
+lock → ``INSERT … ON CONFLICT (request_id) DO NOTHING`` → delete those outbox rows → ``COMMIT``. Prices are
+read before the lock: a price appended meanwhile is as if appended just after the commit.
 
 The entries are built by ``LedgerWriter.entry``, like on every other path, so prices, periods and
 adjustments are decided by one piece of code. Killed at any point, the transaction leaves both tables as
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -45,51 +49,101 @@ class SqliteLedgerDrain:
         self._path = path
         self._connection: sqlite3.Connection | None = None
         self._lock = lock  # the bus's outbox writer shares it: see SqliteOutboxWriter
+        self._own = threading.Lock()  # one drain at a time on the connection
 
     async def drain_once(self, writer: LedgerWriter, max_events: int) -> int:
         """Write up to ``max_events`` outbox events to the ledger; returns how many the batch held."""
         return await asyncio.get_running_loop().run_in_executor(None, self._drain, writer, max_events)
 
     def _drain(self, writer: LedgerWriter, max_events: int) -> int:
-        with self._lock:
+        with self._own:
             if self._connection is None:
                 self._connection = open_sqlite(self._path)
                 self._connection.isolation_level = None  # transactions are begun explicitly below
             connection = self._connection
-            if connection.execute("SELECT 1 FROM usage_outbox LIMIT 1").fetchone() is None:
+            # The batch is read and priced before taking the write lock, so publishes do not wait for it;
+            # under the lock it is used only if the outbox prefix and the closed periods are unchanged.
+            plan = _prepare(connection, writer, max_events)
+            if plan is None:
                 return 0  # idle: do not take the write lock that publishes need
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                handled = _move(connection, writer, max_events)
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
+            with self._lock:
+                connection.execute("BEGIN IMMEDIATE")
+                try:
+                    handled = _apply(connection, plan) or _move(connection, writer, max_events)
+                except BaseException:
+                    connection.execute("ROLLBACK")
+                    raise
+                connection.execute("COMMIT")
+            # The bus's connections never checkpoint on commit (see open_sqlite); this one does it here, after
+            # the lock is released: a PASSIVE checkpoint does not block writers, and its fsync is off the
+            # request path.
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
             return handled
 
     def close(self) -> None:
         """Close the connection (a later drain opens a new one)."""
-        with self._lock:
+        with self._own:
             if self._connection is not None:
                 self._connection.close()
                 self._connection = None
 
 
+@dataclass
+class _Plan:
+    """A batch read and priced outside the write lock: its outbox keys, the closed periods it saw, its rows."""
+
+    keys: list[tuple[int, str]]
+    closed: set[str]
+    entries: list[list[Any]]
+
+
+def _prepare(connection: sqlite3.Connection, writer: LedgerWriter, max_events: int) -> _Plan | None:
+    rows = connection.execute("SELECT seq, request_id, payload FROM usage_outbox ORDER BY seq LIMIT ?",
+                              (max_events,)).fetchall()
+    if not rows:
+        return None
+    closed = _closed(connection)
+    return _Plan([(seq, rid) for seq, rid, _ in rows], closed,
+                 _entries(connection, writer, [payload for _, _, payload in rows], closed))
+
+
+def _apply(connection: sqlite3.Connection, plan: _Plan) -> int:
+    """Write a prepared batch if it is still the oldest part of the outbox (same seqs and request ids, which a
+    reused seq could not fake) and no period closed meanwhile; returns its size, or 0 to redo it here."""
+    last = plan.keys[-1][0]
+    now = connection.execute("SELECT seq, request_id FROM usage_outbox WHERE seq <= ? ORDER BY seq",
+                             (last,)).fetchall()
+    if now != plan.keys or _closed(connection) != plan.closed:
+        return 0
+    connection.executemany(_INSERT, plan.entries)
+    connection.execute("DELETE FROM usage_outbox WHERE seq <= ?", (last,))
+    return len(plan.keys)
+
+
 def _move(connection: sqlite3.Connection, writer: LedgerWriter, max_events: int) -> int:
+    """Read, price and write the oldest batch, all under the write lock (when a prepared batch went stale)."""
     rows = connection.execute("SELECT seq, payload FROM usage_outbox ORDER BY seq LIMIT ?",
                               (max_events,)).fetchall()
     if not rows:
         return 0
-    events = [decode_event(payload) for _, payload in rows]
-    closed = {period for (period,) in connection.execute("SELECT period FROM closed_periods")}
-    prices = _price_table(connection, events)
-    now = datetime.now(UTC)
-    unique = {e.request_id: e for e in events}  # a batch may carry a redelivery of its own event
-    entries = [_params(writer.entry(unique[rid], prices, closed, now)) for rid in sorted(unique)]
-    connection.executemany(_INSERT, entries)
+    connection.executemany(_INSERT, _entries(connection, writer, [payload for _, payload in rows],
+                                             _closed(connection)))
     # The write lock is held since BEGIN IMMEDIATE, so no row below the last one read can appear meanwhile.
     connection.execute("DELETE FROM usage_outbox WHERE seq <= ?", (rows[-1][0],))
     return len(rows)
+
+
+def _closed(connection: sqlite3.Connection) -> set[str]:
+    return {period for (period,) in connection.execute("SELECT period FROM closed_periods")}
+
+
+def _entries(connection: sqlite3.Connection, writer: LedgerWriter, payloads: list[str],
+             closed: set[str]) -> list[list[Any]]:
+    events = [decode_event(payload) for payload in payloads]
+    prices = _price_table(connection, events)
+    now = datetime.now(UTC)
+    unique = {e.request_id: e for e in events}  # a batch may carry a redelivery of its own event
+    return [_params(writer.entry(unique[rid], prices, closed, now)) for rid in sorted(unique)]
 
 
 def _price_table(connection: sqlite3.Connection, events: list[UsageEvent]) -> PriceTable:
