@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from service.processes import stop_group, wait_until_healthy
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -84,29 +85,12 @@ class MeterwayServer:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
                                             start_new_session=True)
-        deadline = started + timeout_s
-        while time.perf_counter() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"meterway exited with {self.process.returncode}:\n"
-                                   + self.log.read_text(errors="replace")[-3000:])
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return time.perf_counter() - started
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"meterway did not become healthy in {timeout_s:.0f} s; see {self.log}")
+        wait_until_healthy(self.process, f"{self.url}/health", self.log, timeout_s,
+                           "meterway", poll_s=0.2)
+        return time.perf_counter() - started
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        stop_group(self.process)
 
     def create_key(self, tenant: str = "bench", name: str = "bench") -> str:
         """A tenant key (no limits) made through the admin API; returns its secret."""

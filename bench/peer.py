@@ -8,14 +8,13 @@ directory meterway serves from (the model store), offline, on CPU in float32; it
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-import httpx
+from service.processes import stop_group, wait_until_healthy
 
 REPO = Path(__file__).resolve().parent.parent
 PEER_VENV = REPO / "bench" / ".peer-venv"
@@ -86,26 +85,9 @@ class PeerServer:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(self.command(), env=env, stdout=out, stderr=subprocess.STDOUT,
                                             start_new_session=True)
-        deadline = started + timeout_s
-        while time.perf_counter() < deadline:
-            if self.process.poll() is not None:
-                tail = self.log.read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"transformers serve exited with {self.process.returncode}:\n{tail}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return time.perf_counter() - started
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"transformers serve did not become healthy in {timeout_s:.0f} s; see {self.log}")
+        wait_until_healthy(self.process, f"{self.url}/health", self.log, timeout_s,
+                           "transformers serve", poll_s=0.5)
+        return time.perf_counter() - started
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        stop_group(self.process)
