@@ -15,8 +15,8 @@ This is the request path's cost of metering, so it is kept to one statement and 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
-import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
@@ -26,6 +26,7 @@ from billing.bus import encode_event
 from billing.tables import OutboxRow
 
 if TYPE_CHECKING:
+    import threading
     from collections.abc import Callable
 
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -123,7 +124,7 @@ class CoreOutboxWriter:
         rows = [{"request_id": e.request_id, "payload": encode_event(e).decode(), "created_at": now}
                 for e in events]
         async with self._engine.begin() as connection:
-            await connection.execute(insert(OutboxRow.__table__), rows)
+            await connection.execute(insert(OutboxRow), rows)
 
     def close(self) -> None:
         """Nothing of its own: the engine belongs to the app."""
@@ -144,7 +145,11 @@ def open_sqlite(path: str, busy_ms: int = _SQLITE_BUSY_MS) -> sqlite3.Connection
     ledger drain checkpoints after each batch, off the request path, and the app's own connections keep
     SQLite's automatic checkpoints."""
     connection = sqlite3.connect(path, timeout=busy_ms / 1000, check_same_thread=False)
-    connection.execute("PRAGMA journal_mode=WAL")
+    if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        # Switching modes needs an exclusive lock that SQLite does not wait for: if another connection holds
+        # the file (e.g. the app's, switching it to WAL itself), go on; the mode only matters for speed.
+        with contextlib.suppress(sqlite3.OperationalError):
+            connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")
     connection.execute(f"PRAGMA busy_timeout={busy_ms}")
     connection.execute("PRAGMA wal_autocheckpoint=0")

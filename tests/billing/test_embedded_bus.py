@@ -55,28 +55,31 @@ async def test_drained_entries_equal_the_writers_own(sqlite_url, make_event) -> 
         await database.close()
 
 
-async def test_publishes_racing_the_drain_are_billed_once_each(sqlite_url, make_event) -> None:
+async def test_publishes_racing_two_drains_are_billed_once_each(sqlite_url, make_event) -> None:
     database = Database.connect(sqlite_url)
     bus = LocalOutboxBus(database, BusOptions())
-    consumer = LedgerConsumer(bus, LedgerWriter(database.sessions, "usd"), batch_size=37, interval_s=0.01)
+    other = LocalOutboxBus(database, BusOptions())  # a second consumer's bus: its own connections and lock
+    writer = LedgerWriter(database.sessions, "usd")
+    consumers = [LedgerConsumer(b, writer, batch_size=37, interval_s=0.01) for b in (bus, other)]
     events = [make_event() for _ in range(600)]
     try:
-        async def drain_while_publishing(done: asyncio.Event) -> None:
+        async def drain_while_publishing(consumer: LedgerConsumer, done: asyncio.Event) -> None:
             while not done.is_set():
-                await consumer.drain_once()
+                await consumer.drain_once()  # the two often read the same rows: one of them must redo
                 await asyncio.sleep(0)
 
         done = asyncio.Event()
-        draining = asyncio.create_task(drain_while_publishing(done))
+        draining = asyncio.gather(*(drain_while_publishing(c, done) for c in consumers))
         for start in range(0, len(events), 40):  # 40 requests at a time, re-publishing a few as a retry would
             await asyncio.gather(*(bus.publish(e) for e in [*events[start:start + 40], *events[start:start + 3]]))
         done.set()
         await draining
-        await consumer.drain()
+        await consumers[0].drain()
         rows = await ledger_rows(database)
         assert sorted(row.request_id for row in rows) == sorted(e.request_id for e in events)
         assert sum(row.prompt_tokens for row in rows) == sum(e.prompt_tokens for e in events)
         assert await bus.pending() == 0
     finally:
         await bus.close()
+        await other.close()
         await database.close()
