@@ -196,11 +196,12 @@ class Run:
             key_id=self.principal.key_id or "admin", model=self.plan.model.id, endpoint=self.plan.endpoint,
             prompt_tokens=self.prompt_tokens, completion_tokens=completion, started_at=self.started_at,
             finished_at=datetime.now(UTC), status=status, base_model=self.plan.model.base)
-        try:
-            await self._meter.record(event)
-        finally:
-            await self._admission.settle(self.prompt_tokens + completion,
-                                         self._prices.cost(self.prompt_tokens, completion))
+        settle = self._admission.settle(self.prompt_tokens + completion,
+                                        self._prices.cost(self.prompt_tokens, completion))
+        # Independent: the event's durability and the throttle's refund need not wait for each other.
+        recorded, _settled = await asyncio.gather(self._meter.record(event), settle, return_exceptions=True)
+        if isinstance(recorded, BaseException):
+            raise recorded
         log.info("usage", completion_id=event.request_id, tenant=event.tenant, model=event.model,
                  prompt_tokens=event.prompt_tokens, completion_tokens=completion, status=status)
 
