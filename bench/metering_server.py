@@ -5,12 +5,16 @@ Everything else is the product's own ``create_app``; never a way to serve unbill
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import uvicorn
 
-from billing.events import UsageEvent
 from service.app import create_app
 from service.db import migrate
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from billing.events import UsageEvent
 
 
 class DiscardMeter:

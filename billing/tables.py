@@ -5,7 +5,7 @@ Migration ``0002_billing`` creates the same tables; keep the two in step.
 
 from __future__ import annotations
 
-from datetime import datetime  # noqa: TC003 - SQLAlchemy evaluates Mapped[] annotations
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 

@@ -22,7 +22,7 @@ def test_readme_documents_every_setting() -> None:
 @pytest.mark.parametrize("doc", DOCS)
 def test_files_named_in_the_docs_exist(doc: str) -> None:
     text = (REPO / doc).read_text()
-    named = set(re.findall(r"\b((?:service|models|billing|bench|tests|migrations|infra|docs)/[\w/.-]+\.(?:py|md|toml|yaml|lua))",
-                           text))
+    pattern = r"\b((?:service|models|billing|bench|tests|migrations|infra|docs)/[\w/.-]+\.(?:py|md|toml|yaml|lua))"
+    named = set(re.findall(pattern, text))
     missing = sorted(path for path in named if not (REPO / path).exists())
     assert not missing, f"{doc} names files that do not exist: {missing}"

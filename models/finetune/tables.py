@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime  # noqa: TC003 (SQLAlchemy reads the annotations at runtime)
-from decimal import Decimal  # noqa: TC003
+from datetime import datetime
+from decimal import Decimal
 
 from sqlalchemy import BigInteger, DateTime, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
