@@ -6,7 +6,7 @@ machine is shared, each engine line also gives tokens per CPU-second of this pro
 processes than wall time). Run::
 
     .venv/bin/python -m bench.engine_bench [--store var/test-store] [--tokens 64] [--streams 8]
-        [--no-reference] [--no-adapters]
+        [--threads N] [--prefill-tokens N] [--no-reference] [--no-adapters]
 """
 
 from __future__ import annotations
@@ -128,6 +128,8 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--streams", type=int, default=8)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    parser.add_argument("--prefill-tokens", type=int, default=0,
+                        help="prompt tokens prefilled per step (0: the engine's default)")
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument("--no-adapters", action="store_true")
     args = parser.parse_args()
@@ -148,7 +150,8 @@ def main() -> None:
 
     started = time.perf_counter()
     spec = LoadSpec("smollm2-135m-instruct", path, "chat", max_batch=max(16, args.streams),
-                    threads=args.threads)
+                    threads=args.threads,
+                    extra={"prefill_tokens": str(args.prefill_tokens)} if args.prefill_tokens else {})
     generator = load(spec)
     print(f"cold load: {time.perf_counter() - started:.2f}s", flush=True)
     run_streams(generator, prompts[:1], 8, [None])  # warm-up

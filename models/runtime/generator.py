@@ -4,6 +4,13 @@ Callers (the pool's worker) ``submit`` from any thread; the decode thread admits
 of each step (prefilled together, then merged into the running batch), decodes one token for all rows, and
 drops finished or cancelled rows at once. Every delta is emitted from the decode thread.
 
+A step admits only as many queued prompts as fit ``prefill_tokens`` (at least one), so that a burst of long
+prompts stalls the running rows for one slice per step, not for all of it. The default is large enough for a
+burst of ordinary chat prompts to be prefilled together: on a CPU prefill is compute-bound and a batched
+prefill costs less per prompt than several small ones, so slicing eight ~40-token arrivals measured a
+*worse* median time to first token (only the first slice's rows start sooner) and fewer tokens/s
+(docs/performance.md, "Engine"). Each row's first token is emitted right after its prefill.
+
 Locks: ``_cond`` guards the queues and counters (held briefly); ``_model_lock`` is held for a whole step so
 that attaching or detaching an adapter never changes the model under a running forward pass.
 """
@@ -41,13 +48,15 @@ class BatchingGenerator:
     """
 
     def __init__(self, model: torch.nn.Module, tokenizer: Tokenizer, *, eos_ids: frozenset[int], pad_id: int,
-                 context_length: int, max_batch: int = 16, threads: int = 0, max_adapters: int = 8) -> None:
+                 context_length: int, max_batch: int = 16, threads: int = 0, max_adapters: int = 8,
+                 prefill_tokens: int = 512) -> None:
         self._model = model
         self._tokenizer = tokenizer
         self._eos_ids = eos_ids
         self._pad_id = pad_id
         self._context = context_length
         self._max_batch = max(1, max_batch)
+        self._prefill_tokens = prefill_tokens
         self._threads = threads
         self._device = next(model.parameters()).device
         self._cond = threading.Condition()
@@ -171,7 +180,7 @@ class BatchingGenerator:
             for seq in ended:
                 self._pending.remove(seq)
             room = self._max_batch - (len(self._batch) if self._batch is not None else 0)
-            newcomers = [self._pending.popleft() for _ in range(min(room, len(self._pending)))]
+            newcomers = self._pop_newcomers(room)
         for seq in ended:
             self._end(seq, *endings[seq.request_id])
         if self._batch is not None and endings:
@@ -179,6 +188,18 @@ class BatchingGenerator:
                 if seq.request_id in endings:
                     self._end(seq, *endings[seq.request_id])
             self._drop_finished(self._batch)
+        return newcomers
+
+    def _pop_newcomers(self, room: int) -> list[Sequence]:
+        """Queued sequences for this step's prefill: up to ``room`` whose prompts fit the token budget."""
+        newcomers: list[Sequence] = []
+        tokens = 0
+        while self._pending and len(newcomers) < room:
+            prompt = len(self._pending[0].request.prompt_ids)
+            if newcomers and tokens + prompt > self._prefill_tokens:
+                break
+            tokens += prompt
+            newcomers.append(self._pending.popleft())
         return newcomers
 
     def _admit(self, newcomers: list[Sequence]) -> None:

@@ -121,6 +121,33 @@ def test_batched_greedy_equals_solo(generator: Any, tokenizer: Any) -> None:
     assert [s.wait() and s.text for s in streams] == solo
 
 
+def test_arrivals_are_prefilled_in_slices_and_the_first_streams_at_once(smollm_dir: Any, tokenizer: Any,
+                                                                        reference_model: Any) -> None:
+    """With a budget of one prompt per step, the first arrival streams while later ones wait their turn."""
+    from tokenizers import Tokenizer
+
+    from models.runtime.generator import BatchingGenerator
+
+    raw_tokenizer = Tokenizer.from_file(str(smollm_dir / "tokenizer.json"))
+    sliced = BatchingGenerator(reference_model, raw_tokenizer, eos_ids=frozenset({2}), pad_id=2,
+                               context_length=8192, prefill_tokens=1)
+    prompts = [chat(tokenizer, q) for q in (STORY, "Describe the sea in many words.", "Tell me about Rome.")]
+    order: list[str] = []
+    streams = [Stream() for _ in prompts]
+    try:
+        solo = [run(sliced, request(f"solo{k}", ids, max_tokens=12)).text for k, ids in enumerate(prompts)]
+        for k, (ids, stream) in enumerate(zip(prompts, streams, strict=True)):
+            def emit(delta: TokenDelta, stream: Stream = stream, k: int = k) -> None:
+                order.append(f"r{k}")
+                stream(delta)
+            sliced.submit(request(f"r{k}", ids, max_tokens=12), emit)
+        texts = [s.wait() and s.text for s in streams]
+    finally:
+        sliced.close()
+    assert texts == solo
+    assert order.count("r0") >= 2 and order.index("r2") > [i for i, r in enumerate(order) if r == "r0"][1]
+
+
 def test_streamed_text_equals_transformers_generate(generator: Any, tokenizer: Any,
                                                     reference_model: Any) -> None:
     import torch
