@@ -1,0 +1,32 @@
+"""The environment a worker process starts with (read back from the live child's /proc entry)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from models.pool.standby import spawn_worker
+
+if TYPE_CHECKING:
+    import pytest
+
+
+async def _worker_env() -> dict[str, str]:
+    process = await spawn_worker("models.runtime:load")
+    try:
+        raw = Path(f"/proc/{process.pid}/environ").read_bytes()
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()  # a worker exits when its stdin closes
+        await process.wait()
+    return dict(entry.split("=", 1) for entry in raw.decode().split("\0") if "=" in entry)
+
+
+async def test_workers_let_idle_openmp_threads_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert (await _worker_env())["OMP_WAIT_POLICY"] == "PASSIVE"
+
+
+async def test_an_operators_wait_policy_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert (await _worker_env())["OMP_WAIT_POLICY"] == "ACTIVE"
