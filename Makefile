@@ -23,15 +23,21 @@ install: $(VENV)/.installed
 serve: install
 	$(VENV)/bin/meterway serve
 
-test: install
+# The whole gate: lint (ruff, mypy) then every test, slow end-to-end ones included.
+test: install lint
 	$(PY) -m pytest -q
 
 lint: install
-	$(VENV)/bin/ruff check service models billing tests bench
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy service models billing
 
 bench: install
-	$(PY) -m bench.run_all
+	$(PY) -m bench.serving_bench
+	$(PY) -m bench.engine_bench
+	$(PY) -m bench.gateway_bench
+	$(PY) -m bench.metering_bench
+	$(PY) -m bench.ledger_bench
+	$(PY) -m bench.lora_bench
 
 clean:
 	rm -rf $(VENV) var
