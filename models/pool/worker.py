@@ -166,7 +166,11 @@ def claim_stdout() -> BinaryIO:
 def resolve_loader(loader_path: str) -> Callable[[LoadSpec], Any]:
     """Import the loader (``module:function``): the runtime's heavy imports happen here, before any frame."""
     module_name, _, function_name = loader_path.partition(":")
-    loader: Callable[[LoadSpec], Any] = getattr(importlib.import_module(module_name), function_name or "load")
+    module = importlib.import_module(module_name)
+    loader: Callable[[LoadSpec], Any] = getattr(module, function_name or "load")
+    prewarm = getattr(module, "prewarm", None)
+    if callable(prewarm):
+        prewarm()  # a standby worker pays the model code's imports before it is needed
     return loader
 
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from models.runtime.loader import load
+    from models.runtime.loader import load, prewarm
 
-__all__ = ["load"]
+__all__ = ["load", "prewarm"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "load":
-        from models.runtime.loader import load
+    if name in __all__:
+        from models.runtime import loader
 
-        return load
+        return getattr(loader, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
