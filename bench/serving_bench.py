@@ -40,12 +40,12 @@ def start_meterway(store: Path, model: str, plan: Plan, work: Path
     """Cold starts, each on a fresh server (nothing loaded); the last server stays up for the warm runs."""
     colds: list[dict[str, Any]] = []
     for attempt in range(max(1, plan.cold_runs)):
-        server = MeterwayServer(work / f"meterway-{attempt}", store, free_port(), env=_meterway_env(plan))
-        startup_s = server.start()
+        server = MeterwayServer(work / f"meterway-{attempt}", store, env=_meterway_env(plan), port=free_port())
+        startup_s = server.start_timed()
         # A scaled-to-zero model lives on a platform that has long been up: let the pool's standby worker
         # finish importing the runtime, as it has in production, so the figure is the model's cold start.
         time.sleep(COLD_SETTLE_S)
-        key = server.create_key()
+        key = server.tenant_secret()
         target = Target("meterway", server.url, model, {"Authorization": f"Bearer {key}"})
         state_before = server.model_state(model, key)
         result = asyncio.run(cold_request(target, plan))
@@ -56,8 +56,7 @@ def start_meterway(store: Path, model: str, plan: Plan, work: Path
         print(f"meterway cold start {attempt + 1}: {cold}", flush=True)
         if attempt < plan.cold_runs - 1:
             server.stop()
-    return server, target, {"ttft_s": median([c["ttft_s"] for c in colds]), "runs": colds,
-                            "launcher": server.launcher}
+    return server, target, {"ttft_s": median([c["ttft_s"] for c in colds]), "runs": colds}
 
 
 def _meterway_env(plan: Plan) -> dict[str, str]:
