@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
@@ -24,7 +24,7 @@ from models.runtime.api import TokenDelta
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator
 
-    from models.pool.api import ModelPool
+    from models.pool.api import DeltaStream, ModelPool
     from service.auth import Principal
     from service.jobs import Plan
 
@@ -86,7 +86,7 @@ class Run:
         self._admission = admission
         self._prices = prices
         self._deadline = time.monotonic() + timeout_s
-        self._streams: list[Any] = []
+        self._streams: list[DeltaStream] = []
         self._finished = asyncio.Event()
         self._finishing = False
 
@@ -179,11 +179,9 @@ class Run:
             if choice.finish_reason is None:
                 with contextlib.suppress(Exception):
                     await stream.aclose()
-                final = getattr(stream, "final", None)
-                if final is not None:
-                    with contextlib.suppress(Exception):
-                        last = await asyncio.wait_for(asyncio.shield(final), FINAL_WAIT_S)
-                        choice.completion_tokens = max(choice.completion_tokens, last.completion_tokens)
+                with contextlib.suppress(Exception):
+                    last = await asyncio.wait_for(asyncio.shield(stream.final), FINAL_WAIT_S)
+                    choice.completion_tokens = max(choice.completion_tokens, last.completion_tokens)
 
     async def _bill(self, status: str, delivered: bool) -> None:
         completion = self.completion_tokens
