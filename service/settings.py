@@ -71,6 +71,12 @@ class PoolSettings:
     max_n: int = _env("METERWAY_POOL_MAX_N", "largest 'n' (choices per request) accepted", 4)
     device: str = _env("METERWAY_POOL_DEVICE", "'auto' (CUDA when present), 'cpu' or 'cuda'", "auto")
     threads: int = _env("METERWAY_POOL_THREADS", "torch threads per worker; 0 means all cores", 0)
+    call_timeout_s: float = _env("METERWAY_POOL_CALL_TIMEOUT_S",
+                                 "a worker that does not answer a call (embed, adapter attach, stats) this long "
+                                 "is stopped as hung and its requests fail with a clear error", 120.0)
+    load_timeout_s: float = _env("METERWAY_POOL_LOAD_TIMEOUT_S",
+                                 "a model load that has not finished after this long is abandoned and its worker "
+                                 "stopped", 600.0)
     standby: bool = _env("METERWAY_POOL_STANDBY", "keep one worker process started ahead of need (runtime "
                          "imported, no model loaded) so that a cold start only loads weights", True)
 

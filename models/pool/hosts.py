@@ -94,7 +94,8 @@ class WorkerKind:
         load = wire.Load(model_id=spec.id, path=str(model_dir(context.store_dir, spec.store_name).resolve()),
                          task=spec.task, dtype=spec.dtype, device=settings.device,
                          max_batch=settings.max_batch, threads=settings.threads, extra=dict(spec.extra))
-        return WorkerHost(load, spawn=context.spawn_worker, on_exit=context.on_exit)
+        return WorkerHost(load, spawn=context.spawn_worker, on_exit=context.on_exit,
+                          call_timeout_s=settings.call_timeout_s, load_timeout_s=settings.load_timeout_s)
 
 
 BUILTINS: MappingProxyType[str, Callable[[ModelSpec], ModelHost]] = MappingProxyType({"echo": EchoHost})

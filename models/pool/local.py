@@ -66,6 +66,7 @@ class LocalPool:
         self._context = HostContext(store_dir, settings, self.standby.take, self._host_exited)
         self._background: set[asyncio.Task[None]] = set()
         self._supervisor: asyncio.Task[None] | None = None
+        self._sampling: asyncio.Task[None] | None = None
         self._closing = False
 
     async def start(self) -> None:
@@ -82,6 +83,8 @@ class LocalPool:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._supervisor
             self._supervisor = None
+        if self._sampling is not None:
+            self._sampling.cancel()
         loads = [r.loading for r in self._residents.values() if r.loading is not None]
         closing = [self._unload(resident, "closed") for resident in self._residents.values()]
         await asyncio.gather(*loads, *closing, *self._background, self.standby.close(),
@@ -323,15 +326,20 @@ class LocalPool:
     # -- supervision -----------------------------------------------------------------------------------
 
     async def _supervise(self) -> None:
-        """Every tick: unload idle models, sample worker memory and engine stats."""
+        """Every tick: unload idle models; sample worker memory and engine stats unless a sample still runs.
+
+        Sampling asks every worker for its stats: a worker that does not answer within the call timeout is
+        hung and gets stopped, which ends its streams with an error instead of leaving callers waiting.
+        """
         interval = max(0.05, min(1.0, self.settings.idle_ttl_s / 4))
         while True:
             await asyncio.sleep(interval)
             try:
                 self._unload_idle()
-                await self._sample()
             except Exception:  # a bad tick must not end supervision for the life of the pool
                 log.exception("pool supervision tick failed")
+            if self._sampling is None or self._sampling.done():
+                self._sampling = asyncio.create_task(self._sample(), name="pool-sample")
 
     def _unload_idle(self) -> None:
         now = time.monotonic()
@@ -340,20 +348,26 @@ class LocalPool:
                 self._unload(resident, "idle")
 
     async def _sample(self) -> None:
-        for resident in list(self._residents.values()):
-            host = resident.host
-            if host is None or resident.state is not ModelState.READY:
-                continue
-            self.metrics.worker_rss.labels(resident.spec.id).set(host.rss_bytes())
-            try:
-                stats = await asyncio.wait_for(host.stats(), 5.0)
-            except (TimeoutError, MeterwayError):
-                continue
-            for name, value in stats.values.items():
-                self.metrics.engine_stat.labels(resident.spec.id, name).set(value)
-            batch = next((stats.values[k] for k in BATCH_STAT_KEYS if k in stats.values), None)
-            if batch is not None:
-                self.metrics.batch_size.labels(resident.spec.id).set(batch)
+        ready = [r for r in self._residents.values() if r.host is not None and r.state is ModelState.READY]
+        await asyncio.gather(*(self._sample_one(resident) for resident in ready))
+
+    async def _sample_one(self, resident: Resident) -> None:
+        host = resident.host
+        if host is None:
+            return
+        self.metrics.worker_rss.labels(resident.spec.id).set(host.rss_bytes())
+        try:
+            stats = await host.stats()
+        except MeterwayError:
+            return
+        except Exception:
+            log.exception("sampling a worker failed", model=resident.spec.id)
+            return
+        for name, value in stats.values.items():
+            self.metrics.engine_stat.labels(resident.spec.id, name).set(value)
+        batch = next((stats.values[k] for k in BATCH_STAT_KEYS if k in stats.values), None)
+        if batch is not None:
+            self.metrics.batch_size.labels(resident.spec.id).set(batch)
 
 
 def _current_task_cancelling() -> bool:

@@ -38,11 +38,15 @@ class WorkerHost:
     """A model served by a ``python -m models.pool.worker`` child process."""
 
     def __init__(self, load: wire.Load, *, spawn: Callable[[], Awaitable[asyncio.subprocess.Process]],
-                 on_exit: Callable[[Any], None], close_timeout_s: float = 10.0) -> None:
+                 on_exit: Callable[[Any], None], close_timeout_s: float = 10.0, call_timeout_s: float = 120.0,
+                 load_timeout_s: float = 600.0) -> None:
         self._load = load
         self._spawn = spawn
         self._on_exit = on_exit
         self._close_timeout_s = close_timeout_s
+        self._call_timeout_s = call_timeout_s
+        self._load_timeout_s = load_timeout_s
+        self._hung: str | None = None  # why the host stopped an unresponsive worker
         self._codec = wire.FrameCodec()
         self._process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -73,7 +77,7 @@ class WorkerHost:
         self._process = await self._spawn()
         self._reader = asyncio.create_task(self._read_loop(), name=f"worker-reader-{self._load.model_id}")
         self._send(self._load)
-        loaded = await self._loaded
+        loaded = await self._answer(self._loaded, self._load_timeout_s, "load")
         return loaded.seconds
 
     def submit(self, request: GenerationRequest, sink: EmitDelta) -> None:
@@ -154,9 +158,21 @@ class WorkerHost:
         self._calls[message.request_id] = future
         try:
             self._send(message)
-            return await future
+            return await self._answer(future, self._call_timeout_s, type(message).__name__)
         finally:
             self._calls.pop(message.request_id, None)
+
+    async def _answer(self, future: asyncio.Future[Any], timeout_s: float, what: str) -> Any:
+        """The worker's answer to ``what``; a worker silent past ``timeout_s`` is hung: kill it and fail."""
+        try:
+            return await asyncio.wait_for(future, timeout_s)
+        except TimeoutError:
+            self._hung = f"did not answer {what} within {timeout_s:g} s and was stopped"
+            log.error("worker hung, killing it", model=self._load.model_id, pid=self.pid, call=what)
+            assert self._process is not None
+            with contextlib.suppress(ProcessLookupError):
+                self._process.kill()
+            raise WorkerCrashed(self._exit_message()) from None
 
     def _next_id(self) -> str:
         return f"call-{next(self._ids)}"
@@ -229,5 +245,6 @@ class WorkerHost:
 
     def _exit_message(self) -> str:
         code = self._process.returncode if self._process else None
-        reason = "was stopped" if self._closing else "crashed"
-        return f"the worker serving {self._load.model_id} {reason} (exit code {code})"
+        reason = self._hung or ("was stopped" if self._closing else "crashed")
+        status = "" if code is None else f" (exit code {code})"
+        return f"the worker serving {self._load.model_id} {reason}{status}"

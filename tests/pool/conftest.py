@@ -75,8 +75,9 @@ def job(spec: ModelSpec, prompt: tuple[int, ...], max_tokens: int = 4) -> Genera
 
 
 async def collect(pool: LocalPool, generation: GenerationJob) -> list[TokenDelta]:
-    """Every delta of one job, to its final one."""
-    return [delta async for delta in pool.generate(generation)]
+    """Every delta of one job, to its final one (a stream that stalls for two minutes fails the test)."""
+    async with asyncio.timeout(120):
+        return [delta async for delta in pool.generate(generation)]
 
 
 async def wait_for_state(pool: LocalPool, model_id: str, state: ModelState, timeout: float = 60.0) -> None:

@@ -8,9 +8,9 @@ import signal
 import psutil
 import pytest
 
-from models.pool.api import ModelState
-from service.errors import ModelOverloaded
-from tests.pool.conftest import SMOLLM, SMOLLM_BF16, collect, job, wait_for_state
+from models.pool.api import EmbeddingJob, ModelState
+from service.errors import ModelOverloaded, WorkerCrashed
+from tests.pool.conftest import MINILM, SMOLLM, SMOLLM_BF16, collect, job, wait_for_state
 
 pytestmark = pytest.mark.slow
 
@@ -90,6 +90,25 @@ async def test_worker_killed_mid_stream_ends_it_with_an_error_and_the_next_reque
     deltas = await collect(pool, job(specs[SMOLLM], prompt_ids))
     assert deltas[-1].finish_reason in {"length", "stop"}
     assert pool.worker_pid(SMOLLM) not in {None, pid}
+
+
+async def test_a_hung_worker_fails_its_call_is_stopped_and_the_next_request_gets_a_fresh_one(make_pool,
+                                                                                           specs) -> None:
+    pool = await make_pool(call_timeout_s=2.0)
+    embedding = EmbeddingJob("emb-hung", specs[MINILM], ((101, 7592, 102),))
+    assert (await pool.embed(embedding)).prompt_tokens == 3
+    pid = pool.worker_pid(MINILM)
+    assert pid is not None
+
+    os.kill(pid, signal.SIGSTOP)  # alive but silent: the state a deadlocked worker is in
+    with pytest.raises(WorkerCrashed) as caught:
+        await pool.embed(embedding)
+
+    assert "did not answer" in caught.value.message
+    await wait_for_gone(pid)
+    await wait_for_state(pool, MINILM, ModelState.COLD)
+    assert (await pool.embed(embedding)).prompt_tokens == 3
+    assert pool.worker_pid(MINILM) not in {None, pid}
 
 
 async def wait_for_gone(pid: int) -> None:
