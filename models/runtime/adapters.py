@@ -2,7 +2,8 @@
 
 The first adapter wraps the base in a ``PeftModel`` in place: peft swaps the target ``Linear`` modules for
 LoRA layers that keep the original weights as their ``base_layer`` (nothing is copied or reloaded).
-Later adapters are added to the same wrapper. At most ``max_adapters`` stay attached; attaching past that
+Later adapters are added to the same wrapper:
+straight into the LoRA layers that exist when they fit them (``lora_inplace``), else by peft's ``load_adapter``. At most ``max_adapters`` stay attached; attaching past that
 evicts the least recently used adapter that no sequence is using.
 """
 
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 import torch
 
+from models.runtime.lora_inplace import attach_in_place
 from service.errors import InvalidRequest, ModelOverloaded
 
 if TYPE_CHECKING:
@@ -109,11 +111,12 @@ class AdapterSet:
 
         # peft leaves the model in eval mode (is_trainable=False); casting is skipped when the adapter's
         # weights already have the base's dtype, because it walks every parameter of the model.
+        cast = _needs_cast(path, next(self._base.parameters()).dtype)
         options: dict[str, Any] = {"adapter_name": name, "is_trainable": False, "low_cpu_mem_usage": True,
-                   "autocast_adapter_dtype": _needs_cast(path, next(self._base.parameters()).dtype)}
+                                   "autocast_adapter_dtype": cast}
         if self._peft is None:
             self._peft = PeftModel.from_pretrained(self._base, path, **options)
-        else:
+        elif cast or not attach_in_place(self._peft, name, path):
             self._peft.load_adapter(path, **options)
         self._hook_new_layers()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -52,9 +53,21 @@ def peft_text(base_dir: Path, adapter_dir: Path, prompt_ids: tuple[int, ...]) ->
     return str(tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True))
 
 
+def scaled_copy(adapter: Path, target: Path, factor: float) -> Path:
+    """Another adapter of the same shape: ``adapter`` with its B matrices scaled by ``factor``."""
+    from safetensors.torch import load_file, save_file
+
+    target.mkdir()
+    shutil.copy(adapter / "adapter_config.json", target)
+    tensors = load_file(str(adapter / "adapter_model.safetensors"))
+    save_file({k: v * factor if "lora_B" in k else v for k, v in tensors.items()},
+              str(target / "adapter_model.safetensors"))
+    return target
+
+
 @pytest.mark.slow
 def test_stored_adapter_serves_like_peft_offline(upload_server: UploadServer, adapter_dir: Path,
-                                                 store_dir: Path) -> None:
+                                                 store_dir: Path, tmp_path: Path) -> None:
     from transformers import AutoTokenizer
 
     from models.runtime import load
@@ -66,13 +79,17 @@ def test_stored_adapter_serves_like_peft_offline(upload_server: UploadServer, ad
     stored = next((upload_server.store / "finetunes" / "acme").glob("support-bot-*"))
     base_dir = store_dir / BASE
     prompt_ids = tuple(AutoTokenizer.from_pretrained(base_dir)(PROMPT)["input_ids"])
+    other = scaled_copy(stored, tmp_path / "other", 3.0)
     generator = load(LoadSpec(BASE, str(base_dir), "chat", max_batch=4))
     try:
+        # The first adapter wraps the base in peft; the second is added to the LoRA layers it made.
+        generator.attach_adapter("other", str(other))
         generator.attach_adapter("support-bot", str(stored))
         tuned = engine_text(generator, prompt_ids, "support-bot")
+        other_tuned = engine_text(generator, prompt_ids, "other")
         plain = engine_text(generator, prompt_ids, None)
     finally:
         generator.close()
-    offline = peft_text(base_dir, stored, prompt_ids)
-    assert tuned == offline
-    assert tuned != plain
+    assert tuned == peft_text(base_dir, stored, prompt_ids)
+    assert other_tuned == peft_text(base_dir, other, prompt_ids)
+    assert len({tuned, other_tuned, plain}) == 3
