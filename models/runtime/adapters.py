@@ -2,9 +2,9 @@
 
 The first adapter wraps the base in a ``PeftModel`` in place: peft swaps the target ``Linear`` modules for
 LoRA layers that keep the original weights as their ``base_layer`` (nothing is copied or reloaded).
-Later adapters are added to the same wrapper:
-straight into the LoRA layers that exist when they fit them (``lora_inplace``), else by peft's ``load_adapter``. At most ``max_adapters`` stay attached; attaching past that
-evicts the least recently used adapter that no sequence is using.
+Later adapters are added to the same wrapper: straight into the LoRA layers that exist when they fit them
+(``lora_inplace``), else by peft's ``load_adapter``. At most ``max_adapters`` stay attached; attaching past
+that evicts the least recently used adapter that no sequence is using.
 """
 
 from __future__ import annotations
