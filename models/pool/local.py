@@ -348,13 +348,10 @@ class LocalPool:
                 self._unload(resident, "idle")
 
     async def _sample(self) -> None:
-        ready = [r for r in self._residents.values() if r.host is not None and r.state is ModelState.READY]
-        await asyncio.gather(*(self._sample_one(resident) for resident in ready))
+        ready = [(r, r.host) for r in self._residents.values() if r.host is not None and r.state is ModelState.READY]
+        await asyncio.gather(*(self._sample_one(resident, host) for resident, host in ready))
 
-    async def _sample_one(self, resident: Resident) -> None:
-        host = resident.host
-        if host is None:
-            return
+    async def _sample_one(self, resident: Resident, host: ModelHost) -> None:
         self.metrics.worker_rss.labels(resident.spec.id).set(host.rss_bytes())
         try:
             stats = await host.stats()

@@ -116,7 +116,9 @@ class AdapterSet:
                                    "autocast_adapter_dtype": cast}
         if self._peft is None:
             self._peft = PeftModel.from_pretrained(self._base, path, **options)
-        elif cast or not attach_in_place(self._peft, name, path):
+        elif not cast and attach_in_place(self._peft, name, path):
+            return  # no new LoRA layers: the existing ones already carry the routing hook
+        else:
             self._peft.load_adapter(path, **options)
         self._hook_new_layers()
 
