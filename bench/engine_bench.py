@@ -6,7 +6,7 @@ machine is shared, each engine line also gives tokens per CPU-second of this pro
 processes than wall time). Run::
 
     .venv/bin/python -m bench.engine_bench [--store var/test-store] [--tokens 64] [--streams 8]
-        [--threads N] [--prefill-tokens N] [--no-reference] [--no-adapters]
+        [--threads N] [--prefill-tokens N] [--no-reference] [--no-adapters] [--unpacked]
 """
 
 from __future__ import annotations
@@ -132,6 +132,8 @@ def main() -> None:
                         help="prompt tokens prefilled per step (0: the engine's default)")
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument("--no-adapters", action="store_true")
+    parser.add_argument("--unpacked", action="store_true",
+                        help="keep torch's dense weights (MKL) instead of oneDNN's packed layout")
     args = parser.parse_args()
 
     import torch
@@ -149,9 +151,11 @@ def main() -> None:
     prompts = [chat_ids(tokenizer, PROMPTS[i % len(PROMPTS)]) for i in range(args.streams)]
 
     started = time.perf_counter()
+    extra = {"prefill_tokens": str(args.prefill_tokens)} if args.prefill_tokens else {}
+    if args.unpacked:
+        extra["packed_weights"] = "false"
     spec = LoadSpec("smollm2-135m-instruct", path, "chat", max_batch=max(16, args.streams),
-                    threads=args.threads,
-                    extra={"prefill_tokens": str(args.prefill_tokens)} if args.prefill_tokens else {})
+                    threads=args.threads, extra=extra)
     generator = load(spec)
     print(f"cold load: {time.perf_counter() - started:.2f}s", flush=True)
     run_streams(generator, prompts[:1], 8, [None])  # warm-up

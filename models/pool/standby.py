@@ -19,17 +19,21 @@ import structlog
 
 log = structlog.get_logger("meterway.pool")
 REPO_ROOT = Path(__file__).resolve().parents[2]
+WORKER_SPINCOUNT = "100000"
 
 
 async def spawn_worker(loader: str) -> asyncio.subprocess.Process:
     """Start ``python -m models.pool.worker``: frames on stdin/stdout, logs on the inherited stderr."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    # OpenMP's default wait policy spins idle threads between parallel regions; on a shared CPU (another
-    # worker or the gateway busy on the other core) the spinners steal the cores the real work needs and
-    # decoding with 2 torch threads slowed 3-4x. PASSIVE makes them sleep. libgomp reads it once when torch
-    # is imported, so it must be in the child's environment; an operator's own setting wins.
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # How long torch's idle OpenMP threads spin before sleeping. Sleeping at once (OMP_WAIT_POLICY=PASSIVE)
+    # puts a futex wake-up between every two of the ~600 operators of a decode step: 1.6-2x slower decoding
+    # on a quiet machine. Spinning forever steals the cores from the gateway and other workers when the
+    # machine is shared (3-4x slower there). A bounded spin (about 2 ms on the EPYC here) covers the gaps
+    # inside a step and sleeps between requests (docs/performance.md, "OpenMP wait policy"). libgomp reads
+    # it once when torch is imported, so it must be in the child's environment; an operator's setting wins.
+    if "OMP_WAIT_POLICY" not in env:
+        env.setdefault("GOMP_SPINCOUNT", WORKER_SPINCOUNT)
     # A session of its own: a Ctrl-C meant for the gateway must not kill workers mid-frame; they exit when
     # their stdin closes instead.
     return await asyncio.create_subprocess_exec(

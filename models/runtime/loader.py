@@ -78,11 +78,15 @@ def load_generator(spec: LoadSpec) -> TextGenerator:
     from transformers import AutoModelForCausalLM
 
     from models.runtime.generator import BatchingGenerator
+    from models.runtime.packed import pack_linears
 
     device = resolve_device(spec.device)
     model = AutoModelForCausalLM.from_pretrained(spec.path, dtype=resolve_dtype(spec.dtype),
                                                  device_map={"": str(device)})
     model.eval()
+    if _packing_wanted(spec, device):
+        packed = pack_linears(model)
+        log.info("weights_packed", model=spec.model_id, layers=packed)
     eos_ids = _eos_ids(model)
     config_pad = model.config.pad_token_id
     pad_id = _first_id(model.generation_config.pad_token_id, config_pad, min(eos_ids, default=0))
@@ -108,6 +112,14 @@ def load_embedder(spec: LoadSpec) -> Embedder:
     log.info("embedder_loaded", model=spec.model_id, device=str(device), dtype=spec.dtype)
     return MeanPoolingEmbedder(model, pad_id=pad_id, max_tokens=int(model.config.max_position_embeddings),
                                threads=spec.threads or os.cpu_count() or 1)
+
+
+def _packing_wanted(spec: LoadSpec, device: torch.device) -> bool:
+    """Pack CPU weights for oneDNN unless the catalog entry sets ``packed_weights = "false"``."""
+    from models.runtime.packed import can_pack
+
+    wanted = spec.extra.get("packed_weights", "true").lower() not in ("false", "0", "no")
+    return wanted and can_pack(device, resolve_dtype(spec.dtype))
 
 
 def _eos_ids(model: Any) -> frozenset[int]:

@@ -22,11 +22,24 @@ async def _worker_env() -> dict[str, str]:
     return dict(entry.split("=", 1) for entry in raw.decode().split("\0") if "=" in entry)
 
 
-async def test_workers_let_idle_openmp_threads_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_workers_spin_a_bounded_time_before_idle_openmp_threads_sleep(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    assert (await _worker_env())["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    env = await _worker_env()
+    assert env["GOMP_SPINCOUNT"] == "100000"
+    assert "OMP_WAIT_POLICY" not in env
 
 
 async def test_an_operators_wait_policy_wins(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
-    assert (await _worker_env())["OMP_WAIT_POLICY"] == "ACTIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    env = await _worker_env()
+    assert env["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert "GOMP_SPINCOUNT" not in env
+
+
+async def test_an_operators_spin_count_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.setenv("GOMP_SPINCOUNT", "5000")
+    assert (await _worker_env())["GOMP_SPINCOUNT"] == "5000"

@@ -1,0 +1,103 @@
+"""Linear layers whose weights are kept in oneDNN's blocked layout, for CPU inference.
+
+torch's CPU ``F.linear`` on fp32 goes to MKL's sgemm, which on this project's AMD EPYC machines runs the
+small-row products of decoding at well under the memory bandwidth (one SmolLM2 decode step: 55 ms of products
+at 1 row, 80-245 ms at 8 rows). oneDNN (shipped inside torch) reaches 30 and 34 ms on the same weights once
+they are reordered into its blocked layout ahead of time — the same same-precision kernel torch's own
+compiler (inductor's weight prepacking) uses. The result is the same arithmetic in another summation order
+(differences of ~1e-6 on fp32 activations).
+
+``pack_linears`` turns a loaded model's ``nn.Linear`` modules into ``PackedLinear`` in place (the class
+changes, the module stays, so peft still wraps them as ``Linear`` layers). The dense weight of a packed layer
+is released and replaced by a zero-stride stand-in of the same shape, dtype and device, so memory is not
+doubled; a weight that another module shares (a tied LM head and input embedding) is kept.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import mmap
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+# The number of rows the blocked layout is chosen for; measured on the demo model, 8 serves 1-40 rows as
+# well as a layout chosen for each (docs/performance.md, "Packed weights").
+ROWS_HINT = 8
+PACKABLE_DTYPES = (torch.float32, torch.bfloat16)
+_PAGE = mmap.PAGESIZE
+_MADV_DONTNEED = 4  # <sys/mman.h>; Linux, the platform the worker runs on
+
+
+class PackedLinear(torch.nn.Linear):
+    """An ``nn.Linear`` computing with a weight in oneDNN's blocked layout (``packed_weight``)."""
+
+    packed_weight: torch.Tensor
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._linear_pointwise(input, self.packed_weight, self.bias, "none", [], "")
+
+
+def can_pack(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether weights on ``device`` at ``dtype`` can be packed (CPU with oneDNN, fp32 or bf16)."""
+    return device.type == "cpu" and dtype in PACKABLE_DTYPES and torch.backends.mkldnn.is_available()
+
+
+def pack_linears(model: torch.nn.Module, rows_hint: int = ROWS_HINT) -> int:
+    """Pack every plain CPU ``nn.Linear`` of ``model`` in place; return how many were packed."""
+    shared = _weights_shared_with_other_modules(model)
+    packed = 0
+    with torch.no_grad():
+        for module in _plain_linears(model):
+            weight = module.weight
+            if not can_pack(weight.device, weight.dtype):
+                continue
+            module.packed_weight = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), rows_hint)
+            module.__class__ = PackedLinear
+            if weight.data_ptr() not in shared:
+                _release_pages(weight)
+                # Keep shape, dtype and device for whoever inspects the layer (peft does); free the storage.
+                weight.data = torch.zeros((), dtype=weight.dtype, device=weight.device).expand(weight.shape)
+            packed += 1
+    return packed
+
+
+def _release_pages(weight: torch.Tensor) -> None:
+    """Give the whole pages under a dense weight back to the kernel now.
+
+    Weights loaded from safetensors are slices of one file mapping that outlives the tensors, so dropping a
+    tensor would leave its pages resident (counted in the worker's RSS) until memory pressure reclaims them.
+    Only whole pages inside the tensor are advised, so nothing else that shares a page is touched; for a
+    file mapping the pages stay in the page cache, for anonymous memory they read as zeros (the tensor is
+    dropped right after).
+    """
+    start, size = weight.data_ptr(), weight.numel() * weight.element_size()
+    first = -(-start // _PAGE) * _PAGE
+    last = (start + size) // _PAGE * _PAGE
+    if last > first:
+        _libc().madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), _MADV_DONTNEED)
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def _plain_linears(model: torch.nn.Module) -> Iterator[torch.nn.Linear]:
+    for module in model.modules():
+        if type(module) is torch.nn.Linear:
+            yield module
+
+
+def _weights_shared_with_other_modules(model: torch.nn.Module) -> set[int]:
+    """Data pointers of weights held by more than one module (tied embeddings)."""
+    owners: dict[int, int] = {}
+    for module in model.modules():
+        for parameter in module.parameters(recurse=False):
+            owners[parameter.data_ptr()] = owners.get(parameter.data_ptr(), 0) + 1
+    return {pointer for pointer, count in owners.items() if count > 1}
