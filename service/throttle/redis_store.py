@@ -12,11 +12,12 @@ applies them before its checks in the same script call; otherwise a timer sends 
 that dies with settlements waiting loses only those give-backs: its leases lapse by their TTL, and the
 unreturned reservation stays counted (never an overspend).
 
-Calls go out over one dedicated connection; those that queue up while a batch is on the wire go out
-together as the next (``batching.py``).
+Calls go out over one dedicated connection, driven directly once redis-py has opened it; the calls made in
+one turn of the event loop go out in one write (``batching.py``).
 
-Every request sent on the wire is counted (``round_trips``) by the connection class, so tests and benchmarks
-can hold the store to one round trip per admission.
+Every request sent on the wire is counted (``round_trips``: by the connection class for redis-py's own
+commands, by the batcher for script calls), so tests and benchmarks can hold the store to one round trip per
+admission.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from redis.asyncio import Connection, Redis
 from redis.exceptions import RedisError
 
 from service.errors import Unavailable
-from service.throttle.batching import Orphan, ScriptBatcher
+from service.throttle.batching import Orphan, ScriptBatcher, Tally
 from service.throttle.store import Adjustment, Check, Outcome
 
 if TYPE_CHECKING:
@@ -46,14 +47,7 @@ RETRY_DELAY_S = 1.0
 
 log = structlog.get_logger(__name__)
 
-class _Tally:
-    """A mutable count shared by one store's connections."""
-
-    def __init__(self) -> None:
-        self.sent = 0
-
-
-def _counting_connection(tally: _Tally) -> type[Connection]:
+def _counting_connection(tally: Tally) -> type[Connection]:
     """A connection class that counts each request it writes (one per command or pipeline)."""
 
     class CountingConnection(Connection):
@@ -77,13 +71,13 @@ def _script(name: str) -> str:
 class RedisStore:
     """``ReservationStore`` in Redis; state outlives gateway restarts and is shared across replicas."""
 
-    def __init__(self, client: Redis, tally: _Tally | None = None, owner: Any = None,
+    def __init__(self, client: Redis, tally: Tally | None = None, owner: Any = None,
                  settle_delay_s: float = SETTLE_DELAY_S) -> None:
         self._client = client
-        self._tally = tally or _Tally()
+        self._tally = tally or Tally()
         self._owner = owner  # the limits storage that opened the connection (kept for its lifetime)
         self._script: AsyncScript = client.register_script(_script("admit.lua"))
-        self._batcher = ScriptBatcher(client, self._script)
+        self._batcher = ScriptBatcher(client, self._script, self._tally)
         self._delay = settle_delay_s
         # Waiting settlements by hash tag (tenant): (key, delta or 'lease', lease id or '-').
         self._waiting: dict[str, list[tuple[str, str, str]]] = {}
@@ -93,7 +87,7 @@ class RedisStore:
     @classmethod
     def from_url(cls, url: str, *, settle_delay_s: float = SETTLE_DELAY_S, **options: Any) -> RedisStore:
         """Connect to ``redis://host:port/db`` through the ``limits`` library's async Redis storage."""
-        tally = _Tally()
+        tally = Tally()
         options["connection_class"] = _counting_connection(tally)
         storage: Any = storage_from_string(f"async+{url}", implementation="redispy", **options)
         return cls(storage.bridge.get_connection(), tally, storage, settle_delay_s)
