@@ -8,11 +8,10 @@ without any limit has no headers. Resets read like OpenAI's (Go durations): ``20
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class WindowState:
+class WindowState(NamedTuple):
     """One rate window as a client should see it after (or instead of) this request."""
 
     dimension: str  # "requests" or "tokens"
@@ -38,12 +37,16 @@ def format_reset(seconds: float) -> str:
 
 def rate_limit_headers(states: list[WindowState]) -> dict[str, str]:
     """The six headers (fewer when a dimension is unlimited), from the binding window of each dimension."""
+    bindings: dict[str, WindowState] = {}
+    for state in states:  # the first of the fewest units left, then of the latest reset
+        best = bindings.get(state.dimension)
+        if best is None or (state.remaining, -state.reset_s) < (best.remaining, -best.reset_s):
+            bindings[state.dimension] = state
     headers: dict[str, str] = {}
     for dimension in ("requests", "tokens"):
-        candidates = [state for state in states if state.dimension == dimension]
-        if not candidates:
+        binding = bindings.get(dimension)
+        if binding is None:
             continue
-        binding = min(candidates, key=lambda state: (state.remaining, -state.reset_s))
         headers[f"x-ratelimit-limit-{dimension}"] = str(binding.limit)
         headers[f"x-ratelimit-remaining-{dimension}"] = str(binding.remaining)
         headers[f"x-ratelimit-reset-{dimension}"] = format_reset(binding.reset_s)

@@ -1,4 +1,9 @@
-"""Turn one request into the counters it must fit: a :class:`Planned` check per rule of the key and tenant.
+"""Turn a key's rules into the counters each of its requests must fit.
+
+A :class:`KeyPlan` holds what stays fixed for a key while no window and no budget period turns over: each
+rule's storage keys, limit and expiry. The throttle keeps one per key and builds a new one when ``now``
+leaves its span, so that a request only adds what is its own (``KeyPlan.checks``: the amounts, the previous
+windows' weights).
 
 Storage keys share the tenant as a Redis Cluster hash tag (``{tenant}``), so that the one script that checks
 a key together with its tenant ceiling touches a single slot::
@@ -13,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from service.throttle.headers import WindowState
 from service.throttle.store import Check
@@ -23,54 +28,113 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from service.throttle.policy import Rule, Subject
+    from service.throttle.store import CheckKind
 
 #: A budget counter outlives its period by a day, so that late settlements still find it.
 BUDGET_GRACE_S = 86_400
 
 
+class RulePlan(NamedTuple):
+    """One rule's counter while its key plan holds. ``length``: the window (s); ``period_end``: budgets'."""
+
+    rule: Rule
+    kind: CheckKind
+    keys: tuple[str, ...]
+    length: int = 0
+    ttl_s: int = 0
+    period_end: float = 0.0
+
+
 @dataclass(frozen=True)
 class Planned:
-    """A rule, the counter check it becomes at this moment, and what is needed to explain the outcome."""
+    """A rule, the counter check it became for one request, and what is needed to explain a refusal."""
 
     rule: Rule
     check: Check
     window: Window | None = None
     period_left_s: float = 0.0
 
-    def state(self, count: tuple[int, int], reserved: bool) -> WindowState | None:
-        """The window as a client sees it (for the headers); ``None`` for leases and budgets."""
-        if self.window is None:
-            return None
-        current, previous = count
-        if reserved:
-            current += self.check.amount
-        dimension = "tokens" if self.rule.counts_tokens else "requests"
-        left = remaining(self.rule.limit, self.window, current, previous)
-        return WindowState(dimension, self.rule.limit, left, until_reset(self.window, current, previous))
+
+class KeyPlan:
+    """A key's checks while its windows (``indexes``: length → window index) and budget periods hold."""
+
+    def __init__(self, items: tuple[RulePlan, ...], start: float, indexes: dict[int, int]) -> None:
+        self.items = items
+        self.start = start
+        self.indexes = indexes
+        self.end = min((item.period_end for item in items if item.kind == "budget"), default=math.inf)
+        self.token_keys = tuple(item.keys[0] for item in items if item.rule.counts_tokens)
+        self.budget_keys = tuple(item.keys[0] for item in items if item.kind == "budget")
+        self.lease_keys = tuple(item.keys[0] for item in items if item.kind == "lease")
+
+    def windows(self, now: float) -> dict[int, Window]:
+        """Where ``now`` falls in each window length the rules use."""
+        return {length: Window.at(now, length) for length in self.indexes}
+
+    def covers(self, now: float, windows: dict[int, Window]) -> bool:
+        """Whether the plan still holds at ``now`` (``windows``: at ``now``): same windows, same periods."""
+        if not self.start <= now < self.end:
+            return False
+        return all(windows[length].index == index for length, index in self.indexes.items())
+
+    def checks(self, now: float, windows: dict[int, Window], tokens: int, cost_units: int) -> list[Check]:
+        """The counter checks of one request, in the rules' order."""
+        checks: list[Check] = []
+        for item in self.items:
+            limit = item.rule.limit
+            if item.kind == "window":
+                amount = tokens if item.rule.counts_tokens else 1
+                checks.append(Check("window", item.keys, limit, amount, windows[item.length].previous_weight,
+                                    item.ttl_s))
+            elif item.kind == "lease":
+                checks.append(Check("lease", item.keys, limit, 1, 0.0, item.ttl_s))
+            else:
+                ttl = math.ceil(item.period_end - now) + BUDGET_GRACE_S
+                checks.append(Check("budget", item.keys, limit, cost_units, 0.0, ttl))
+        return checks
+
+    def states(self, windows: dict[int, Window], checks: list[Check], counts: tuple[tuple[int, int], ...],
+               reserved: bool) -> list[WindowState]:
+        """The rate windows as a client sees them after (or instead of) this request, for the headers."""
+        states: list[WindowState] = []
+        for item, check, (current, previous) in zip(self.items, checks, counts, strict=True):
+            if item.kind != "window":
+                continue
+            window = windows[item.length]
+            if reserved:
+                current += check.amount
+            dimension = "tokens" if item.rule.counts_tokens else "requests"
+            states.append(WindowState(dimension, check.limit, remaining(check.limit, window, current, previous),
+                                      until_reset(window, current, previous)))
+        return states
+
+    def planned(self, now: float, windows: dict[int, Window], checks: list[Check]) -> list[Planned]:
+        """Each rule with its check, to explain a refusal."""
+        return [Planned(item.rule, check, windows.get(item.length) if item.kind == "window" else None,
+                        item.period_end - now if item.kind == "budget" else 0.0)
+                for item, check in zip(self.items, checks, strict=True)]
 
 
-def plan(rules: Iterable[Rule], subject: Subject, *, prefix: str, now: float, tokens: int, cost_units: int,
-         lease_ttl_s: int) -> list[Planned]:
-    """The checks of one admission, in the rules' order."""
-    planned: list[Planned] = []
+def plan_key(rules: Iterable[Rule], subject: Subject, *, prefix: str, now: float, lease_ttl_s: int) -> KeyPlan:
+    """The plan of one key (and its tenant) for the span of time around ``now``."""
+    items: list[RulePlan] = []
+    indexes: dict[int, int] = {}
     for rule in rules:
         base = _base(prefix, subject, rule)
         if rule.window_s is not None:
             window = Window.at(now, rule.window_s)
-            amount = tokens if rule.counts_tokens else 1
             keys = (f"{base}:{rule.name}:{window.index}", f"{base}:{rule.name}:{window.index - 1}")
-            check = Check("window", keys, rule.limit, amount, window.previous_weight, 2 * rule.window_s)
-            planned.append(Planned(rule, check, window))
+            items.append(RulePlan(rule, "window", keys, length=rule.window_s, ttl_s=2 * rule.window_s))
+            indexes[rule.window_s] = window.index
         elif rule.name == "max_concurrency":
-            planned.append(Planned(rule, Check("lease", (f"{base}:conc",), rule.limit, 1, ttl_s=lease_ttl_s)))
+            items.append(RulePlan(rule, "lease", (f"{base}:conc",), ttl_s=lease_ttl_s))
         else:
             period = rule.period or "month"
             period_id, left = budget_period(now, period)
-            key = f"{base}:budget:{period}:{period_id}"
-            ttl = math.ceil(left) + BUDGET_GRACE_S
-            planned.append(Planned(rule, Check("budget", (key,), rule.limit, cost_units, ttl_s=ttl),
-                                   period_left_s=left))
-    return planned
+            budget_key = f"{base}:budget:{period}:{period_id}"
+            # Periods end at whole seconds (UTC midnight): rounding undoes the float error of now + left.
+            items.append(RulePlan(rule, "budget", (budget_key,), period_end=float(round(now + left))))
+    return KeyPlan(tuple(items), now, indexes)
 
 
 def _base(prefix: str, subject: Subject, rule: Rule) -> str:

@@ -13,8 +13,8 @@ import time
 from typing import TYPE_CHECKING, Protocol
 
 from service.throttle.admission import Admission, Reserved
-from service.throttle.headers import WindowState, rate_limit_headers
-from service.throttle.plan import Planned, plan
+from service.throttle.headers import rate_limit_headers
+from service.throttle.plan import KeyPlan, plan_key
 from service.throttle.policy import money_to_units
 from service.throttle.refusal import refusal
 from service.throttle.store import STORES, open_store
@@ -26,9 +26,12 @@ if TYPE_CHECKING:
     from service.settings import Settings
     from service.throttle.policy import KeyLimits, Subject
     from service.throttle.store import ReservationStore, StoreFactory
+    from service.throttle.windows import Window
 
 #: A lease outlives the longest request by this much before it counts as leaked by a dead gateway.
 LEASE_MARGIN_S = 60
+#: Key plans kept (one per key in use); past this many, the cache starts over.
+PLAN_CACHE_SIZE = 4096
 
 
 class Throttle(Protocol):
@@ -56,40 +59,42 @@ class LimitThrottle:
         self._prefix = prefix
         self._lease_ttl_s = lease_ttl_s
         self._clock = clock
+        self._plans: dict[tuple[Subject, KeyLimits], KeyPlan] = {}
 
     async def admit(self, subject: Subject, limits: KeyLimits, tokens: int, cost: Decimal) -> Admission:
         if limits.unlimited:
             return Admission(None, Reserved(), {})
         cost_units = money_to_units(cost, round_up=True)
         now = self._clock()
-        planned = plan(limits.rules(), subject, prefix=self._prefix, now=now, tokens=tokens,
-                       cost_units=cost_units, lease_ttl_s=self._lease_ttl_s)
+        key_plan, windows = self._plan(subject, limits, now)
+        checks = key_plan.checks(now, windows, tokens, cost_units)
         lease_id = os.urandom(8).hex()  # unique enough among the leases one key holds at once
-        outcome = await self.store.reserve([item.check for item in planned], lease_id, now)
-        headers = rate_limit_headers(_states(planned, outcome.counts, outcome.admitted))
+        outcome = await self.store.reserve(checks, lease_id, now)
+        headers = rate_limit_headers(key_plan.states(windows, checks, outcome.counts, outcome.admitted))
         if not outcome.admitted:
-            raise refusal(planned, outcome.counts, subject, headers)
-        return Admission(self.store, _reserved(planned, lease_id, tokens, cost_units), headers)
+            raise refusal(key_plan.planned(now, windows, checks), outcome.counts, subject, headers)
+        reserved = Reserved(key_plan.token_keys, tokens, key_plan.budget_keys, cost_units, key_plan.lease_keys,
+                            lease_id)
+        return Admission(self.store, reserved, headers)
+
+    def _plan(self, subject: Subject, limits: KeyLimits, now: float) -> tuple[KeyPlan, dict[int, Window]]:
+        """The key's plan at ``now`` (kept until a window or budget period turns over), and its windows."""
+        key_plan = self._plans.get((subject, limits))
+        if key_plan is not None:
+            windows = key_plan.windows(now)
+            if key_plan.covers(now, windows):
+                return key_plan, windows
+        if len(self._plans) >= PLAN_CACHE_SIZE:
+            self._plans.clear()
+        key_plan = plan_key(limits.rules(), subject, prefix=self._prefix, now=now, lease_ttl_s=self._lease_ttl_s)
+        self._plans[(subject, limits)] = key_plan
+        return key_plan, key_plan.windows(now)
 
     async def start(self) -> None:
         await self.store.start()
 
     async def close(self) -> None:
         await self.store.close()
-
-
-def _states(planned: list[Planned], counts: tuple[tuple[int, int], ...], admitted: bool) -> list[WindowState]:
-    states = [item.state(count, admitted) for item, count in zip(planned, counts, strict=True)]
-    return [state for state in states if state is not None]
-
-
-def _reserved(planned: list[Planned], lease_id: str, tokens: int, cost_units: int) -> Reserved:
-    def keys(kind: str, name: str | None = None) -> tuple[str, ...]:
-        return tuple(item.check.keys[0] for item in planned
-                     if item.check.kind == kind and (name is None or item.rule.name == name))
-
-    return Reserved(token_keys=keys("window", "tpm"), tokens=tokens, budget_keys=keys("budget"),
-                    cost_units=cost_units, lease_keys=keys("lease"), lease_id=lease_id)
 
 
 def build_throttle(settings: Settings, *, prefix: str = "mw",

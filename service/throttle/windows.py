@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: made for every admission, and a frozen dataclass is slow to make
 class Window:
-    """Where ``now`` falls in a sliding window of ``length`` seconds."""
+    """Where ``now`` falls in a sliding window of ``length`` seconds (a value: never changed once made)."""
 
     length: int
     index: int
