@@ -1,0 +1,70 @@
+"""Linear layers packed for oneDNN compute what the dense layers computed, and give the dense memory back."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models.runtime.packed import PackedLinear, can_pack, pack_linears
+
+
+def _layers() -> torch.nn.ModuleDict:
+    torch.manual_seed(0)
+    return torch.nn.ModuleDict({"plain": torch.nn.Linear(576, 1536, bias=False),
+                                "biased": torch.nn.Linear(1536, 576, bias=True)})
+
+
+@pytest.mark.parametrize("shape", [(1, 576), (8, 576), (40, 576), (2, 5, 576), (3, 1, 576)])
+def test_packed_layers_compute_what_dense_layers_computed(shape: tuple[int, ...]) -> None:
+    layers = _layers()
+    x = torch.randn(*shape)
+    with torch.inference_mode():
+        expected = layers["biased"](torch.relu(layers["plain"](x)))
+        assert pack_linears(layers) == 2
+        packed = layers["biased"](torch.relu(layers["plain"](x)))
+    assert all(type(layer) is PackedLinear for layer in layers.values())
+    assert packed.shape == expected.shape
+    torch.testing.assert_close(packed, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_dense_weight_is_released_but_keeps_its_shape() -> None:
+    layers = _layers()
+    pack_linears(layers)
+    weight = layers["plain"].weight
+    assert (weight.shape, weight.dtype, weight.device.type) == ((1536, 576), torch.float32, "cpu")
+    assert weight.stride() == (0, 0)  # one element behind a shape-preserving view: the storage is gone
+    assert weight.untyped_storage().nbytes() == 4
+
+
+def test_a_weight_tied_to_an_embedding_is_kept() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.ModuleDict({"embed": torch.nn.Embedding(100, 64), "head": torch.nn.Linear(64, 100, bias=False)})
+    model["head"].weight = model["embed"].weight
+    before = model["embed"].weight.detach().clone()
+    x = torch.randn(4, 64)
+    with torch.inference_mode():
+        expected = model["head"](x)
+        pack_linears(model)
+        torch.testing.assert_close(model["head"](x), expected, rtol=1e-5, atol=1e-5)
+    assert type(model["head"]) is PackedLinear
+    assert torch.equal(model["embed"].weight, before)  # the embedding still looks tokens up in it
+
+
+def test_only_cpu_float_weights_are_packed() -> None:
+    assert can_pack(torch.device("cpu"), torch.float32)
+    assert can_pack(torch.device("cpu"), torch.bfloat16)
+    assert not can_pack(torch.device("cpu"), torch.float16)
+    assert not can_pack(torch.device("cuda"), torch.float32)
+    half = torch.nn.Linear(16, 16).to(torch.float16)
+    assert pack_linears(half) == 0
+    assert type(half) is torch.nn.Linear
+
+
+def test_bfloat16_layers_are_packed_too() -> None:
+    layers = _layers().to(torch.bfloat16)
+    x = torch.randn(8, 576, dtype=torch.bfloat16)
+    with torch.inference_mode():
+        expected = layers["plain"](x).float()
+        pack_linears(layers)
+        packed = layers["plain"](x).float()
+    torch.testing.assert_close(packed, expected, rtol=2e-2, atol=2e-2)
