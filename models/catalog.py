@@ -71,4 +71,5 @@ def _spec(entry: dict[str, object]) -> ModelSpec:
         output_price_per_million=Decimal(str(entry["output_price_per_million"])),
         default_temperature=float(entry.get("default_temperature", 1.0)),  # type: ignore[arg-type]
         default_top_p=float(entry.get("default_top_p", 1.0)),  # type: ignore[arg-type]
+        extra={str(k): str(v) for k, v in dict(entry.get("extra", {})).items()},  # type: ignore[call-overload]
     )
