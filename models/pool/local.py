@@ -47,6 +47,8 @@ if TYPE_CHECKING:
     from models.catalog import ModelSpec
     from service.settings import PoolSettings
 
+STANDBY_REFILL_DELAY_S = 2.0
+
 log = structlog.get_logger("meterway.pool")
 DEFAULT_LOADER = "models.runtime:load"
 BATCH_STAT_KEYS = ("batch_size", "running", "active")  # whichever the engine's stats() names it
@@ -274,7 +276,9 @@ class LocalPool:
                 raise InternalFailure(f"loading {resident.spec.id} failed: {exc}",
                                       code="model_load_failed") from exc
             raise
-        self._refill_standby()
+        # Not at once: the next standby's imports (seconds of CPU) would compete with the first token of
+        # the request that is waiting for this model.
+        asyncio.get_running_loop().call_later(STANDBY_REFILL_DELAY_S, self._refill_standby)
         seconds = time.monotonic() - started
         resident.host, resident.state, resident.loading = host, ModelState.READY, None
         resident.last_used, resident.last_load_s = time.monotonic(), seconds
