@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from redis.commands.core import AsyncScript
 
 Orphan = Callable[[Any], None]
+#: A script argument: hiredis writes numbers itself (floats as their shortest exact repr).
+Arg = str | int | float
 #: How long a call may wait for its reply when the connection does not say (redis-py's socket_timeout).
 DEFAULT_TIMEOUT_S = 5.0
 
@@ -44,7 +46,7 @@ class _Pending:
 
     __slots__ = ("args", "future", "keys", "orphan", "retried")
 
-    def __init__(self, future: asyncio.Future[Any], keys: list[str], args: list[str],
+    def __init__(self, future: asyncio.Future[Any], keys: list[str], args: list[Arg],
                  orphan: Orphan | None) -> None:
         self.future = future
         self.keys = keys
@@ -64,7 +66,7 @@ class ScriptBatcher:
         self._wire: _Wire | None = None
         self._opening = asyncio.Lock()
 
-    async def call(self, keys: list[str], args: list[str], orphan: Orphan | None = None) -> Any:
+    async def call(self, keys: list[str], args: list[Arg], orphan: Orphan | None = None) -> Any:
         """The script's reply for ``keys`` and ``args``; raises what Redis raised for this call.
 
         If the caller is cancelled after the call was queued, the call still runs, and ``orphan`` receives
@@ -131,7 +133,7 @@ class _Wire(asyncio.Protocol):
         self.closed = False
         transport.set_protocol(self)
 
-    def call(self, keys: list[str], args: list[str], orphan: Orphan | None) -> asyncio.Future[Any]:
+    def call(self, keys: list[str], args: list[Arg], orphan: Orphan | None) -> asyncio.Future[Any]:
         """Queue one EVALSHA; it goes out with the others of this loop turn."""
         pending = _Pending(self._loop.create_future(), keys, args, orphan)
         self._send(_pack("EVALSHA", self._script.sha, len(keys), *keys, *args), pending)

@@ -32,7 +32,7 @@ from redis.asyncio import Connection, Redis
 from redis.exceptions import RedisError
 
 from service.errors import Unavailable
-from service.throttle.batching import Orphan, ScriptBatcher, Tally
+from service.throttle.batching import Arg, Orphan, ScriptBatcher, Tally
 from service.throttle.store import Adjustment, Check, Outcome
 
 if TYPE_CHECKING:
@@ -103,10 +103,10 @@ class RedisStore:
 
     async def reserve(self, checks: Sequence[Check], lease_id: str, now: float) -> Outcome:
         keys: list[str] = []
-        words: list[str] = [repr(now), lease_id, str(len(checks))]
+        args: list[Arg] = [now, lease_id, len(checks)]
         for check in checks:
-            keys.extend(check.keys)
-            words += [check.kind, str(check.limit), str(check.amount), repr(check.weight), str(check.ttl_s)]
+            keys += check.keys
+            args += check.kind, check.limit, check.amount, check.weight, check.ttl_s
         tag = _hash_tag(keys[0]) if keys else ""
         riding = self._waiting.pop(tag, [])
 
@@ -116,7 +116,7 @@ class RedisStore:
                 self._undo(checks, lease_id)
 
         try:
-            reply = await self._call(riding, keys, " ".join(words), orphaned)
+            reply = await self._call(riding, keys, args, orphaned)
         except Unavailable:
             self._wait(tag, riding)  # the timer tries them again
             raise
@@ -153,7 +153,7 @@ class RedisStore:
         waiting, self._waiting = self._waiting, {}
         for tag, riding in waiting.items():
             try:
-                await self._call(riding, [], "0 - 0")
+                await self._call(riding, [], [0, "-", 0])
             except Unavailable:
                 self._wait(tag, riding, RETRY_DELAY_S)
 
@@ -167,11 +167,13 @@ class RedisStore:
         await self._batcher.close()
         await self._client.aclose()
 
-    async def _call(self, riding: list[tuple[str, str, str]], keys: list[str], checks: str,
+    async def _call(self, riding: list[tuple[str, str, str]], keys: list[str], checks: list[Arg],
                     orphan: Orphan | None = None) -> str:
-        settle = " ".join([str(len(riding)), *(f"{delta} {lease}" for _key, delta, lease in riding)])
+        args: list[Arg] = [len(riding)]
+        for _key, delta, lease in riding:
+            args += delta, lease
         try:
-            reply = await self._batcher.call([key for key, _d, _l in riding] + keys, [settle, checks], orphan)
+            reply = await self._batcher.call([key for key, _d, _l in riding] + keys, args + checks, orphan)
         except (RedisError, OSError) as exc:
             raise _unreachable(exc) from exc
         return _decode(reply)
