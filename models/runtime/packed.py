@@ -1,11 +1,11 @@
 """Linear layers whose weights are kept in oneDNN's blocked layout, for CPU inference.
 
 torch's CPU ``F.linear`` on fp32 goes to MKL's sgemm, which on this project's AMD EPYC machines runs the
-small-row products of decoding at well under the memory bandwidth (one SmolLM2 decode step: 55 ms of products
-at 1 row, 80-245 ms at 8 rows). oneDNN (shipped inside torch) reaches 30 and 34 ms on the same weights once
-they are reordered into its blocked layout ahead of time — the same same-precision kernel torch's own
-compiler (inductor's weight prepacking) uses. The result is the same arithmetic in another summation order
-(differences of ~1e-6 on fp32 activations).
+few-row products of decoding well below what the machine can do (one SmolLM2 decode step: 48-60 ms of
+products at 1 row, 96-180 ms at 8 rows). oneDNN (shipped inside torch) takes 32-35 and 42-50 ms on the same
+weights once they are reordered into its blocked layout ahead of time: the same-precision prepacking torch's
+own compiler (inductor) uses. The result is the same arithmetic in another summation order (differences of
+~1e-6 on fp32 activations). Figures: docs/performance.md, ``bench/gemm_floor.py``.
 
 ``pack_linears`` turns a loaded model's ``nn.Linear`` modules into ``PackedLinear`` in place (the class
 changes, the module stays, so peft still wraps them as ``Linear`` layers). The dense weight of a packed layer
@@ -26,8 +26,8 @@ import torch
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-# The number of rows the blocked layout is chosen for; measured on the demo model, 8 serves 1-40 rows as
-# well as a layout chosen for each (docs/performance.md, "Packed weights").
+# The number of rows oneDNN chooses the blocked layout for. Measured on a 1536x576 weight, a layout for 8
+# rows ran 1, 8 and 40 rows as fast as a layout chosen for each (a layout for 1 row was 1.6x slower at 8).
 ROWS_HINT = 8
 PACKABLE_DTYPES = (torch.float32, torch.bfloat16)
 _PAGE = mmap.PAGESIZE
