@@ -10,6 +10,7 @@ sampled last step, not yet fed to the model.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -24,6 +25,14 @@ if TYPE_CHECKING:
     from models.runtime.sequence import Sequence
 
 Forward = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Prefix:
+    """Cached states of the first ``tokens`` tokens of every row of a prefill, ``[rows, heads, tokens, dim]``."""
+
+    tokens: int
+    states: list[tuple[torch.Tensor, torch.Tensor]]
 
 
 class KvBatch:
@@ -49,22 +58,35 @@ class KvBatch:
 
     @classmethod
     def prefill(cls, forward: Forward, seqs: list[Sequence], pad_id: int, device: torch.device,
-                extra: dict[str, Any]) -> tuple[KvBatch, torch.Tensor]:
-        """Run the prompts of ``seqs`` (left-padded together); return the batch and last-position logits."""
-        width = max(len(s.request.prompt_ids) for s in seqs)
+                extra: dict[str, Any], prefix: Prefix | None = None) -> tuple[KvBatch, torch.Tensor]:
+        """Run the prompts of ``seqs`` (left-padded together); return the batch and last-position logits.
+
+        With a ``prefix`` (the cached states of every row's first ``prefix.tokens`` tokens, one row each),
+        only the rest of each prompt is computed: the cache starts with the prefix columns, the padding sits
+        between them and each row's remainder, and positions continue after the prefix.
+        """
+        skip = prefix.tokens if prefix is not None else 0
+        rests = [seq.request.prompt_ids[skip:] for seq in seqs]
+        width = max(len(rest) for rest in rests)
         ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(seqs), width), dtype=torch.bool)
-        for row, seq in enumerate(seqs):
-            prompt = seq.request.prompt_ids
-            ids[row, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
-            mask[row, width - len(prompt):] = True
+        for row, rest in enumerate(rests):
+            ids[row, width - len(rest):] = torch.tensor(rest, dtype=torch.long)
+            mask[row, width - len(rest):] = True
         ids, mask = ids.to(device), mask.to(device)
-        position_ids = (mask.long().cumsum(dim=-1) - 1).clamp(min=0)
-        cache = new_cache()
+        position_ids = skip + (mask.long().cumsum(dim=-1) - 1).clamp(min=0)
+        cache = new_cache(prefix.states if prefix is not None else None)
+        if skip:
+            mask = torch.cat([torch.ones(len(seqs), skip, dtype=torch.bool, device=device), mask], dim=1)
         out = forward(input_ids=ids, attention_mask=mask.long(), position_ids=position_ids, cache=cache,
                       use_cache=True, logits_to_keep=1, **extra)
         batch = cls(seqs, cache, mask, mask.sum(dim=-1))
         return batch, out.logits[:, -1, :]
+
+    def row_states(self, row: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """One row's keys and values at its real columns, ``[heads, tokens, dim]`` per layer."""
+        columns = self.mask[row]
+        return [(keys[row][:, columns], values[row][:, columns]) for keys, values in layer_states(self.cache)]
 
     def step(self, forward: Forward, extra: dict[str, Any]) -> torch.Tensor:
         """Feed every row's last token; return the next-token logits ``[rows, vocab]``."""

@@ -25,7 +25,8 @@ import structlog
 import torch
 
 from models.runtime.adapters import AdapterSet
-from models.runtime.batch import KvBatch
+from models.runtime.batch import KvBatch, Prefix
+from models.runtime.prefix_cache import PrefixCache, PrefixHit
 from models.runtime.sampling import row_sampling
 from models.runtime.sequence import Sequence
 
@@ -44,12 +45,13 @@ class BatchingGenerator:
     admitted), ``tokens_generated_total``, ``prompt_tokens_total`` (prefilled), ``sequences_finished_total``,
     ``steps_total`` (decode steps), ``adapters_attached``, ``adapter_loads_total``,
     ``adapter_cache_hits_total`` (attach calls for an adapter already attached), ``adapter_evictions_total``,
-    ``adapter_last_attach_seconds``.
+    ``adapter_last_attach_seconds``, ``prefix_cache_hits_total`` (prompts that started from cached blocks),
+    ``prefix_cache_tokens_reused_total`` (prompt tokens not recomputed), ``prefix_cache_bytes``.
     """
 
     def __init__(self, model: torch.nn.Module, tokenizer: Tokenizer, *, eos_ids: frozenset[int], pad_id: int,
                  context_length: int, max_batch: int = 16, threads: int = 0, max_adapters: int = 8,
-                 prefill_tokens: int = 512) -> None:
+                 prefill_tokens: int = 512, prefix_cache_bytes: int = 64 << 20) -> None:
         self._model = model
         self._tokenizer = tokenizer
         self._eos_ids = eos_ids
@@ -57,6 +59,7 @@ class BatchingGenerator:
         self._context = context_length
         self._max_batch = max(1, max_batch)
         self._prefill_tokens = prefill_tokens
+        self._prefixes = PrefixCache(max_bytes=prefix_cache_bytes)
         self._threads = threads
         self._device = next(model.parameters()).device
         self._cond = threading.Condition()
@@ -125,6 +128,10 @@ class BatchingGenerator:
             values["queue_depth"] = float(len(self._pending))
         batch = self._batch
         values["batch_size"] = float(len(batch) if batch is not None else 0)
+        prefixes = self._prefixes
+        values.update(prefix_cache_hits_total=float(prefixes.hits),
+                      prefix_cache_tokens_reused_total=float(prefixes.tokens_reused),
+                      prefix_cache_bytes=float(prefixes.nbytes))
         adapters = self.adapters
         if adapters is not None:
             values.update(adapters_attached=float(len(adapters)), adapter_loads_total=float(adapters.loads),
@@ -203,29 +210,59 @@ class BatchingGenerator:
         return newcomers
 
     def _admit(self, newcomers: list[Sequence]) -> None:
-        """Prefill the sequences that can run, emit their first token and merge them into the batch."""
+        """Prefill the sequences that can run, emit their first token and merge them into the batch.
+
+        Rows whose prompts start with cached blocks of the same length are prefilled together from there;
+        each group is one forward pass.
+        """
         ready = [s for s in newcomers if self._check(s)]
         if not ready:
             return
-        names = [s.adapter_name for s in ready]
         self._admitting = ready
+        for rows, prefix in self._prefix_groups(ready):
+            self._prefill_group(rows, prefix)
+        self._admitting = []
+
+    def _prefix_groups(self, ready: list[Sequence]) -> list[tuple[list[Sequence], Prefix | None]]:
+        """Split a prefill by the length of each row's cached prefix (adapter rows never use the cache)."""
+        hits: dict[int, list[tuple[Sequence, PrefixHit | None]]] = {}
+        for seq in ready:
+            hit = None if seq.request.adapter else self._prefixes.lookup(seq.request.prompt_ids)
+            hits.setdefault(hit.tokens if hit else 0, []).append((seq, hit))
+        groups: list[tuple[list[Sequence], Prefix | None]] = []
+        for tokens, members in hits.items():
+            rows = [seq for seq, _ in members]
+            if not tokens:
+                groups.append((rows, None))
+                continue
+            layers = len(members[0][1].states)  # type: ignore[union-attr]
+            stacked = [(torch.stack([h.states[i][0] for _, h in members]),  # type: ignore[union-attr]
+                        torch.stack([h.states[i][1] for _, h in members]))  # type: ignore[union-attr]
+                       for i in range(layers)]
+            groups.append((rows, Prefix(tokens, stacked)))
+        return groups
+
+    def _prefill_group(self, rows: list[Sequence], prefix: Prefix | None) -> None:
         try:
-            fresh, logits = KvBatch.prefill(self.adapters.run, ready, self._pad_id, self._device,
-                                            {"adapter_names": names})
+            fresh, logits = KvBatch.prefill(self.adapters.run, rows, self._pad_id, self._device,
+                                            {"adapter_names": [s.adapter_name for s in rows]}, prefix)
             tokens = fresh.plan.sample(logits)
         except Exception as exc:
-            log.exception("prefill_failed", rows=len(ready))
-            for seq in ready:
+            log.exception("prefill_failed", rows=len(rows))
+            for seq in rows:
                 self._end(seq, "error", f"prefill failed: {exc}")
             return
+        skipped = prefix.tokens if prefix is not None else 0
+        for row, seq in enumerate(rows):
+            if not seq.request.adapter:
+                self._prefixes.store(seq.request.prompt_ids, fresh.row_states(row), start=skipped)
         with self._cond:
-            self._counters["prompt_tokens_total"] += sum(len(s.request.prompt_ids) for s in ready)
+            self._counters["prompt_tokens_total"] += sum(len(s.request.prompt_ids) for s in rows)
         self._accept(fresh, tokens)
         if len(fresh) and self._batch is not None:
             self._batch.merge(fresh)
         elif len(fresh):
             self._batch = fresh
-        self._admitting = []
 
     def _check(self, seq: Sequence) -> bool:
         """Refuse what cannot run (ending it at once); count a use of its adapter."""

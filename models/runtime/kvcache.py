@@ -17,9 +17,12 @@ if TYPE_CHECKING:
     from transformers.cache_utils import DynamicLayer
 
 
-def new_cache() -> DynamicCache:
-    """An empty cache; its ``DynamicLayer``s are created by the first forward pass."""
-    return DynamicCache()
+def new_cache(states: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> DynamicCache:
+    """A cache holding ``states`` (keys and values per layer), or an empty one whose ``DynamicLayer``s the
+    first forward pass creates."""
+    if states is None:
+        return DynamicCache()
+    return DynamicCache(ddp_cache_data=states)
 
 
 def layer_states(cache: DynamicCache) -> list[tuple[torch.Tensor, torch.Tensor]]:

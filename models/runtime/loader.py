@@ -99,7 +99,8 @@ def load_generator(spec: LoadSpec) -> TextGenerator:
         model, Tokenizer.from_file(str(Path(spec.path) / "tokenizer.json")), eos_ids=eos_ids, pad_id=pad_id,
         context_length=int(model.config.max_position_embeddings), max_batch=spec.max_batch,
         threads=spec.threads or os.cpu_count() or 1, max_adapters=int(spec.extra.get("max_adapters", "8")),
-        prefill_tokens=int(spec.extra.get("prefill_tokens", "512")))
+        prefill_tokens=int(spec.extra.get("prefill_tokens", "512")),
+        prefix_cache_bytes=int(float(spec.extra.get("prefix_cache_mb", "64")) * (1 << 20)))
 
 
 def load_embedder(spec: LoadSpec) -> Embedder:
