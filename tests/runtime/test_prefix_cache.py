@@ -24,7 +24,7 @@ def test_the_longest_run_of_blocks_is_found_and_the_last_token_is_left_to_comput
     cache.store(prompt, states_for(prompt))
     assert len(cache) == 2
 
-    hit = cache.lookup(prompt[:9] + (999, 998))  # shares 9 tokens: two whole blocks
+    hit = cache.lookup((*prompt[:9], 999, 998))  # shares 9 tokens: two whole blocks
     assert hit is not None and hit.tokens == 8
     keys, values = hit.states[1]
     assert keys.shape == (HEADS, 8, DIM)
