@@ -10,7 +10,7 @@ logs) under ``bench/results/``. Run::
 
     .venv/bin/python -m bench.serving_bench [--tokens 64] [--streams 8] [--single-runs 5] [--rounds 3]
                                             [--cold-runs 2] [--threads N] [--env NAME=VALUE]...
-                                            [--no-peer] [--store var/test-store]
+                                            [--no-peer] [--distinct-prompts] [--store var/test-store]
 """
 
 from __future__ import annotations
@@ -116,6 +116,8 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="environment for both servers, e.g. OMP_WAIT_POLICY=PASSIVE (repeatable)")
     parser.add_argument("--no-peer", action="store_true", help="benchmark meterway alone")
+    parser.add_argument("--distinct-prompts", action="store_true",
+                        help="make every measured prompt new (only the chat template's system prompt repeats)")
     parser.add_argument("--results", type=Path, default=REPO / "bench" / "results")
     return parser.parse_args()
 
@@ -123,7 +125,8 @@ def _arguments() -> argparse.Namespace:
 def main() -> None:
     args = _arguments()
     env = dict(item.split("=", 1) for item in args.env)
-    plan = Plan(args.tokens, args.streams, args.single_runs, args.rounds, args.cold_runs, env, args.threads)
+    plan = Plan(args.tokens, args.streams, args.single_runs, args.rounds, args.cold_runs, env, args.threads,
+                args.distinct_prompts)
     store = args.store.resolve()
     results: dict[str, Any] = {"plan": plan.__dict__, "model": args.model, "store": str(store),
                                "machine": machine.describe(), "started": datetime.now(UTC).isoformat()}

@@ -37,9 +37,16 @@ class Plan:
     cold_runs: int
     env: dict[str, str]  # for both servers' processes (e.g. OMP_WAIT_POLICY)
     threads: int  # torch threads in both servers; 0 = their defaults (all cores)
+    distinct: bool = False  # every measured request asks something new: only the system prompt is shared
 
-    def prompts(self) -> list[str]:
-        return [PROMPTS[i % len(PROMPTS)] for i in range(self.streams)]
+    def single_prompt(self, run: int) -> str:
+        """The single-stream prompt of measured run ``run``."""
+        return f"Request {run}. {SINGLE_PROMPT}" if self.distinct else SINGLE_PROMPT
+
+    def prompts(self, round_: int = 0) -> list[str]:
+        """The prompts of one concurrent round."""
+        prompts = [PROMPTS[i % len(PROMPTS)] for i in range(self.streams)]
+        return [f"Request {round_}-{i}. {p}" for i, p in enumerate(prompts)] if self.distinct else prompts
 
 
 def check(result: StreamResult, target: Target) -> StreamResult:
@@ -70,13 +77,13 @@ async def measure(targets: list[Target], plan: Plan) -> dict[str, dict[str, Any]
     async with new_client(plan.streams) as client:
         for run in range(plan.single_runs):
             for target in targets if run % 2 == 0 else targets[::-1]:
-                single = check(await stream_chat(client, target, SINGLE_PROMPT, plan.tokens), target)
+                single = check(await stream_chat(client, target, plan.single_prompt(run), plan.tokens), target)
                 print(f"{target.name} single: {single.completion_tokens} tokens, TTFT {single.ttft_s:.3f} s, "
                       f"{single.e2e_tok_s:.2f} tok/s", flush=True)
                 singles[target.name].append(single)
         for run in range(plan.rounds):
             for target in targets if run % 2 == 0 else targets[::-1]:
-                result = await run_round(client, target, plan.prompts(), plan.tokens)
+                result = await run_round(client, target, plan.prompts(run + 1), plan.tokens)
                 for stream in result.streams:
                     check(stream, target)
                 print(f"{target.name} {plan.streams} streams: {result.completion_tokens} tokens in "
