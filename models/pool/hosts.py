@@ -87,7 +87,7 @@ class WorkerKind:
     """Models with weights in the store: one worker process each."""
 
     def footprint_bytes(self, spec: ModelSpec, store_dir: Path) -> int:
-        return estimate_bytes(model_dir(store_dir, spec.store_name), spec.dtype)
+        return estimate_bytes(model_dir(store_dir, spec.store_name), spec.dtype, task=spec.task, extra=spec.extra)
 
     def create(self, spec: ModelSpec, context: HostContext) -> ModelHost:
         settings = context.settings

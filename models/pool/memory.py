@@ -1,8 +1,10 @@
 """How much memory a model will take once loaded, estimated before loading it (for the pool's budget).
 
-The estimate reads only the safetensors headers: parameter count times the bytes per parameter of the dtype
-the model is served at (a bfloat16 entry over fp32 weights takes half), plus a margin for activations, the KV
-cache of a small batch and the engine's own buffers.
+The estimate reads only the safetensors headers (and, for a chat model, its config): parameter count times
+the bytes per parameter of the dtype the model is served at (a bfloat16 entry over fp32 weights takes half),
+plus a margin for activations and the KV cache of a small batch. A chat engine adds two buffers of its own:
+the packed copy of an LM head tied to the input embedding (the embedding keeps the dense one) and its prefix
+cache (``extra["prefix_cache_mb"]``, 64 MB by default, as in ``models.runtime.loader``).
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from typing import TYPE_CHECKING
 from service.errors import Unavailable
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from pathlib import Path
 
 MARGIN_FRACTION = 0.10
 MARGIN_BYTES = 32 * 1024 * 1024
+DEFAULT_PREFIX_CACHE_MB = "64"  # the engine's default (LoadSpec.extra["prefix_cache_mb"])
 BYTES_PER_PARAMETER = {
     "float32": 4, "F32": 4, "float16": 2, "F16": 2, "bfloat16": 2, "BF16": 2, "float64": 8, "F64": 8,
     "int8": 1, "I8": 1, "U8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "int32": 4, "I32": 4, "int64": 8, "I64": 8,
@@ -45,9 +49,25 @@ def parameter_counts(model_dir: Path) -> dict[str, int]:
     return counts
 
 
-def estimate_bytes(model_dir: Path, dtype: str) -> int:
+def estimate_bytes(model_dir: Path, dtype: str, *, task: str = "embedding",
+                   extra: Mapping[str, str] | None = None) -> int:
     """Bytes the model needs served at ``dtype`` (its stored dtypes where ``dtype`` is not a float width)."""
     target = BYTES_PER_PARAMETER.get(dtype)
     weights = sum(count * (target or BYTES_PER_PARAMETER.get(stored, 4))
                   for stored, count in parameter_counts(model_dir).items())
-    return int(weights * (1 + MARGIN_FRACTION)) + MARGIN_BYTES
+    estimate = int(weights * (1 + MARGIN_FRACTION)) + MARGIN_BYTES
+    if task == "chat":
+        estimate += _tied_head_bytes(model_dir, target or 4)
+        estimate += int(float((extra or {}).get("prefix_cache_mb", DEFAULT_PREFIX_CACHE_MB)) * (1 << 20))
+    return estimate
+
+
+def _tied_head_bytes(model_dir: Path, bytes_per_parameter: int) -> int:
+    """The size of the LM head when it shares the embedding's weights (the engine packs a copy of it)."""
+    config_file = model_dir / "config.json"
+    if not config_file.exists():
+        return 0
+    config = json.loads(config_file.read_text())
+    if not config.get("tie_word_embeddings") or "vocab_size" not in config or "hidden_size" not in config:
+        return 0
+    return int(config["vocab_size"]) * int(config["hidden_size"]) * bytes_per_parameter

@@ -8,7 +8,7 @@ from models.pool.api import ModelState
 from models.pool.memory import estimate_bytes
 from models.pool.residency import Resident, choose_victims
 from service.errors import ModelOverloaded, Unavailable
-from tests.pool.conftest import SMOLLM
+from tests.pool.conftest import MINILM, SMOLLM
 
 MB = 1 << 20
 
@@ -40,9 +40,24 @@ def test_a_model_larger_than_the_whole_budget_is_unavailable_not_retryable(specs
 
 
 def test_bfloat16_is_estimated_at_half_the_float32_weights(store_dir) -> None:
-    fp32 = estimate_bytes(store_dir / SMOLLM, "float32")
-    bf16 = estimate_bytes(store_dir / SMOLLM, "bfloat16")
+    no_cache = {"prefix_cache_mb": "0"}
+    fp32 = estimate_bytes(store_dir / SMOLLM, "float32", task="chat", extra=no_cache)
+    bf16 = estimate_bytes(store_dir / SMOLLM, "bfloat16", task="chat", extra=no_cache)
     weights = (store_dir / SMOLLM / "model.safetensors").stat().st_size
+    tied_head = 49152 * 576 * 4  # SmolLM2's LM head shares the embedding; the engine packs a copy
 
-    assert weights < fp32 < 1.2 * weights + 64 * MB
+    assert weights + tied_head < fp32 < 1.2 * weights + tied_head + 64 * MB
     assert abs(2 * bf16 - fp32) < 64 * MB
+
+
+def test_a_chat_models_prefix_cache_counts_against_the_budget(store_dir) -> None:
+    def estimate(extra: dict[str, str]) -> int:
+        return estimate_bytes(store_dir / SMOLLM, "float32", task="chat", extra=extra)
+
+    assert estimate({"prefix_cache_mb": "100"}) - estimate({"prefix_cache_mb": "0"}) == 100 * MB
+    assert estimate({}) - estimate({"prefix_cache_mb": "0"}) == 64 * MB  # the engine's default
+
+
+def test_an_embedding_model_has_no_head_copy_or_prefix_cache(store_dir) -> None:
+    weights = (store_dir / MINILM / "model.safetensors").stat().st_size
+    assert weights < estimate_bytes(store_dir / MINILM, "float32") < 1.2 * weights + 64 * MB

@@ -14,8 +14,9 @@ from tests.pool.conftest import MINILM, SMOLLM, SMOLLM_BF16, collect, job, wait_
 
 pytestmark = pytest.mark.slow
 
-# SmolLM2 needs about 600 MB at fp32 and 320 MB at bf16: this budget holds either one, never both.
-ONE_SMOLLM_MB = 700
+# SmolLM2 is estimated at about 800 MB at fp32 and 450 MB at bf16 (weights, the packed copy of its tied LM
+# head, a 64 MB prefix cache): this budget holds either one, never both.
+ONE_SMOLLM_MB = 1000
 
 
 def gone(pid: int) -> bool:
