@@ -142,3 +142,14 @@ async def test_concurrent_admissions_share_round_trips(redis_throttle: ThrottleF
     assert throttle.store.round_trips - sent < 50  # pipelined, yet each admission is its own script call
     remaining = sorted(int(admission.headers["x-ratelimit-remaining-requests"]) for admission in admissions)
     assert remaining == list(range(49, 99))  # 1 + 50 of 100 used, one at a time
+
+
+async def test_a_redis_that_lost_the_script_still_admits(redis_throttle: ThrottleFactory) -> None:
+    throttle = redis_throttle()
+    await throttle.start()
+    limits = KeyLimits(rpm=10, max_concurrency=5)
+    first = await throttle.admit(KEY, limits, 1, Decimal(0))
+    await throttle.store.client.script_flush()  # type: ignore[attr-defined]  # as after a Redis restart
+    second = await throttle.admit(KEY, limits, 1, Decimal(0))  # NOSCRIPT, then sent again with the script
+    third = await throttle.admit(KEY, limits, 1, Decimal(0))  # the script is loaded again
+    assert [a.headers["x-ratelimit-remaining-requests"] for a in (first, second, third)] == ["9", "8", "7"]
