@@ -31,6 +31,8 @@ from models.runtime.sampling import row_sampling
 from models.runtime.sequence import Sequence
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from tokenizers import Tokenizer
 
     from models.runtime.api import EmitDelta, GenerationRequest
@@ -51,7 +53,10 @@ class BatchingGenerator:
 
     def __init__(self, model: torch.nn.Module, tokenizer: Tokenizer, *, eos_ids: frozenset[int], pad_id: int,
                  context_length: int, max_batch: int = 16, threads: int = 0, max_adapters: int = 8,
-                 prefill_tokens: int = 512, prefix_cache_bytes: int = 64 << 20) -> None:
+                 prefill_tokens: int = 512, prefix_cache_bytes: int = 64 << 20,
+                 prepare: Callable[[torch.nn.Module], object] | None = None) -> None:
+        """``prepare`` runs on the decode thread before it serves (it returns once that is done): work on the
+        weights there uses the one OpenMP team the forward passes will use."""
         self._model = model
         self._tokenizer = tokenizer
         self._eos_ids = eos_ids
@@ -72,8 +77,15 @@ class BatchingGenerator:
         self._counters = dict.fromkeys(
             ("tokens_generated_total", "prompt_tokens_total", "sequences_finished_total", "steps_total"), 0)
         self.adapters = AdapterSet(model, max_adapters=max_adapters, in_use=self._adapters_in_use)
+        self._prepare = prepare
+        self._prepared = threading.Event()
+        self._prepare_error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="decode-loop", daemon=True)
         self._thread.start()
+        self._prepared.wait()
+        if self._prepare_error is not None:
+            self._thread.join()
+            raise RuntimeError(f"preparing the model failed: {self._prepare_error}") from self._prepare_error
 
     # -- the TextGenerator contract -------------------------------------------------------------------------
 
@@ -153,6 +165,14 @@ class BatchingGenerator:
     def _run(self) -> None:
         if self._threads:
             torch.set_num_threads(self._threads)
+        try:
+            if self._prepare is not None:
+                self._prepare(self._model)
+        except BaseException as exc:
+            self._prepare_error = exc
+            return
+        finally:
+            self._prepared.set()
         with torch.inference_mode():
             while self._wait_for_work():
                 with self._model_lock:
@@ -225,21 +245,20 @@ class BatchingGenerator:
 
     def _prefix_groups(self, ready: list[Sequence]) -> list[tuple[list[Sequence], Prefix | None]]:
         """Split a prefill by the length of each row's cached prefix (adapter rows never use the cache)."""
-        hits: dict[int, list[tuple[Sequence, PrefixHit | None]]] = {}
+        misses: list[Sequence] = []
+        hits: dict[int, list[tuple[Sequence, PrefixHit]]] = {}
         for seq in ready:
             hit = None if seq.request.adapter else self._prefixes.lookup(seq.request.prompt_ids)
-            hits.setdefault(hit.tokens if hit else 0, []).append((seq, hit))
-        groups: list[tuple[list[Sequence], Prefix | None]] = []
+            if hit is None:
+                misses.append(seq)
+            else:
+                hits.setdefault(hit.tokens, []).append((seq, hit))
+        groups: list[tuple[list[Sequence], Prefix | None]] = [(misses, None)] if misses else []
         for tokens, members in hits.items():
-            rows = [seq for seq, _ in members]
-            if not tokens:
-                groups.append((rows, None))
-                continue
-            layers = len(members[0][1].states)  # type: ignore[union-attr]
-            stacked = [(torch.stack([h.states[i][0] for _, h in members]),  # type: ignore[union-attr]
-                        torch.stack([h.states[i][1] for _, h in members]))  # type: ignore[union-attr]
-                       for i in range(layers)]
-            groups.append((rows, Prefix(tokens, stacked)))
+            layers = range(len(members[0][1].states))
+            stacked = [(torch.stack([hit.states[i][0] for _, hit in members]),
+                        torch.stack([hit.states[i][1] for _, hit in members])) for i in layers]
+            groups.append(([seq for seq, _ in members], Prefix(tokens, stacked)))
         return groups
 
     def _prefill_group(self, rows: list[Sequence], prefix: Prefix | None) -> None:

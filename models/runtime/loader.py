@@ -7,6 +7,7 @@ allows it, on the CPU otherwise. Which loader runs is chosen by the spec's task 
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -78,19 +79,15 @@ def load_generator(spec: LoadSpec) -> TextGenerator:
     from transformers import AutoModelForCausalLM
 
     from models.runtime.generator import BatchingGenerator
-    from models.runtime.packed import pack_linears
 
     device = resolve_device(spec.device)
-    # The decode thread runs every forward pass with its own OpenMP team. If the loading thread had made a
-    # team too, libgomp would manage more threads than there are cores and cut every idle spin to 100
-    # iterations (its "throttled" spin), which made decoding 1.4x slower; so the loading thread stays on one.
+    # The decode thread runs every forward pass (and packs the weights first) with its own OpenMP team. If
+    # the loading thread had made a team too, libgomp would manage more threads than there are cores and cut
+    # every idle spin to 100 iterations (its "throttled" spin): decoding was 1.4x slower. So it stays on one.
     torch.set_num_threads(1)
     model = AutoModelForCausalLM.from_pretrained(spec.path, dtype=resolve_dtype(spec.dtype),
                                                  device_map={"": str(device)})
     model.eval()
-    if _packing_wanted(spec, device):
-        packed = pack_linears(model)
-        log.info("weights_packed", model=spec.model_id, layers=packed)
     eos_ids = _eos_ids(model)
     config_pad = model.config.pad_token_id
     pad_id = _first_id(model.generation_config.pad_token_id, config_pad, min(eos_ids, default=0))
@@ -100,7 +97,14 @@ def load_generator(spec: LoadSpec) -> TextGenerator:
         context_length=int(model.config.max_position_embeddings), max_batch=spec.max_batch,
         threads=spec.threads or os.cpu_count() or 1, max_adapters=int(spec.extra.get("max_adapters", "8")),
         prefill_tokens=int(spec.extra.get("prefill_tokens", "512")),
-        prefix_cache_bytes=int(float(spec.extra.get("prefix_cache_mb", "64")) * (1 << 20)))
+        prefix_cache_bytes=int(float(spec.extra.get("prefix_cache_mb", "64")) * (1 << 20)),
+        prepare=partial(_pack, spec.model_id) if _packing_wanted(spec, device) else None)
+
+
+def _pack(model_id: str, model: torch.nn.Module) -> None:
+    from models.runtime.packed import pack_linears
+
+    log.info("weights_packed", model=model_id, layers=pack_linears(model))
 
 
 def load_embedder(spec: LoadSpec) -> Embedder:
