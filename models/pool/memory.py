@@ -4,7 +4,7 @@ The estimate reads only the safetensors headers (and, for a chat model, its conf
 the bytes per parameter of the dtype the model is served at (a bfloat16 entry over fp32 weights takes half),
 plus a margin for activations and the KV cache of a small batch. A chat engine adds two buffers of its own:
 the packed copy of an LM head tied to the input embedding (the embedding keeps the dense one) and its prefix
-cache (``extra["prefix_cache_mb"]``, 64 MB by default, as in ``models.runtime.loader``).
+cache (``models.runtime.api.prefix_cache_bytes``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import json
 import struct
 from typing import TYPE_CHECKING
 
+from models.runtime.api import prefix_cache_bytes
 from service.errors import Unavailable
 
 if TYPE_CHECKING:
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
 
 MARGIN_FRACTION = 0.10
 MARGIN_BYTES = 32 * 1024 * 1024
-DEFAULT_PREFIX_CACHE_MB = "64"  # the engine's default (LoadSpec.extra["prefix_cache_mb"])
 BYTES_PER_PARAMETER = {
     "float32": 4, "F32": 4, "float16": 2, "F16": 2, "bfloat16": 2, "BF16": 2, "float64": 8, "F64": 8,
     "int8": 1, "I8": 1, "U8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "int32": 4, "I32": 4, "int64": 8, "I64": 8,
@@ -58,7 +58,7 @@ def estimate_bytes(model_dir: Path, dtype: str, *, task: str = "embedding",
     estimate = int(weights * (1 + MARGIN_FRACTION)) + MARGIN_BYTES
     if task == "chat":
         estimate += _tied_head_bytes(model_dir, target or 4)
-        estimate += int(float((extra or {}).get("prefix_cache_mb", DEFAULT_PREFIX_CACHE_MB)) * (1 << 20))
+        estimate += prefix_cache_bytes(extra or {})
     return estimate
 
 

@@ -6,7 +6,7 @@ runtime implementations (transformers + accelerate, in worker processes only) li
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -102,3 +102,14 @@ class LoadSpec:
     max_batch: int = 16
     threads: int = 0
     extra: dict[str, str] = field(default_factory=dict)
+
+
+DEFAULT_PREFIX_CACHE_MB = 64
+
+
+def prefix_cache_bytes(extra: Mapping[str, str]) -> int:
+    """The prefix cache a chat engine keeps, from its load options (``prefix_cache_mb``; 0 turns it off).
+
+    Read here, without torch, so that the pool's memory estimate and the engine agree on the same figure.
+    """
+    return int(float(extra.get("prefix_cache_mb", DEFAULT_PREFIX_CACHE_MB)) * (1 << 20))

@@ -78,6 +78,7 @@ def load_generator(spec: LoadSpec) -> TextGenerator:
     from tokenizers import Tokenizer
     from transformers import AutoModelForCausalLM
 
+    from models.runtime.api import prefix_cache_bytes
     from models.runtime.generator import BatchingGenerator
 
     device = resolve_device(spec.device)
@@ -97,7 +98,7 @@ def load_generator(spec: LoadSpec) -> TextGenerator:
         context_length=int(model.config.max_position_embeddings), max_batch=spec.max_batch,
         threads=spec.threads or os.cpu_count() or 1, max_adapters=int(spec.extra.get("max_adapters", "8")),
         prefill_tokens=int(spec.extra.get("prefill_tokens", "512")),
-        prefix_cache_bytes=int(float(spec.extra.get("prefix_cache_mb", "64")) * (1 << 20)),
+        prefix_cache_bytes=prefix_cache_bytes(spec.extra),
         prepare=partial(_pack, spec.model_id) if _packing_wanted(spec, device) else None)
 
 

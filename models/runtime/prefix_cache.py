@@ -67,6 +67,14 @@ class PrefixCache:
         self.tokens_reused += tokens
         return PrefixHit(tokens, states)
 
+    def wants(self, prompt: tuple[int, ...], *, start: int = 0) -> bool:
+        """Whether ``store`` would keep anything new of ``prompt`` (so its states are worth gathering)."""
+        if self.max_bytes <= 0:
+            return False
+        block = self.block_tokens
+        ends = range(start - start % block + block, (len(prompt) - 1) // block * block + 1, block)
+        return any(prompt[:end] not in self._blocks for end in ends)
+
     def store(self, prompt: tuple[int, ...], states: LayerStates, *, start: int = 0) -> None:
         """Keep the blocks of ``prompt`` from token ``start`` on (``states`` cover the whole prompt).
 
