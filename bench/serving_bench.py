@@ -3,14 +3,16 @@
 Both servers are real processes on this machine, up at the same time and measured in turns (see
 ``bench.serving_measure``), called over HTTP with streamed chat completions (meterway with a tenant key: auth,
 throttling and metering on). Measured, for each: single-stream tok/s and time to first token (median of a few
-runs), aggregate tok/s and TTFT p50 at N concurrent streams; for meterway also the cold start (a server up for
-15 s, model unloaded → first token) and single-stream decode against the memory bandwidth bound. Prints the
-machine, a table and the ratios against the targets of docs/performance.md, and writes JSON (and the servers'
-logs) under ``bench/results/``. Run::
+runs); aggregate tok/s and TTFT p50 at N concurrent streams sent at once (a burst); TTFT p50 with N streams
+kept busy (the sustained phase: ``bench.serving_measure.measure_sustained``); for meterway also the cold start
+(a server up for 15 s, model unloaded → first token) and single-stream decode against the memory bandwidth
+bound. Prints the machine, a table and the ratios against the targets of docs/performance.md, and writes JSON
+(and the servers' logs) under ``bench/results/``. Run::
 
     .venv/bin/python -m bench.serving_bench [--tokens 64] [--streams 8] [--single-runs 5] [--rounds 3]
                                             [--cold-runs 2] [--threads N] [--env NAME=VALUE]...
-                                            [--no-peer] [--distinct-prompts] [--store var/test-store]
+                                            [--no-peer] [--distinct-prompts] [--sustained-seconds 20]
+                                            [--store var/test-store]
 """
 
 from __future__ import annotations
@@ -118,6 +120,8 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--no-peer", action="store_true", help="benchmark meterway alone")
     parser.add_argument("--distinct-prompts", action="store_true",
                         help="make every measured prompt new (only the chat template's system prompt repeats)")
+    parser.add_argument("--sustained-seconds", type=float, default=20.0,
+                        help="window of the sustained phase (N streams kept busy) per server; 0 skips it")
     parser.add_argument("--results", type=Path, default=REPO / "bench" / "results")
     return parser.parse_args()
 
@@ -126,7 +130,7 @@ def main() -> None:
     args = _arguments()
     env = dict(item.split("=", 1) for item in args.env)
     plan = Plan(args.tokens, args.streams, args.single_runs, args.rounds, args.cold_runs, env, args.threads,
-                args.distinct_prompts)
+                args.distinct_prompts, args.sustained_seconds)
     store = args.store.resolve()
     results: dict[str, Any] = {"plan": plan.__dict__, "model": args.model, "store": str(store),
                                "machine": machine.describe(), "started": datetime.now(UTC).isoformat()}

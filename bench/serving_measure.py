@@ -9,9 +9,21 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bench.sse_client import RoundResult, StreamResult, Target, new_client, run_round, stream_chat
+from bench.sse_client import (
+    RoundResult,
+    StreamResult,
+    SustainedResult,
+    Target,
+    new_client,
+    run_round,
+    run_sustained,
+    stream_chat,
+)
+
+if TYPE_CHECKING:
+    import httpx
 
 SINGLE_PROMPT = "Write a long story about a dragon."
 PROMPTS = [
@@ -38,6 +50,7 @@ class Plan:
     env: dict[str, str]  # for both servers' processes (e.g. OMP_WAIT_POLICY)
     threads: int  # torch threads in both servers; 0 = their defaults (all cores)
     distinct: bool = False  # every measured request asks something new: only the system prompt is shared
+    sustained_s: float = 0.0  # the sustained phase's measuring window per server; 0 = no sustained phase
 
     def single_prompt(self, run: int) -> str:
         """The single-stream prompt of measured run ``run``."""
@@ -47,6 +60,11 @@ class Plan:
         """The prompts of one concurrent round."""
         prompts = [PROMPTS[i % len(PROMPTS)] for i in range(self.streams)]
         return [f"Request {round_}-{i}. {p}" for i, p in enumerate(prompts)] if self.distinct else prompts
+
+    def sustained_prompt(self, stream: int, turn: int) -> str:
+        """The prompt of one sustained-phase request: the rounds' prompt of that stream, or a new one."""
+        prompt = PROMPTS[stream % len(PROMPTS)]
+        return f"Request s{turn}-{stream}. {prompt}" if self.distinct else prompt
 
 
 def check(result: StreamResult, target: Target) -> StreamResult:
@@ -90,7 +108,32 @@ async def measure(targets: list[Target], plan: Plan) -> dict[str, dict[str, Any]
                       f"{result.wall_s:.1f} s, {result.aggregate_tok_s:.2f} tok/s, "
                       f"TTFT p50 {result.ttft_p50_s:.3f} s", flush=True)
                 rounds[target.name].append(result)
-    return {t.name: summarize(singles[t.name], rounds[t.name]) for t in targets}
+        sustained = {t.name: await measure_sustained(client, t, plan, rounds[t.name]) for t in targets}
+    return {t.name: {**summarize(singles[t.name], rounds[t.name]), "sustained": sustained[t.name]}
+            for t in targets}
+
+
+async def measure_sustained(client: httpx.AsyncClient, target: Target, plan: Plan, rounds: list[RoundResult]
+                            ) -> dict[str, Any] | None:
+    """TTFT with N streams kept busy, arrivals spread evenly over one request's lifetime at N streams (the
+    target's own median round time ÷ N), so that each arrival joins N-1 streams already decoding."""
+    walls = [r.wall_s for r in rounds]
+    if not plan.sustained_s or not walls:
+        return None
+    stagger = statistics.median(walls) / plan.streams
+    result = await run_sustained(client, target, plan.sustained_prompt, plan.tokens, plan.streams, stagger,
+                                 plan.sustained_s)
+    for stream in result.streams:
+        check(stream, target)
+    print(f"{target.name} sustained {plan.streams} streams: {len(result.streams)} requests, TTFT p50 "
+          f"{result.ttft_p50_s:.3f} s, p90 {result.ttft_p90_s:.3f} s", flush=True)
+    return _sustained_json(result, stagger)
+
+
+def _sustained_json(result: SustainedResult, stagger_s: float) -> dict[str, Any]:
+    return {"ttft_p50_s": result.ttft_p50_s, "ttft_p90_s": result.ttft_p90_s, "requests": len(result.streams),
+            "stagger_s": stagger_s, "window_s": result.window_s,
+            "streams": [_stream_json(s) for s in result.streams]}
 
 
 def summarize(singles: list[StreamResult], rounds: list[RoundResult]) -> dict[str, Any]:

@@ -12,9 +12,12 @@ import json
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,51 @@ async def run_round(client: httpx.AsyncClient, target: Target, prompts: list[str
     started = time.perf_counter()
     streams = await asyncio.gather(*(stream_chat(client, target, p, max_tokens) for p in prompts))
     return RoundResult(list(streams), time.perf_counter() - started)
+
+
+@dataclass
+class SustainedResult:
+    """N streams kept busy: every request that started while all N clients were sending."""
+
+    streams: list[StreamResult]  # in the order they started
+    window_s: float  # from the last client's first request to the deadline
+
+    @property
+    def ttft_p50_s(self) -> float | None:
+        values = [s.ttft_s for s in self.streams if s.ttft_s is not None]
+        return statistics.median(values) if values else None
+
+    @property
+    def ttft_p90_s(self) -> float | None:
+        values = sorted(s.ttft_s for s in self.streams if s.ttft_s is not None)
+        return values[min(len(values) - 1, int(0.9 * len(values)))] if values else None
+
+
+async def run_sustained(client: httpx.AsyncClient, target: Target, prompt: Callable[[int, int], str],
+                        max_tokens: int, streams: int, stagger_s: float, window_s: float) -> SustainedResult:
+    """N clients each sending requests back to back (client i's turn t asks ``prompt(i, t)``); client i
+    starts ``i * stagger_s`` late.
+
+    This is the steady state of N concurrent callers: arrivals spread over a request's lifetime, each joining
+    N-1 streams already decoding. Kept: requests started between the last client's start and the deadline
+    ``window_s`` later (at their start the other N-1 clients were all in flight); each runs to its end.
+    """
+    n = streams
+    start = time.perf_counter()
+    window_open, deadline = start + (n - 1) * stagger_s, start + (n - 1) * stagger_s + window_s
+    kept: list[tuple[float, StreamResult]] = []
+
+    async def caller(i: int) -> None:
+        await asyncio.sleep(i * stagger_s)
+        turn = 0
+        while (began := time.perf_counter()) < deadline:
+            result = await stream_chat(client, target, prompt(i, turn), max_tokens)
+            turn += 1
+            if began >= window_open - 1e-3:
+                kept.append((began, result))
+
+    await asyncio.gather(*(caller(i) for i in range(n)))
+    return SustainedResult([r for _, r in sorted(kept, key=lambda pair: pair[0])], window_s)
 
 
 def new_client(streams: int) -> httpx.AsyncClient:
