@@ -6,7 +6,7 @@ machine is shared, each engine line also gives tokens per CPU-second of this pro
 processes than wall time). Run::
 
     .venv/bin/python -m bench.engine_bench [--store var/test-store] [--tokens 64] [--streams 8]
-        [--threads N] [--prefill-tokens N] [--no-reference] [--no-adapters] [--unpacked]
+        [--threads N] [--prefill-tokens N] [--no-reference] [--no-adapters] [--weights auto|packed|dense]
 """
 
 from __future__ import annotations
@@ -132,8 +132,9 @@ def main() -> None:
                         help="prompt tokens prefilled per step (0: the engine's default)")
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument("--no-adapters", action="store_true")
-    parser.add_argument("--unpacked", action="store_true",
-                        help="keep torch's dense weights (MKL) instead of oneDNN's packed layout")
+    parser.add_argument("--weights", choices=("auto", "packed", "dense"), default="auto",
+                        help="oneDNN's packed layout, torch's dense weights (MKL), or whichever the "
+                             "worker finds faster here (the served default)")
     args = parser.parse_args()
 
     import torch
@@ -152,8 +153,7 @@ def main() -> None:
 
     started = time.perf_counter()
     extra = {"prefill_tokens": str(args.prefill_tokens)} if args.prefill_tokens else {}
-    if args.unpacked:
-        extra["packed_weights"] = "false"
+    extra["packed_weights"] = {"auto": "auto", "packed": "true", "dense": "false"}[args.weights]
     spec = LoadSpec("smollm2-135m-instruct", path, "chat", max_batch=max(16, args.streams),
                     threads=args.threads, extra=extra)
     generator = load(spec)

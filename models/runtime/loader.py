@@ -99,12 +99,22 @@ def load_generator(spec: LoadSpec) -> TextGenerator:
         threads=spec.threads or os.cpu_count() or 1, max_adapters=int(spec.extra.get("max_adapters", "8")),
         prefill_tokens=int(spec.extra.get("prefill_tokens", "512")),
         prefix_cache_bytes=prefix_cache_bytes(spec.extra),
-        prepare=partial(_pack, spec.model_id) if _packing_wanted(spec, device) else None)
+        prepare=partial(_pack, spec.model_id, mode) if (mode := _packing_mode(spec, device)) else None)
 
 
-def _pack(model_id: str, model: torch.nn.Module) -> None:
-    from models.runtime.packed import pack_linears
+def _pack(model_id: str, mode: str, model: torch.nn.Module) -> None:
+    """Pack the weights (on the decode thread): always for ``"true"``, for ``"auto"`` when oneDNN's kernel
+    beats the dense one on this CPU."""
+    from models.runtime.packed import pack_linears, time_kernels
 
+    if mode == "auto":
+        times = time_kernels(model)
+        timed = {} if times is None else {"dense_ms": round(times.dense_ms, 2),
+                                          "packed_ms": round(times.packed_ms, 2)}
+        if times is None or not times.packing_pays:
+            log.info("weights_dense", model=model_id, reason="packing is not faster on this CPU", **timed)
+            return
+        log.info("kernels_timed", model=model_id, **timed)
     log.info("weights_packed", model=model_id, layers=pack_linears(model))
 
 
@@ -124,12 +134,17 @@ def load_embedder(spec: LoadSpec) -> Embedder:
                                threads=spec.threads or os.cpu_count() or 1)
 
 
-def _packing_wanted(spec: LoadSpec, device: torch.device) -> bool:
-    """Pack CPU weights for oneDNN unless the catalog entry sets ``packed_weights = "false"``."""
+def _packing_mode(spec: LoadSpec, device: torch.device) -> str | None:
+    """The catalog entry's ``packed_weights``: ``"auto"`` (the default: pack where it is faster), ``"true"``
+    or ``"false"``; ``None`` where nothing can be packed (a GPU, float16)."""
     from models.runtime.packed import can_pack
 
-    wanted = spec.extra.get("packed_weights", "true").lower() not in ("false", "0", "no")
-    return wanted and can_pack(device, resolve_dtype(spec.dtype))
+    mode = spec.extra.get("packed_weights", "auto").lower()
+    if mode in ("false", "0", "no") or not can_pack(device, resolve_dtype(spec.dtype)):
+        return None
+    if mode not in ("auto", "true", "1", "yes"):
+        raise InvalidRequest(f"packed_weights must be auto, true or false, not {mode!r}")
+    return "auto" if mode == "auto" else "true"
 
 
 def _eos_ids(model: Any) -> frozenset[int]:

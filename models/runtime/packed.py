@@ -7,6 +7,10 @@ weights once they are reordered into its blocked layout ahead of time: the same-
 own compiler (inductor) uses. The result is the same arithmetic in another summation order (differences of
 ~1e-6 on fp32 activations). Figures: docs/performance.md, ``bench/gemm_floor.py``.
 
+Whether packing pays depends on the CPU: on Intel Xeon cores MKL's dense kernel ran one decode step's products
+at 1 row in 23-29 ms against oneDNN's 32-42, and was level at 8 rows. ``packing_pays`` times both kernels on
+the model's own first layers, on the thread that will serve, and the loader packs only when oneDNN wins.
+
 ``pack_linears`` turns a loaded model's ``nn.Linear`` modules into ``PackedLinear`` in place (the class
 changes, the module stays, so peft still wraps them as ``Linear`` layers). The dense weight of a packed layer
 is released and replaced by a zero-stride stand-in of the same shape, dtype and device, so memory is not
@@ -19,17 +23,25 @@ import ctypes
 import ctypes.util
 import functools
 import mmap
+import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 # The number of rows oneDNN chooses the blocked layout for. Measured on a 1536x576 weight, a layout for 8
 # rows ran 1, 8 and 40 rows as fast as a layout chosen for each (a layout for 1 row was 1.6x slower at 8).
 ROWS_HINT = 8
 PACKABLE_DTYPES = (torch.float32, torch.bfloat16)
+# What ``packing_pays`` times: the first weights of the model (4 decoder layers of a Llama), best of a few runs.
+SAMPLE_WEIGHTS = 28
+SAMPLE_REPEATS = 5
+# Packing must save at least this fraction of the dense time: it costs load time and reorders memory.
+PACKING_MIN_GAIN = 0.05
 _PAGE = mmap.PAGESIZE
 _MADV_DONTNEED = 4  # <sys/mman.h>; Linux, the platform the worker runs on
 
@@ -46,6 +58,59 @@ class PackedLinear(torch.nn.Linear):
 def can_pack(device: torch.device, dtype: torch.dtype) -> bool:
     """Whether weights on ``device`` at ``dtype`` can be packed (CPU with oneDNN, fp32 or bf16)."""
     return device.type == "cpu" and dtype in PACKABLE_DTYPES and torch.backends.mkldnn.is_available()
+
+
+@dataclass(frozen=True)
+class KernelTimes:
+    """Milliseconds the sampled products took at 1 row plus at ``ROWS_HINT`` rows, per kernel."""
+
+    dense_ms: float
+    packed_ms: float
+
+    @property
+    def packing_pays(self) -> bool:
+        return self.packed_ms < self.dense_ms * (1 - PACKING_MIN_GAIN)
+
+
+def time_kernels(model: torch.nn.Module, sample: int = SAMPLE_WEIGHTS, repeats: int = SAMPLE_REPEATS
+                 ) -> KernelTimes | None:
+    """Time the dense and the packed kernel on the model's first ``sample`` packable weights, at 1 row and at
+    ``ROWS_HINT`` rows (a decode step alone and in a batch); ``None`` when nothing can be packed.
+
+    Run it on the thread that will serve: the kernels' speed depends on its OpenMP team.
+    """
+    weights = [m.weight.detach() for m in _plain_linears(model) if can_pack(m.weight.device, m.weight.dtype)]
+    weights = weights[:sample]
+    if not weights:
+        return None
+    with torch.inference_mode():
+        packed = [torch.ops.mkldnn._reorder_linear_weight(w, ROWS_HINT) for w in weights]
+        dense_s = packed_s = 0.0
+        for rows in (1, ROWS_HINT):
+            inputs = [torch.randn(rows, w.shape[1], dtype=w.dtype) for w in weights]
+            dense_s += _best_of(repeats, functools.partial(_dense_products, inputs, weights))
+            packed_s += _best_of(repeats, functools.partial(_packed_products, inputs, packed))
+    return KernelTimes(dense_ms=dense_s * 1000, packed_ms=packed_s * 1000)
+
+
+def _dense_products(inputs: list[torch.Tensor], weights: list[torch.Tensor]) -> None:
+    for x, weight in zip(inputs, weights, strict=True):
+        F.linear(x, weight)
+
+
+def _packed_products(inputs: list[torch.Tensor], packed: list[torch.Tensor]) -> None:
+    for x, weight in zip(inputs, packed, strict=True):
+        torch.ops.mkldnn._linear_pointwise(x, weight, None, "none", [], "")
+
+
+def _best_of(repeats: int, run: Callable[[], object]) -> float:
+    run()  # the first call of a shape builds its kernel
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - started)
+    return best
 
 
 def pack_linears(model: torch.nn.Module, rows_hint: int = ROWS_HINT) -> int:

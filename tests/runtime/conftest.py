@@ -31,11 +31,13 @@ def tokenizer(smollm_dir: Path) -> Any:
 
 @pytest.fixture(scope="session")
 def generator(smollm_dir: Path) -> Iterator[Any]:
-    """SmolLM2 in the continuous-batching generator, shared by every generation test."""
+    """SmolLM2 in the continuous-batching generator, shared by every generation test. Its weights are packed
+    whatever this CPU prefers (the served default, ``auto``, may keep them dense), so that the packed layers
+    are what these tests check; ``test_packed`` compares the two."""
     from models.runtime import load
     from models.runtime.api import LoadSpec
 
-    loaded = load(LoadSpec(SMOLLM, str(smollm_dir), "chat", max_batch=16))
+    loaded = load(LoadSpec(SMOLLM, str(smollm_dir), "chat", max_batch=16, extra={"packed_weights": "true"}))
     yield loaded
     loaded.close()
 

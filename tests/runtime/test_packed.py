@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import pytest
 import torch
 
-from models.runtime.packed import PackedLinear, can_pack, pack_linears
+from models.runtime.packed import KernelTimes, PackedLinear, can_pack, pack_linears, time_kernels
+from service.errors import InvalidRequest
+from tests.runtime.conftest import SMOLLM, chat, request, run
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def _layers() -> torch.nn.ModuleDict:
@@ -68,3 +75,46 @@ def test_bfloat16_layers_are_packed_too() -> None:
         pack_linears(layers)
         packed = layers["plain"](x).float()
     torch.testing.assert_close(packed, expected, rtol=2e-2, atol=2e-2)
+
+
+def test_both_kernels_are_timed_on_the_models_own_weights() -> None:
+    times = time_kernels(_layers(), repeats=2)
+    assert times is not None and times.dense_ms > 0 and times.packed_ms > 0
+    assert time_kernels(torch.nn.Linear(16, 16).to(torch.float16)) is None  # nothing packable
+
+
+def test_packing_is_chosen_only_for_a_clear_gain() -> None:
+    assert KernelTimes(dense_ms=20.0, packed_ms=10.0).packing_pays
+    assert not KernelTimes(dense_ms=10.0, packed_ms=9.8).packing_pays  # within 5%: stay dense
+    assert not KernelTimes(dense_ms=10.0, packed_ms=14.0).packing_pays
+
+
+def _load(smollm_dir: Path, packed_weights: str) -> Any:
+    from models.runtime import load
+    from models.runtime.api import LoadSpec
+
+    return load(LoadSpec(SMOLLM, str(smollm_dir), "chat", max_batch=2, extra={"packed_weights": packed_weights}))
+
+
+def _packed_layers(generator: Any) -> int:
+    return sum(type(m) is PackedLinear for m in generator._model.modules())
+
+
+def test_every_packing_mode_serves_the_same_greedy_text(smollm_dir: Path, tokenizer: Any) -> None:
+    ids = chat(tokenizer, "Name three colours.")
+    texts, packed = {}, {}
+    for mode in ("true", "false", "auto"):
+        generator = _load(smollm_dir, mode)
+        try:
+            texts[mode] = run(generator, request(mode, ids, max_tokens=12)).text
+            packed[mode] = _packed_layers(generator)
+        finally:
+            generator.close()
+    assert texts["true"] == texts["false"] == texts["auto"] != ""
+    assert packed["true"] == 211 and packed["false"] == 0  # 30 layers x 7 projections + the LM head
+    assert packed["auto"] in (0, 211)  # whichever kernel was faster on this CPU
+
+
+def test_an_unknown_packing_mode_is_refused(smollm_dir: Path) -> None:
+    with pytest.raises(InvalidRequest, match="packed_weights"):
+        _load(smollm_dir, "sometimes")
