@@ -8,9 +8,8 @@ later), so a request cancelled while settling still returns its slot.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import structlog
 
@@ -26,9 +25,12 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 
-@dataclass(frozen=True)
-class Reserved:
-    """What one admission holds: the counters to give back to and the leases to free."""
+class Reserved(NamedTuple):
+    """What one admission holds: the counters to give back to and the leases to free.
+
+    A tuple: one is made for every admission, and a tuple is made several times faster than a frozen
+    dataclass.
+    """
 
     token_keys: tuple[str, ...] = ()
     tokens: int = 0

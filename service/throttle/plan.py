@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from service.throttle.headers import WindowState
 from service.throttle.store import Check
-from service.throttle.windows import Window, budget_period, remaining, until_reset
+from service.throttle.windows import Window, budget_period
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -56,36 +56,42 @@ class Planned:
 
 
 class KeyPlan:
-    """A key's checks while its windows (``indexes``: length → window index) and budget periods hold."""
+    """A key's checks while its windows (``indexes``: length → window index) and budget periods hold.
+
+    Admission is on every request's path, so what only depends on the plan is worked out here once: the
+    moment the plan stops holding (``end``: the first window boundary or period end) and where each window
+    began, so that a request costs a float comparison and one weight per window length.
+    """
 
     def __init__(self, items: tuple[RulePlan, ...], start: float, indexes: dict[int, int]) -> None:
         self.items = items
         self.start = start
         self.indexes = indexes
-        self.end = min((item.period_end for item in items if item.kind == "budget"), default=math.inf)
+        self._began = {length: index * length for length, index in indexes.items()}
+        ends = [item.period_end for item in items if item.kind == "budget"]
+        ends += [began + length for length, began in self._began.items()]
+        self.end = min(ends, default=math.inf)
         self.token_keys = tuple(item.keys[0] for item in items if item.rule.counts_tokens)
         self.budget_keys = tuple(item.keys[0] for item in items if item.kind == "budget")
         self.lease_keys = tuple(item.keys[0] for item in items if item.kind == "lease")
 
     def windows(self, now: float) -> dict[int, Window]:
-        """Where ``now`` falls in each window length the rules use."""
-        return {length: Window.at(now, length) for length in self.indexes}
+        """Where ``now`` falls in each window length the rules use (within the plan's span)."""
+        return {length: Window(length, self.indexes[length], now - began) for length, began in self._began.items()}
 
-    def covers(self, now: float, windows: dict[int, Window]) -> bool:
-        """Whether the plan still holds at ``now`` (``windows``: at ``now``): same windows, same periods."""
-        if not self.start <= now < self.end:
-            return False
-        return all(windows[length].index == index for length, index in self.indexes.items())
+    def covers(self, now: float) -> bool:
+        """Whether the plan still holds at ``now``: same windows, same budget periods."""
+        return self.start <= now < self.end
 
-    def checks(self, now: float, windows: dict[int, Window], tokens: int, cost_units: int) -> list[Check]:
+    def checks(self, now: float, tokens: int, cost_units: int) -> list[Check]:
         """The counter checks of one request, in the rules' order."""
+        weights = {length: (began + length - now) / length for length, began in self._began.items()}
         checks: list[Check] = []
         for item in self.items:
             limit = item.rule.limit
             if item.kind == "window":
                 amount = tokens if item.rule.counts_tokens else 1
-                checks.append(Check("window", item.keys, limit, amount, windows[item.length].previous_weight,
-                                    item.ttl_s))
+                checks.append(Check("window", item.keys, limit, amount, weights[item.length], item.ttl_s))
             elif item.kind == "lease":
                 checks.append(Check("lease", item.keys, limit, 1, 0.0, item.ttl_s))
             else:
@@ -93,23 +99,30 @@ class KeyPlan:
                 checks.append(Check("budget", item.keys, limit, cost_units, 0.0, ttl))
         return checks
 
-    def states(self, windows: dict[int, Window], checks: list[Check], counts: tuple[tuple[int, int], ...],
+    def states(self, now: float, checks: list[Check], counts: tuple[tuple[int, int], ...],
                reserved: bool) -> list[WindowState]:
-        """The rate windows as a client sees them after (or instead of) this request, for the headers."""
+        """The rate windows as a client sees them after (or instead of) this request, for the headers.
+
+        Remaining: the whole units that still fit (``previous * weight + current`` against the limit).
+        Reset: seconds until the window is back to its full limit if nothing more is admitted.
+        """
         states: list[WindowState] = []
         for item, check, (current, previous) in zip(self.items, checks, counts, strict=True):
             if item.kind != "window":
                 continue
-            window = windows[item.length]
             if reserved:
                 current += check.amount
-            dimension = "tokens" if item.rule.counts_tokens else "requests"
-            states.append(WindowState(dimension, check.limit, remaining(check.limit, window, current, previous),
-                                      until_reset(window, current, previous)))
+            length = item.length
+            left = self._began[length] + length - now  # until this fixed window ends
+            used = previous * check.weight + current
+            reset = left + length if current > 0 else (left if previous > 0 else 0.0)
+            states.append(WindowState("tokens" if item.rule.counts_tokens else "requests", check.limit,
+                                      max(0, math.floor(check.limit - used + 1e-9)), reset))
         return states
 
-    def planned(self, now: float, windows: dict[int, Window], checks: list[Check]) -> list[Planned]:
+    def planned(self, now: float, checks: list[Check]) -> list[Planned]:
         """Each rule with its check, to explain a refusal."""
+        windows = self.windows(now)
         return [Planned(item.rule, check, windows.get(item.length) if item.kind == "window" else None,
                         item.period_end - now if item.kind == "budget" else 0.0)
                 for item, check in zip(self.items, checks, strict=True)]

@@ -38,25 +38,6 @@ class Window:
         return self.length - self.elapsed
 
 
-def used(window: Window, current: int, previous: int) -> float:
-    """The weighted count that the limit is compared with."""
-    return previous * window.previous_weight + current
-
-
-def remaining(limit: int, window: Window, current: int, previous: int) -> int:
-    """Whole units that still fit right now."""
-    return max(0, math.floor(limit - used(window, current, previous) + 1e-9))
-
-
-def until_reset(window: Window, current: int, previous: int) -> float:
-    """Seconds until the window is back to its full limit, if nothing more is admitted."""
-    if current > 0:
-        return window.until_next + window.length
-    if previous > 0:
-        return window.until_next
-    return 0.0
-
-
 def wait_to_fit(limit: int, amount: int, window: Window, current: int, previous: int) -> float | None:
     """Seconds until ``amount`` fits, if nothing more is admitted; ``None`` if it never can."""
     if amount > limit:
