@@ -81,6 +81,8 @@ class RedisStore:
         self._delay = settle_delay_s
         # Waiting settlements by hash tag (tenant): (key, delta or 'lease', lease id or '-').
         self._waiting: dict[str, list[tuple[str, str, str]]] = {}
+        # When each tag's waiting settlements are due to go out on their own (event loop time).
+        self._due: dict[str, float] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._flushing: set[asyncio.Task[None]] = set()
 
@@ -109,6 +111,7 @@ class RedisStore:
             args += check.kind, check.limit, check.amount, check.weight, check.ttl_s
         tag = _hash_tag(keys[0]) if keys else ""
         riding = self._waiting.pop(tag, [])
+        self._due.pop(tag, None)
 
         def orphaned(reply: Any) -> None:
             # The request was cancelled while its admission was on the wire: give back what it got.
@@ -150,8 +153,15 @@ class RedisStore:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        waiting, self._waiting = self._waiting, {}
-        for tag, riding in waiting.items():
+        await self._send_waiting(list(self._waiting))
+
+    async def _send_waiting(self, tags: list[str]) -> None:
+        """Send the settlements waiting under ``tags``, one call per tag; on failure retry them later."""
+        for tag in tags:
+            riding = self._waiting.pop(tag, [])
+            self._due.pop(tag, None)
+            if not riding:
+                continue
             try:
                 await self._call(riding, [], [0, "-", 0])
             except Unavailable:
@@ -179,18 +189,38 @@ class RedisStore:
         return _decode(reply)
 
     def _wait(self, tag: str, settlements: list[tuple[str, str, str]], delay: float | None = None) -> None:
+        """Queue ``settlements`` for the tag's next admission; due on their own after ``delay``."""
         if not settlements:
             return
-        self._waiting.setdefault(tag, []).extend(settlements)
-        if self._timer is None:
-            later = self._delay if delay is None else delay
-            self._timer = asyncio.get_running_loop().call_later(later, self._flush_later)
+        waiting = self._waiting.get(tag)
+        if waiting is not None:
+            waiting.extend(settlements)
+            return
+        self._waiting[tag] = list(settlements)
+        loop = asyncio.get_running_loop()
+        due = self._due[tag] = loop.time() + (self._delay if delay is None else delay)
+        if self._timer is None or due < self._timer.when():
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = loop.call_at(due, self._flush_later)
 
     def _flush_later(self) -> None:
+        """Send the tags whose settlements found no admission to ride with in time; wait for the rest.
+
+        Under steady traffic each tag's next admission takes its settlements first, so this mostly only
+        re-arms itself: no task and no call of its own.
+        """
         self._timer = None
-        task = asyncio.ensure_future(self.flush())
-        self._flushing.add(task)
-        task.add_done_callback(self._flushing.discard)
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        due = [tag for tag, when in self._due.items() if when <= now]
+        if due:
+            task = asyncio.ensure_future(self._send_waiting(due))
+            self._flushing.add(task)
+            task.add_done_callback(self._flushing.discard)
+        later = [when for tag, when in self._due.items() if when > now]
+        if later:
+            self._timer = loop.call_at(min(later), self._flush_later)
 
 
 def _decode(reply: Any) -> str:
