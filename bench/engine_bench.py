@@ -7,6 +7,7 @@ processes than wall time). Run::
 
     .venv/bin/python -m bench.engine_bench [--store var/test-store] [--tokens 64] [--streams 8]
         [--threads N] [--prefill-tokens N] [--no-reference] [--no-adapters] [--weights auto|packed|dense]
+        [--stock-forward]
 """
 
 from __future__ import annotations
@@ -135,6 +136,8 @@ def main() -> None:
     parser.add_argument("--weights", choices=("auto", "packed", "dense"), default="auto",
                         help="oneDNN's packed layout, torch's dense weights (MKL), or whichever the "
                              "worker finds faster here (the served default)")
+    parser.add_argument("--stock-forward", action="store_true",
+                        help="decode through transformers' forward, not the lean step (models/runtime/lean_decode.py)")
     args = parser.parse_args()
 
     import torch
@@ -154,6 +157,7 @@ def main() -> None:
     started = time.perf_counter()
     extra = {"prefill_tokens": str(args.prefill_tokens)} if args.prefill_tokens else {}
     extra["packed_weights"] = {"auto": "auto", "packed": "true", "dense": "false"}[args.weights]
+    extra["lean_decode"] = "false" if args.stock_forward else "true"
     spec = LoadSpec("smollm2-135m-instruct", path, "chat", max_batch=max(16, args.streams),
                     threads=args.threads, extra=extra)
     generator = load(spec)

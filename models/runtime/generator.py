@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING
 import structlog
 import torch
 
-from models.runtime.adapters import AdapterSet
-from models.runtime.batch import KvBatch, Prefix
+from models.runtime.adapters import BASE_ADAPTER, AdapterSet
+from models.runtime.batch import Forward, KvBatch, Prefix
+from models.runtime.lean_decode import LeanDecoder
 from models.runtime.prefix_cache import PrefixCache, PrefixHit
 from models.runtime.sampling import row_sampling
 from models.runtime.sequence import Sequence
@@ -53,7 +54,7 @@ class BatchingGenerator:
 
     def __init__(self, model: torch.nn.Module, tokenizer: Tokenizer, *, eos_ids: frozenset[int], pad_id: int,
                  context_length: int, max_batch: int = 16, threads: int = 0, max_adapters: int = 8,
-                 prefill_tokens: int = 512, prefix_cache_bytes: int = 64 << 20,
+                 prefill_tokens: int = 512, prefix_cache_bytes: int = 64 << 20, lean_decode: bool = True,
                  prepare: Callable[[torch.nn.Module], object] | None = None) -> None:
         """``prepare`` runs on the decode thread before it serves (it returns once that is done): work on the
         weights there uses the one OpenMP team the forward passes will use."""
@@ -77,6 +78,8 @@ class BatchingGenerator:
         self._counters = dict.fromkeys(
             ("tokens_generated_total", "prompt_tokens_total", "sequences_finished_total", "steps_total"), 0)
         self.adapters = AdapterSet(model, max_adapters=max_adapters, in_use=self._adapters_in_use)
+        # Decode steps of base-model rows, where this architecture has a lean step (``lean_decode``).
+        self._lean = LeanDecoder.for_model(model) if lean_decode else None
         self._prepare = prepare
         self._prepared = threading.Event()
         self._prepare_error: BaseException | None = None
@@ -195,9 +198,15 @@ class BatchingGenerator:
             self._admit(newcomers)
         if self._batch is not None:
             batch = self._batch
-            logits = batch.step(self.adapters.run, {"adapter_names": batch.adapter_names})
+            logits = batch.step(*self._decoder_for(batch))
             self._counters["steps_total"] += 1
             self._accept(batch, batch.plan.sample(logits))
+
+    def _decoder_for(self, batch: KvBatch) -> tuple[Forward, dict[str, object]]:
+        """The lean decode step when every row is a base-model row, else the model with per-row adapters."""
+        if self._lean is not None and all(name == BASE_ADAPTER for name in batch.adapter_names):
+            return self._lean, {}
+        return self.adapters.run, {"adapter_names": batch.adapter_names}
 
     def _take_work(self) -> list[Sequence]:
         """Apply cancellations, then pop as many queued sequences as the batch has room for."""

@@ -99,6 +99,7 @@ def load_generator(spec: LoadSpec) -> TextGenerator:
         threads=spec.threads or os.cpu_count() or 1, max_adapters=int(spec.extra.get("max_adapters", "8")),
         prefill_tokens=int(spec.extra.get("prefill_tokens", "512")),
         prefix_cache_bytes=prefix_cache_bytes(spec.extra),
+        lean_decode=spec.extra.get("lean_decode", "true").lower() not in ("false", "0", "no"),
         prepare=partial(_pack, spec.model_id, mode) if (mode := _packing_mode(spec, device)) else None)
 
 
