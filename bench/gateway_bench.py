@@ -13,8 +13,9 @@ that the client's own cost dilutes the difference as little as possible. Run::
 Besides requests/s (noisy on a shared machine), it reports the gateway process's CPU time per request, off
 and on, less what the gateway burns when idle (its background loops, measured first): ``cpu_ratio`` = off/on
 is the throughput ratio a CPU-bound gateway would reach, and moves less with the machine's load.
-``evalsha_per_on_request`` counts the Redis server's EVALSHA calls (server-wide) per "on" request: 1 when
-settlements ride along with admissions. Target (docs/performance.md): on/off >= 0.85.
+``evalsha_per_on_request`` counts the Redis server's EVALSHA calls (server-wide) per "on" request: at most
+1 when settlements ride along with admissions, less when the admissions of one loop turn share a call.
+Target (docs/performance.md): on/off >= 0.85.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Auto-pipelining: script calls share one connection, and the calls made in one turn of the event loop go
 out together in one write.
 
-Each call stays its own EVALSHA (its own atomic admission). redis-py opens the connection (address, TLS,
+Each call stays its own EVALSHA (atomic on its own). redis-py opens the connection (address, TLS,
 AUTH, SELECT, protocol handshake) and keeps owning it; once it is open, :class:`_Wire` takes the socket's
 data callback: calls are packed by hiredis and written once per loop turn, and every reply is parsed by
 hiredis and hands its result to the waiting caller right where the bytes arrive. No reader task, no
@@ -76,6 +76,16 @@ class ScriptBatcher:
         if wire is None or wire.closed:
             wire = await self._open()
         return await wire.call(keys, args, orphan)
+
+    def submit(self, keys: list[str], args: list[Arg]) -> asyncio.Future[Any]:
+        """Queue one call now, without waiting: its reply's future (the connection is opened first if needed).
+
+        Nobody's cancellation cancels the call; whoever submitted it reads the future when it is done.
+        """
+        wire = self._wire
+        if wire is not None and not wire.closed:
+            return wire.call(keys, args, None)
+        return asyncio.ensure_future(self.call(keys, args))
 
     async def drain(self) -> None:
         """Wait until every queued call has been answered (on shutdown)."""

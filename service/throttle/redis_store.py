@@ -12,8 +12,11 @@ applies them before its checks in the same script call; otherwise a timer sends 
 that dies with settlements waiting loses only those give-backs: its leases lapse by their TTL, and the
 unreturned reservation stays counted (never an overspend).
 
-Calls go out over one dedicated connection, driven directly once redis-py has opened it; the calls made in
-one turn of the event loop go out in one write (``batching.py``).
+A tenant's admissions made in one turn of the event loop (a burst of requests arriving together) share one
+script call, which checks and reserves them one after the other, each seeing what the ones before it took:
+the per-call work of Redis (the script's setup, reading the counters, writing each counter and lease set's
+expiry) is paid once for all of them. Calls go out over one dedicated connection, driven directly once
+redis-py has opened it; the calls made in one turn of the event loop go out in one write (``batching.py``).
 
 Every request sent on the wire is counted (``round_trips``: by the connection class for redis-py's own
 commands, by the batcher for script calls), so tests and benchmarks can hold the store to one round trip per
@@ -23,6 +26,7 @@ admission.
 from __future__ import annotations
 
 import asyncio
+import functools
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +36,7 @@ from redis.asyncio import Connection, Redis
 from redis.exceptions import RedisError
 
 from service.errors import Unavailable
-from service.throttle.batching import Arg, Orphan, ScriptBatcher, Tally
+from service.throttle.batching import Arg, ScriptBatcher, Tally
 from service.throttle.store import Adjustment, Check, Outcome
 
 if TYPE_CHECKING:
@@ -46,6 +50,20 @@ SETTLE_DELAY_S = 0.005
 RETRY_DELAY_S = 1.0
 
 log = structlog.get_logger(__name__)
+
+class _Asked:
+    """One admission waiting for its tenant's script call: its checks, lease, script part and outcome."""
+
+    __slots__ = ("args", "checks", "future", "keys", "lease_id")
+
+    def __init__(self, checks: Sequence[Check], lease_id: str, keys: list[str], args: list[Arg],
+                 future: asyncio.Future[Outcome]) -> None:
+        self.checks = checks
+        self.lease_id = lease_id
+        self.keys = keys
+        self.args = args
+        self.future = future
+
 
 def _counting_connection(tally: Tally) -> type[Connection]:
     """A connection class that counts each request it writes (one per command or pipeline)."""
@@ -85,6 +103,9 @@ class RedisStore:
         self._due: dict[str, float] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._flushing: set[asyncio.Task[None]] = set()
+        # Admissions of this loop turn by tag, sent together as one script call; and calls awaiting replies.
+        self._asking: dict[str, list[_Asked]] = {}
+        self._in_flight: set[asyncio.Future[Any]] = set()
 
     @classmethod
     def from_url(cls, url: str, *, settle_delay_s: float = SETTLE_DELAY_S, **options: Any) -> RedisStore:
@@ -104,28 +125,61 @@ class RedisStore:
         return self._tally.sent
 
     async def reserve(self, checks: Sequence[Check], lease_id: str, now: float) -> Outcome:
+        """Queue this admission into its tenant's call of this loop turn, and wait for its outcome."""
         keys: list[str] = []
         args: list[Arg] = [now, lease_id, len(checks)]
         for check in checks:
             keys += check.keys
             args += check.kind, check.limit, check.amount, check.weight, check.ttl_s
         tag = _hash_tag(keys[0]) if keys else ""
+        loop = asyncio.get_running_loop()
+        asked = _Asked(checks, lease_id, keys, args, loop.create_future())
+        batch = self._asking.get(tag)
+        if batch is None:
+            self._asking[tag] = [asked]
+            loop.call_soon(self._send_asked, tag)
+        else:
+            batch.append(asked)
+        return await asked.future
+
+    def _send_asked(self, tag: str) -> None:
+        """Send the tag's admissions of this loop turn, after its waiting settlements, as one script call."""
+        asked = self._asking.pop(tag, None)
+        if not asked:
+            return
         riding = self._waiting.pop(tag, [])
         self._due.pop(tag, None)
+        keys, args = _settlement_args(riding)
+        args.append(len(asked))
+        for one in asked:
+            keys += one.keys
+            args += one.args
+        reply = self._batcher.submit(keys, args)
+        self._in_flight.add(reply)
+        reply.add_done_callback(functools.partial(self._answer, tag, riding, asked))
+        reply.add_done_callback(self._in_flight.discard)
 
-        def orphaned(reply: Any) -> None:
-            # The request was cancelled while its admission was on the wire: give back what it got.
-            if _decode(reply).startswith("1"):
-                self._undo(checks, lease_id)
-
-        try:
-            reply = await self._call(riding, keys, args, orphaned)
-        except Unavailable:
+    def _answer(self, tag: str, riding: list[tuple[str, str, str]], asked: list[_Asked],
+                reply: asyncio.Future[Any]) -> None:
+        """Hand each admission its outcome; one whose caller was cancelled meanwhile gives back what it got."""
+        failure = _failure(reply)
+        if failure is not None:
             self._wait(tag, riding)  # the timer tries them again
-            raise
-        numbers = [int(word) for word in reply.split()]
-        counts = tuple((numbers[i], numbers[i + 1]) for i in range(1, len(numbers), 2))
-        return Outcome(numbers[0] == 1, counts)
+            for one in asked:
+                if not one.future.done():
+                    one.future.set_exception(failure)
+            return
+        numbers: list[int] = reply.result()
+        start = 0
+        for one in asked:
+            end = start + 1 + 2 * len(one.checks)
+            outcome = Outcome(numbers[start] == 1, tuple(zip(numbers[start + 1:end:2], numbers[start + 2:end:2],
+                                                             strict=True)))
+            start = end
+            if not one.future.done():
+                one.future.set_result(outcome)
+            elif outcome.admitted:
+                self._undo(one.checks, one.lease_id)
 
     def _undo(self, checks: Sequence[Check], lease_id: str) -> None:
         for check in checks:
@@ -148,7 +202,12 @@ class RedisStore:
         self._script.sha = await self._client.script_load(self._script.script)
 
     async def flush(self) -> None:
-        """Wait for calls on the wire, then send every waiting settlement now (one call per tenant)."""
+        """Send queued admissions and wait for every call on the wire, then send every waiting settlement now
+        (one call per tenant)."""
+        for tag in list(self._asking):
+            self._send_asked(tag)
+        if self._in_flight:
+            await asyncio.wait(list(self._in_flight))
         await self._batcher.drain()
         if self._timer is not None:
             self._timer.cancel()
@@ -163,7 +222,7 @@ class RedisStore:
             if not riding:
                 continue
             try:
-                await self._call(riding, [], [0, "-", 0])
+                await self._settle_now(riding)
             except Unavailable:
                 self._wait(tag, riding, RETRY_DELAY_S)
 
@@ -177,16 +236,14 @@ class RedisStore:
         await self._batcher.close()
         await self._client.aclose()
 
-    async def _call(self, riding: list[tuple[str, str, str]], keys: list[str], checks: list[Arg],
-                    orphan: Orphan | None = None) -> str:
-        args: list[Arg] = [len(riding)]
-        for _key, delta, lease in riding:
-            args += delta, lease
+    async def _settle_now(self, riding: list[tuple[str, str, str]]) -> None:
+        """One script call that only settles (no admissions)."""
+        keys, args = _settlement_args(riding)
+        args.append(0)
         try:
-            reply = await self._batcher.call([key for key, _d, _l in riding] + keys, args + checks, orphan)
+            await self._batcher.call(keys, args)
         except (RedisError, OSError) as exc:
             raise _unreachable(exc) from exc
-        return _decode(reply)
 
     def _wait(self, tag: str, settlements: list[tuple[str, str, str]], delay: float | None = None) -> None:
         """Queue ``settlements`` for the tag's next admission; due on their own after ``delay``."""
@@ -223,8 +280,22 @@ class RedisStore:
             self._timer = loop.call_at(min(later), self._flush_later)
 
 
-def _decode(reply: Any) -> str:
-    return reply.decode() if isinstance(reply, bytes) else str(reply)
+def _settlement_args(riding: list[tuple[str, str, str]]) -> tuple[list[str], list[Arg]]:
+    """The script's keys and arguments for the settlements that ride along, in ``lua/admit.lua``'s order."""
+    args: list[Arg] = [len(riding)]
+    for _key, delta, lease in riding:
+        args += delta, lease
+    return [key for key, _delta, _lease in riding], args
+
+
+def _failure(reply: asyncio.Future[Any]) -> BaseException | None:
+    """Why a script call failed, as the admissions waiting for it should see it; ``None`` if it did not."""
+    if reply.cancelled():
+        return Unavailable("The rate-limit store call was cancelled.", code="limits_unavailable", retry_after=1.0)
+    error = reply.exception()
+    if isinstance(error, RedisError | OSError):
+        return _unreachable(error)
+    return error
 
 
 def _hash_tag(key: str) -> str:

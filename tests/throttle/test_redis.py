@@ -139,9 +139,26 @@ async def test_concurrent_admissions_share_round_trips(redis_throttle: ThrottleF
     await (await throttle.admit(KEY, limits, 1, Decimal(0))).release()
     sent = throttle.store.round_trips
     admissions = await asyncio.gather(*[throttle.admit(KEY, limits, 1, Decimal(0)) for _ in range(50)])
-    assert throttle.store.round_trips - sent < 50  # pipelined, yet each admission is its own script call
+    assert throttle.store.round_trips - sent < 50  # one loop turn's admissions share a write and a script call
     remaining = sorted(int(admission.headers["x-ratelimit-remaining-requests"]) for admission in admissions)
     assert remaining == list(range(49, 99))  # 1 + 50 of 100 used, one at a time
+
+
+async def test_a_burst_in_one_call_is_admitted_one_at_a_time(redis_throttle: ThrottleFactory) -> None:
+    throttle = redis_throttle()
+    await throttle.start()
+    limits = KeyLimits(rpm=100, max_concurrency=3)
+    burst = await asyncio.gather(*[throttle.admit(KEY, limits, 1, Decimal(0)) for _ in range(5)],
+                                 return_exceptions=True)
+    admitted = [outcome for outcome in burst if not isinstance(outcome, BaseException)]
+    refused = [outcome for outcome in burst if isinstance(outcome, RateLimited)]
+    assert (len(admitted), len(refused)) == (3, 2)
+    assert {error.code for error in refused} == {"concurrency_limit_exceeded"}
+    for admission in admitted:
+        await admission.release()
+    await throttle.store.flush()  # type: ignore[attr-defined]
+    later = await throttle.admit(KEY, limits, 1, Decimal(0))  # the slots came back; refusals took nothing
+    assert later.headers["x-ratelimit-remaining-requests"] == "96"
 
 
 async def test_a_redis_that_lost_the_script_still_admits(redis_throttle: ThrottleFactory) -> None:

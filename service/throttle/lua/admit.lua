@@ -1,17 +1,20 @@
--- One call per admission: first give back what earlier requests of this tenant did not use (settlements
--- that waited to ride along), then check every counter of the new request and, only if all fit, reserve
--- all of them. Atomic. With no checks, it only settles.
--- ARGV: the settlements' count m, then per settlement a delta (or 'lease') and a lease id; then now, the
---   lease id and the checks' count n, then per check: kind ('window' | 'lease' | 'budget'), limit, amount,
---   weight, ttl. One argument per value: Redis parses them in C (splitting one string in Lua cost ~7 us).
--- KEYS: one per settlement, then per check two for a window (current, previous) and one otherwise.
--- Returns 'admitted first1 second1 first2 second2 ...' (admitted: 0 | 1; counters as found before reserving).
--- The fit rules mirror service/throttle/store.py::fits.
+-- One call admits the requests of one tenant made in one turn of the event loop: first it gives back what
+-- earlier requests of this tenant did not use (settlements that waited to ride along), then, one admission
+-- after the other, checks every counter of a request and, only if all fit, reserves all of them. Each
+-- admission sees what the ones before it reserved; the whole call is atomic. With no admissions, it only
+-- settles.
+-- ARGV: the settlements' count m, then per settlement a delta (or 'lease') and a lease id; then the
+--   admissions' count a, then per admission: now, its lease id and its checks' count n, then per check:
+--   kind ('window' | 'lease' | 'budget'), limit, amount, weight, ttl. One argument per value: Redis parses
+--   them in C (splitting one string in Lua cost ~7 us).
+-- KEYS: one per settlement, then per admission and check two for a window (current, previous), one otherwise.
+-- Returns integers, per admission: admitted (0 | 1), then first and second of each counter as found before
+-- reserving. The fit rules mirror service/throttle/store.py::fits.
 -- Redis shares the cores of the gateways, so the script calls Redis as little as it can: every counter is
--- read by one MGET and written at most once (SET), and a counter's expiry is set when it is created.
+-- read by one MGET and written at most once (SET), a counter's expiry is set when it is created, and each
+-- lease set is counted (ZCARD) and given its expiry once per call, however many admissions it serves.
 local m = tonumber(ARGV[1])
-local c = 2 * m + 2 -- where the checks begin in ARGV
-local now, lease_id, n = tonumber(ARGV[c]), ARGV[c + 1], tonumber(ARGV[c + 2])
+local a = tonumber(ARGV[2 * m + 2])
 
 -- Read every counter (not the leases) at once; value[key] is false for a counter that does not exist.
 local names, value = {}, {}
@@ -24,18 +27,22 @@ end
 for j = 1, m do
   if ARGV[2 * j] ~= 'lease' then want(KEYS[j]) end
 end
-local k, i = m + 1, c + 3
-for _ = 1, n do
-  local kind = ARGV[i]
-  if kind == 'window' then
-    want(KEYS[k])
-    want(KEYS[k + 1])
-    k = k + 2
-  else
-    if kind == 'budget' then want(KEYS[k]) end
-    k = k + 1
+local k, i = m + 1, 2 * m + 3
+for _ = 1, a do
+  local n = tonumber(ARGV[i + 2])
+  i = i + 3
+  for _ = 1, n do
+    local kind = ARGV[i]
+    if kind == 'window' then
+      want(KEYS[k])
+      want(KEYS[k + 1])
+      k = k + 2
+    else
+      if kind == 'budget' then want(KEYS[k]) end
+      k = k + 1
+    end
+    i = i + 5
   end
-  i = i + 5
 end
 if #names > 0 then
   local found = redis.call('MGET', unpack(names))
@@ -65,54 +72,70 @@ for j = 1, #freed do
   redis.call('ZREM', freed[j], unpack(freed[freed[j]]))
 end
 
--- Checks.
-local admitted = 1
-local counts = {}
-k, i = m + 1, c + 3
-for _ = 1, n do
-  local kind, limit, amount = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-  local first, second = 0, 0
-  if kind == 'window' then
-    first, second = value[KEYS[k]] or 0, value[KEYS[k + 1]] or 0
-    if second * tonumber(ARGV[i + 3]) + first + amount > limit then admitted = 0 end
-    k = k + 2
-  elseif kind == 'lease' then
-    first = redis.call('ZCARD', KEYS[k])
-    if first + 1 > limit then
-      -- Leases past their expiry belong to gateways that died holding them.
-      redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', now)
-      first = redis.call('ZCARD', KEYS[k])
-      if first + 1 > limit then admitted = 0 end
-    end
-    k = k + 1
-  else
-    first = value[KEYS[k]] or 0
-    if first >= limit or first + amount > limit then admitted = 0 end
-    k = k + 1
-  end
-  counts[#counts + 1] = string.format('%d %d', first, second)
-  i = i + 5
-end
-
--- Reservations: leases now, counters with the settlements below.
-if admitted == 1 then
-  k, i = m + 1, c + 3
+-- Admissions, in order.
+local held, leased = {}, {} -- per lease set: slots held now, and the expiry to give it
+local reply = {}
+k, i = m + 1, 2 * m + 3
+for _ = 1, a do
+  local now, lease_id, n = tonumber(ARGV[i]), ARGV[i + 1], tonumber(ARGV[i + 2])
+  i = i + 3
+  local first_k, first_i = k, i
+  local at = #reply + 1
+  local admitted = 1
+  reply[at] = 0
+  -- Checks.
   for _ = 1, n do
-    local kind, amount, ttl = ARGV[i], tonumber(ARGV[i + 2]), ARGV[i + 4]
-    if kind == 'lease' then
-      redis.call('ZADD', KEYS[k], now + tonumber(ttl), lease_id)
-      redis.call('EXPIRE', KEYS[k], ttl)
-    elseif amount ~= 0 then
+    local kind, limit, amount = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+    local first, second = 0, 0
+    if kind == 'window' then
+      first, second = value[KEYS[k]] or 0, value[KEYS[k + 1]] or 0
+      if second * tonumber(ARGV[i + 3]) + first + amount > limit then admitted = 0 end
+      k = k + 2
+    elseif kind == 'lease' then
       local key = KEYS[k]
-      if not value[key] then created[key] = ttl end
-      value[key] = (value[key] or 0) + amount
-      dirty[key] = true
+      first = held[key] or redis.call('ZCARD', key)
+      if first + 1 > limit then
+        -- Leases past their expiry belong to gateways that died holding them.
+        redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+        first = redis.call('ZCARD', key)
+        if first + 1 > limit then admitted = 0 end
+      end
+      held[key] = first
+      k = k + 1
+    else
+      first = value[KEYS[k]] or 0
+      if first >= limit or first + amount > limit then admitted = 0 end
+      k = k + 1
     end
-    if kind == 'window' then k = k + 2 else k = k + 1 end
+    reply[#reply + 1] = first
+    reply[#reply + 1] = second
     i = i + 5
   end
+  reply[at] = admitted
+  -- Reservations: leases now, counters with the settlements below.
+  if admitted == 1 then
+    k, i = first_k, first_i
+    for _ = 1, n do
+      local kind, amount, ttl = ARGV[i], tonumber(ARGV[i + 2]), ARGV[i + 4]
+      if kind == 'lease' then
+        redis.call('ZADD', KEYS[k], now + tonumber(ttl), lease_id)
+        held[KEYS[k]] = held[KEYS[k]] + 1
+        leased[KEYS[k]] = ttl
+      elseif amount ~= 0 then
+        local key = KEYS[k]
+        if not value[key] then created[key] = ttl end
+        value[key] = (value[key] or 0) + amount
+        dirty[key] = true
+      end
+      if kind == 'window' then k = k + 2 else k = k + 1 end
+      i = i + 5
+    end
+  end
 end
 
+for key, ttl in pairs(leased) do
+  redis.call('EXPIRE', key, ttl)
+end
 for key in pairs(dirty) do
   if created[key] then
     redis.call('SET', key, string.format('%d', value[key]), 'EX', created[key])
@@ -120,4 +143,4 @@ for key in pairs(dirty) do
     redis.call('SET', key, string.format('%d', value[key]), 'KEEPTTL')
   end
 end
-return admitted .. ' ' .. table.concat(counts, ' ')
+return reply
