@@ -68,6 +68,7 @@ class Choice:
     index: int
     text: list[str] = field(default_factory=list)
     completion_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens the engine took from its prefix cache
     finish_reason: str | None = None
     error: str | None = None
 
@@ -103,6 +104,11 @@ class Run:
         return self.plan.prompt_tokens
 
     @property
+    def cached_tokens(self) -> int:
+        """Prompt tokens every choice took from the prefix cache (usage detail only: billing counts all)."""
+        return min(c.cached_tokens for c in self.choices)
+
+    @property
     def failed(self) -> TokenDelta | None:
         """The first choice that ended in an error, as its delta."""
         for choice in self.choices:
@@ -117,6 +123,7 @@ class Run:
         async for index, delta in merged:
             choice = self.choices[index]
             choice.completion_tokens = max(choice.completion_tokens, delta.completion_tokens)
+            choice.cached_tokens = max(choice.cached_tokens, delta.cached_tokens)
             if delta.text:
                 choice.text.append(delta.text)
             if delta.finish_reason:

@@ -83,10 +83,15 @@ class EmbeddingRequest(Struct, kw_only=True):
     user: str | None = None
 
 
+class PromptTokensDetails(Struct, kw_only=True):
+    cached_tokens: int = 0  # served from the prefix cache; billed like any other prompt token
+
+
 class Usage(Struct, kw_only=True):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails | None = None
 
 
 class EmbeddingUsage(Struct, kw_only=True):

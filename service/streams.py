@@ -20,6 +20,7 @@ from service.protocol import (
     ChunkDelta,
     Completion,
     CompletionChoice,
+    PromptTokensDetails,
     Usage,
     sse,
 )
@@ -110,7 +111,8 @@ def usage_of(started: Started) -> Usage:
     """The run's usage as the engine counted it."""
     run = started.run
     return Usage(prompt_tokens=run.prompt_tokens, completion_tokens=run.completion_tokens,
-                 total_tokens=run.prompt_tokens + run.completion_tokens)
+                 total_tokens=run.prompt_tokens + run.completion_tokens,
+                 prompt_tokens_details=PromptTokensDetails(cached_tokens=run.cached_tokens))
 
 
 def chat_chunks(started: Started, model: str, created: int) -> tuple[Any, ChunkMaker, Callable[[Usage], Any]]:

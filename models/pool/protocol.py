@@ -66,6 +66,7 @@ class Delta(msgspec.Struct, tag="delta"):
     completion_tokens: int
     finish_reason: str | None = None
     error: str | None = None
+    cached_tokens: int = 0
 
 
 class Cancel(msgspec.Struct, tag="cancel"):

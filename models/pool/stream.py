@@ -103,7 +103,7 @@ class GenerationStream:
         # The host never answered: bill what was delivered.
         last = self._last
         self._resolve(TokenDelta(last.request_id, "", last.prompt_tokens, last.completion_tokens,
-                                 "cancelled"))
+                                 "cancelled", cached_tokens=last.cached_tokens))
 
     async def __aenter__(self) -> GenerationStream:
         return self

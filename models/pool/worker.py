@@ -118,7 +118,8 @@ class WorkerServer:
 
     def _emit(self, delta: TokenDelta) -> None:
         self._writer.send(wire.Delta(delta.request_id, delta.text, delta.prompt_tokens,
-                                     delta.completion_tokens, delta.finish_reason, delta.error))
+                                     delta.completion_tokens, delta.finish_reason, delta.error,
+                                     delta.cached_tokens))
 
     def _cancel(self, message: wire.Cancel) -> None:
         self._model.cancel(message.request_id)

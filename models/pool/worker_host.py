@@ -209,7 +209,8 @@ class WorkerHost:
         if message.finish_reason is not None:
             del self._streams[message.request_id]
         stream.sink(TokenDelta(message.request_id, message.text, message.prompt_tokens,
-                               message.completion_tokens, message.finish_reason, message.error))
+                               message.completion_tokens, message.finish_reason, message.error,
+                               message.cached_tokens))
 
     def _settle_load(self, message: wire.Loaded | wire.LoadFailed) -> None:
         if self._loaded is None or self._loaded.done():

@@ -48,6 +48,7 @@ class TokenDelta:
     completion_tokens: int
     finish_reason: str | None = None
     error: str | None = None
+    cached_tokens: int = 0  # prompt tokens whose keys and values came from the prefix cache
 
 
 EmitDelta = Callable[[TokenDelta], None]

@@ -282,6 +282,7 @@ class BatchingGenerator:
             return
         skipped = prefix.tokens if prefix is not None else 0
         for row, seq in enumerate(rows):
+            seq.cached_tokens = skipped
             if not seq.request.adapter and self._prefixes.wants(seq.request.prompt_ids, start=skipped):
                 self._prefixes.store(seq.request.prompt_ids, fresh.row_states(row), start=skipped)
         with self._cond:

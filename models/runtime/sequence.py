@@ -30,6 +30,7 @@ class Sequence:
         self.sampling = sampling
         self.max_tokens = max_tokens
         self.generated = 0
+        self.cached_tokens = 0  # set at prefill: prompt tokens taken from the prefix cache
         self.finished = False
         self._emit = emit
         self._eos_ids = eos_ids
@@ -58,14 +59,16 @@ class Sequence:
             tail, stopped = self._text.finish()
             self.finish("stop" if stopped else "length", text + tail)
         elif text:
-            self._send(TokenDelta(self.request_id, text, len(self.request.prompt_ids), self.generated))
+            self._send(TokenDelta(self.request_id, text, len(self.request.prompt_ids), self.generated,
+                                  cached_tokens=self.cached_tokens))
 
     def finish(self, reason: str, text: str = "", error: str | None = None) -> None:
         """Send the final delta (once) carrying the tokens generated so far."""
         if self.finished:
             return
         self.finished = True
-        delta = TokenDelta(self.request_id, text, len(self.request.prompt_ids), self.generated, reason, error)
+        delta = TokenDelta(self.request_id, text, len(self.request.prompt_ids), self.generated, reason, error,
+                           self.cached_tokens)
         self._send(delta)
 
     def _send(self, delta: TokenDelta) -> None:

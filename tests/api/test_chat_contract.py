@@ -40,6 +40,23 @@ async def test_chat_answers_from_the_real_model(client: openai.AsyncOpenAI, hf_t
     assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
 
 
+async def test_usage_reports_prompt_tokens_from_the_prefix_cache_and_bills_them_all(  # type: ignore[no-untyped-def]
+        client: openai.AsyncOpenAI, hf_tokenizer) -> None:
+    question = [{"role": "user", "content": "Name one planet of the solar system, please."}]
+    prompt = _prompt_tokens(hf_tokenizer, question)
+    await client.chat.completions.create(model=MODEL, messages=question, max_tokens=2, temperature=0)
+    again = await client.chat.completions.create(model=MODEL, messages=question, max_tokens=2, temperature=0)
+    assert again.usage is not None and again.usage.prompt_tokens_details is not None
+    cached = again.usage.prompt_tokens_details.cached_tokens or 0
+    # The same prompt again: every whole 8-token block before its last token came from the cache.
+    assert cached == (prompt - 1) // 8 * 8 and cached > 0
+    assert again.usage.prompt_tokens == prompt  # cached tokens are still prompt tokens, billed as such
+    stream = await client.chat.completions.create(model=MODEL, messages=question, max_tokens=2, temperature=0,
+                                                  stream=True, stream_options={"include_usage": True})
+    usages = [chunk.usage async for chunk in stream if chunk.usage is not None]
+    assert [u.prompt_tokens_details.cached_tokens for u in usages if u.prompt_tokens_details] == [cached]
+
+
 async def test_default_sampling_follows_the_model_card(client: openai.AsyncOpenAI) -> None:
     # No temperature or top_p given: the catalog's defaults for SmolLM2 (0.2 and 0.9, from its model card) apply
     # instead of OpenAI's 1.0, so an unparameterised call samples exactly like one that names them.

@@ -79,3 +79,4 @@ def test_prompts_sharing_the_system_prompt_reuse_it_and_decode_as_transformers_d
         out = reference_model.generate(torch.tensor([second]), max_new_tokens=16, do_sample=False)
     assert stream.text == tokenizer.decode(out[0, len(second):], skip_special_tokens=True)
     assert stream.deltas[-1].prompt_tokens == len(second)  # billing still counts the whole prompt
+    assert {d.cached_tokens for d in stream.deltas} == {reused}  # what usage reports as cached
