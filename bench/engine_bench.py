@@ -123,7 +123,7 @@ def bench_adapters(generator, path: str, prompts: list[tuple[int, ...]], tokens:
         show(f"engine {len(prompts)} streams, base, peft attached", after)
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", default=os.environ.get("METERWAY_TEST_STORE", "var/test-store"))
     parser.add_argument("--tokens", type=int, default=64)
@@ -138,7 +138,11 @@ def main() -> None:
                              "worker finds faster here (the served default)")
     parser.add_argument("--stock-forward", action="store_true",
                         help="decode through transformers' forward, not the lean step (models/runtime/lean_decode.py)")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = _arguments()
 
     import torch
     import transformers
