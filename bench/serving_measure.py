@@ -126,12 +126,14 @@ async def measure_sustained(client: httpx.AsyncClient, target: Target, plan: Pla
     for stream in result.streams:
         check(stream, target)
     print(f"{target.name} sustained {plan.streams} streams: {len(result.streams)} requests, TTFT p50 "
-          f"{result.ttft_p50_s:.3f} s, p90 {result.ttft_p90_s:.3f} s", flush=True)
+          f"{result.ttft_p50_s:.3f} s, p90 {result.ttft_p90_s:.3f} s, {result.aggregate_tok_s:.2f} tok/s",
+          flush=True)
     return _sustained_json(result, stagger)
 
 
 def _sustained_json(result: SustainedResult, stagger_s: float) -> dict[str, Any]:
     return {"ttft_p50_s": result.ttft_p50_s, "ttft_p90_s": result.ttft_p90_s, "requests": len(result.streams),
+            "aggregate_tok_s": result.aggregate_tok_s, "window_tokens": result.window_tokens,
             "stagger_s": stagger_s, "window_s": result.window_s,
             "streams": [_stream_json(s) for s in result.streams]}
 

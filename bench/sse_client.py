@@ -142,6 +142,11 @@ class SustainedResult:
 
     streams: list[StreamResult]  # in the order they started
     window_s: float  # from the last client's first request to the deadline
+    window_tokens: float  # completion tokens streamed inside the window, by every request
+
+    @property
+    def aggregate_tok_s(self) -> float:
+        return self.window_tokens / self.window_s if self.window_s > 0 else 0.0
 
     @property
     def ttft_p50_s(self) -> float | None:
@@ -161,24 +166,38 @@ async def run_sustained(client: httpx.AsyncClient, target: Target, prompt: Calla
 
     This is the steady state of N concurrent callers: arrivals spread over a request's lifetime, each joining
     N-1 streams already decoding. Kept: requests started between the last client's start and the deadline
-    ``window_s`` later (at their start the other N-1 clients were all in flight); each runs to its end.
+    ``window_s`` later (at their start the other N-1 clients were all in flight); each runs to its end. The
+    window's tokens count every request's tokens in proportion to the part of its streaming (first to last
+    content) that fell inside the window.
     """
     n = streams
     start = time.perf_counter()
     window_open, deadline = start + (n - 1) * stagger_s, start + (n - 1) * stagger_s + window_s
-    kept: list[tuple[float, StreamResult]] = []
+    runs: list[tuple[float, StreamResult]] = []
 
     async def caller(i: int) -> None:
         await asyncio.sleep(i * stagger_s)
         turn = 0
         while (began := time.perf_counter()) < deadline:
-            result = await stream_chat(client, target, prompt(i, turn), max_tokens)
+            runs.append((began, await stream_chat(client, target, prompt(i, turn), max_tokens)))
             turn += 1
-            if began >= window_open - 1e-3:
-                kept.append((began, result))
 
     await asyncio.gather(*(caller(i) for i in range(n)))
-    return SustainedResult([r for _, r in sorted(kept, key=lambda pair: pair[0])], window_s)
+    runs.sort(key=lambda pair: pair[0])
+    kept = [r for began, r in runs if began >= window_open - 1e-3]
+    tokens = sum(_tokens_within(began, r, window_open, deadline) for began, r in runs)
+    return SustainedResult(kept, window_s, tokens)
+
+
+def _tokens_within(began: float, result: StreamResult, start: float, end: float) -> float:
+    """A stream's completion tokens times the fraction of its streaming that fell in ``[start, end]``."""
+    if result.ttft_s is None or result.last_content_s is None:
+        return 0.0
+    first, last = began + result.ttft_s, began + result.last_content_s
+    if last <= first:
+        return float(result.completion_tokens) if start <= first <= end else 0.0
+    overlap = max(0.0, min(last, end) - max(first, start))
+    return result.completion_tokens * overlap / (last - first)
 
 
 def new_client(streams: int) -> httpx.AsyncClient:
