@@ -52,16 +52,19 @@ RETRY_DELAY_S = 1.0
 log = structlog.get_logger(__name__)
 
 class _Asked:
-    """One admission waiting for its tenant's script call: its checks, lease, script part and outcome."""
+    """One admission waiting for its tenant's script call: its checks and lease, its part of the call (the
+    counters' keys and limits, its amounts and weights) and its outcome."""
 
-    __slots__ = ("args", "checks", "future", "keys", "lease_id")
+    __slots__ = ("checks", "future", "keys", "lease_id", "now", "shape", "varying")
 
-    def __init__(self, checks: Sequence[Check], lease_id: str, keys: list[str], args: list[Arg],
-                 future: asyncio.Future[Outcome]) -> None:
+    def __init__(self, checks: Sequence[Check], now: float, lease_id: str, keys: list[str], shape: list[Arg],
+                 varying: list[Arg], future: asyncio.Future[Outcome]) -> None:
         self.checks = checks
+        self.now = now
         self.lease_id = lease_id
         self.keys = keys
-        self.args = args
+        self.shape = shape
+        self.varying = varying
         self.future = future
 
 
@@ -127,13 +130,15 @@ class RedisStore:
     async def reserve(self, checks: Sequence[Check], lease_id: str, now: float) -> Outcome:
         """Queue this admission into its tenant's call of this loop turn, and wait for its outcome."""
         keys: list[str] = []
-        args: list[Arg] = [now, lease_id, len(checks)]
+        shape: list[Arg] = []
+        varying: list[Arg] = []
         for check in checks:
             keys += check.keys
-            args += check.kind, check.limit, check.amount, check.weight, check.ttl_s
+            shape += check.kind, check.limit, check.ttl_s
+            varying += check.amount, check.weight
         tag = _hash_tag(keys[0]) if keys else ""
         loop = asyncio.get_running_loop()
-        asked = _Asked(checks, lease_id, keys, args, loop.create_future())
+        asked = _Asked(checks, now, lease_id, keys, shape, varying, loop.create_future())
         batch = self._asking.get(tag)
         if batch is None:
             self._asking[tag] = [asked]
@@ -151,9 +156,17 @@ class RedisStore:
         self._due.pop(tag, None)
         keys, args = _settlement_args(riding)
         args.append(len(asked))
+        previous: _Asked | None = None
         for one in asked:
-            keys += one.keys
-            args += one.args
+            args += one.now, one.lease_id, len(one.checks)
+            if previous is not None and one.keys == previous.keys and one.shape == previous.shape:
+                args.append("=")  # a burst of one key's requests: its counters and limits go once
+            else:
+                args.append("+")
+                args += one.shape
+                keys += one.keys
+            args += one.varying
+            previous = one
         reply = self._batcher.submit(keys, args)
         self._in_flight.add(reply)
         reply.add_done_callback(functools.partial(self._answer, tag, riding, asked))

@@ -4,10 +4,13 @@
 -- admission sees what the ones before it reserved; the whole call is atomic. With no admissions, it only
 -- settles.
 -- ARGV: the settlements' count m, then per settlement a delta (or 'lease') and a lease id; then the
---   admissions' count a, then per admission: now, its lease id and its checks' count n, then per check:
---   kind ('window' | 'lease' | 'budget'), limit, amount, weight, ttl. One argument per value: Redis parses
---   them in C (splitting one string in Lua cost ~7 us).
--- KEYS: one per settlement, then per admission and check two for a window (current, previous), one otherwise.
+--   admissions' count a, then per admission: now, its lease id, its checks' count n and its shape: '=' (the
+--   same counters, limits and expiries as the admission before it) or '+' followed by, per check, kind
+--   ('window' | 'lease' | 'budget'), limit and ttl; then per check its amount and weight. One argument per
+--   value: Redis parses them in C (splitting one string in Lua cost ~7 us); a burst of one key's requests
+--   sends its counters' keys and limits once.
+-- KEYS: one per settlement, then per admission of shape '+' and check two for a window (current, previous),
+--   one otherwise.
 -- Returns integers, per admission: admitted (0 | 1), then first and second of each counter as found before
 -- reserving. The fit rules mirror service/throttle/store.py::fits.
 -- Redis shares the cores of the gateways, so the script calls Redis as little as it can: every counter is
@@ -27,22 +30,33 @@ end
 for j = 1, m do
   if ARGV[2 * j] ~= 'lease' then want(KEYS[j]) end
 end
+-- Where each admission's values are: at_now[j] (now, then its lease id), at_shape[j] (kind, limit and ttl
+-- per check), at_key[j] (its counters' keys), at_vary[j] (amount and weight per check); and its checks' count.
+local at_now, at_shape, at_key, at_vary, at_n = {}, {}, {}, {}, {}
 local k, i = m + 1, 2 * m + 3
-for _ = 1, a do
+local shape_i, shape_k
+for j = 1, a do
   local n = tonumber(ARGV[i + 2])
-  i = i + 3
-  for _ = 1, n do
-    local kind = ARGV[i]
-    if kind == 'window' then
-      want(KEYS[k])
-      want(KEYS[k + 1])
-      k = k + 2
-    else
-      if kind == 'budget' then want(KEYS[k]) end
-      k = k + 1
+  at_now[j], at_n[j] = i, n
+  local fresh = ARGV[i + 3] == '+'
+  i = i + 4
+  if fresh then
+    shape_i, shape_k = i, k
+    for _ = 1, n do
+      local kind = ARGV[i]
+      if kind == 'window' then
+        want(KEYS[k])
+        want(KEYS[k + 1])
+        k = k + 2
+      else
+        if kind == 'budget' then want(KEYS[k]) end
+        k = k + 1
+      end
+      i = i + 3
     end
-    i = i + 5
   end
+  at_shape[j], at_key[j], at_vary[j] = shape_i, shape_k, i
+  i = i + 2 * n
 end
 if #names > 0 then
   local found = redis.call('MGET', unpack(names))
@@ -75,21 +89,21 @@ end
 -- Admissions, in order.
 local held, leased = {}, {} -- per lease set: slots held now, and the expiry to give it
 local reply = {}
-k, i = m + 1, 2 * m + 3
-for _ = 1, a do
-  local now, lease_id, n = tonumber(ARGV[i]), ARGV[i + 1], tonumber(ARGV[i + 2])
-  i = i + 3
-  local first_k, first_i = k, i
+for j = 1, a do
+  local now, lease_id, n = tonumber(ARGV[at_now[j]]), ARGV[at_now[j] + 1], at_n[j]
+  local shape_at, vary_at = at_shape[j], at_vary[j]
   local at = #reply + 1
   local admitted = 1
   reply[at] = 0
   -- Checks.
-  for _ = 1, n do
-    local kind, limit, amount = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  k = at_key[j]
+  for c = 0, n - 1 do
+    local s, v = shape_at + 3 * c, vary_at + 2 * c
+    local kind, limit, amount = ARGV[s], tonumber(ARGV[s + 1]), tonumber(ARGV[v])
     local first, second = 0, 0
     if kind == 'window' then
       first, second = value[KEYS[k]] or 0, value[KEYS[k + 1]] or 0
-      if second * tonumber(ARGV[i + 3]) + first + amount > limit then admitted = 0 end
+      if second * tonumber(ARGV[v + 1]) + first + amount > limit then admitted = 0 end
       k = k + 2
     elseif kind == 'lease' then
       local key = KEYS[k]
@@ -109,26 +123,25 @@ for _ = 1, a do
     end
     reply[#reply + 1] = first
     reply[#reply + 1] = second
-    i = i + 5
   end
   reply[at] = admitted
   -- Reservations: leases now, counters with the settlements below.
   if admitted == 1 then
-    k, i = first_k, first_i
-    for _ = 1, n do
-      local kind, amount, ttl = ARGV[i], tonumber(ARGV[i + 2]), ARGV[i + 4]
+    k = at_key[j]
+    for c = 0, n - 1 do
+      local s = shape_at + 3 * c
+      local kind, amount, ttl = ARGV[s], tonumber(ARGV[vary_at + 2 * c]), ARGV[s + 2]
+      local key = KEYS[k]
       if kind == 'lease' then
-        redis.call('ZADD', KEYS[k], now + tonumber(ttl), lease_id)
-        held[KEYS[k]] = held[KEYS[k]] + 1
-        leased[KEYS[k]] = ttl
+        redis.call('ZADD', key, now + tonumber(ttl), lease_id)
+        held[key] = held[key] + 1
+        leased[key] = ttl
       elseif amount ~= 0 then
-        local key = KEYS[k]
         if not value[key] then created[key] = ttl end
         value[key] = (value[key] or 0) + amount
         dirty[key] = true
       end
       if kind == 'window' then k = k + 2 else k = k + 1 end
-      i = i + 5
     end
   end
 end
