@@ -6,6 +6,7 @@ lifespan starts and stops the pool, the ledger consumer and the database.
 
 from __future__ import annotations
 
+import gc
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -91,6 +92,17 @@ def build_parts(settings: Settings, *, meter: Meter | None = None) -> AppParts:
                       throttle, fine_tunes, catalog)
 
 
+def _freeze_startup_heap() -> None:
+    """Move everything built at startup (modules, the app, routes, the catalog) out of the collector's reach.
+
+    A full garbage collection walks every tracked object; without this it walked the startup heap each time,
+    about 120-150 ms every few seconds under load (bench/gateway_bench.py), stalling every request in flight.
+    Frozen objects are never collected, which is what a process-lifetime heap wants anyway.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(settings: Settings, *, meter: Meter | None = None) -> Litestar:
     """The meterway HTTP app for ``settings`` (``meter``: see ``build_parts``)."""
     configure_logging(settings.server.log_level)
@@ -102,6 +114,7 @@ def create_app(settings: Settings, *, meter: Meter | None = None) -> Litestar:
         await parts.billing.start(parts.catalog)
         await parts.throttle.start()
         await parts.pool.start()
+        _freeze_startup_heap()
         try:
             yield
         finally:
