@@ -103,6 +103,14 @@ def _take_event(result: StreamResult, data: str, at: float) -> None:
         result.completion_tokens = int(event["usage"]["completion_tokens"])
 
 
+def ttft_quantile(streams: list[StreamResult], q: float) -> float | None:
+    """The median TTFT for ``q`` 0.5, else the nearest-rank ``q`` quantile; ``None`` without any TTFT."""
+    values = sorted(s.ttft_s for s in streams if s.ttft_s is not None)
+    if not values:
+        return None
+    return statistics.median(values) if q == 0.5 else values[min(len(values) - 1, int(q * len(values)))]
+
+
 @dataclass
 class RoundResult:
     """N streams started together: aggregate throughput and the TTFT spread."""
@@ -120,8 +128,7 @@ class RoundResult:
 
     @property
     def ttft_p50_s(self) -> float | None:
-        values = [s.ttft_s for s in self.streams if s.ttft_s is not None]
-        return statistics.median(values) if values else None
+        return ttft_quantile(self.streams, 0.5)
 
     @property
     def errors(self) -> list[str]:
@@ -150,13 +157,11 @@ class SustainedResult:
 
     @property
     def ttft_p50_s(self) -> float | None:
-        values = [s.ttft_s for s in self.streams if s.ttft_s is not None]
-        return statistics.median(values) if values else None
+        return ttft_quantile(self.streams, 0.5)
 
     @property
     def ttft_p90_s(self) -> float | None:
-        values = sorted(s.ttft_s for s in self.streams if s.ttft_s is not None)
-        return values[min(len(values) - 1, int(0.9 * len(values)))] if values else None
+        return ttft_quantile(self.streams, 0.9)
 
 
 async def run_sustained(client: httpx.AsyncClient, target: Target, prompt: Callable[[int, int], str],
