@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import hiredis
@@ -27,7 +26,6 @@ if TYPE_CHECKING:
     from redis.asyncio.connection import AbstractConnection
     from redis.commands.core import AsyncScript
 
-Orphan = Callable[[Any], None]
 #: A script argument: hiredis writes numbers itself (floats as their shortest exact repr).
 Arg = str | int | float
 #: How long a call may wait for its reply when the connection does not say (redis-py's socket_timeout).
@@ -44,14 +42,12 @@ class Tally:
 class _Pending:
     """A call on the wire: who waits for it, and what to send again if Redis lost the script."""
 
-    __slots__ = ("args", "future", "keys", "orphan", "retried")
+    __slots__ = ("args", "future", "keys", "retried")
 
-    def __init__(self, future: asyncio.Future[Any], keys: list[str], args: list[Arg],
-                 orphan: Orphan | None) -> None:
+    def __init__(self, future: asyncio.Future[Any], keys: list[str], args: list[Arg]) -> None:
         self.future = future
         self.keys = keys
         self.args = args
-        self.orphan = orphan
         self.retried = False
 
 
@@ -66,16 +62,12 @@ class ScriptBatcher:
         self._wire: _Wire | None = None
         self._opening = asyncio.Lock()
 
-    async def call(self, keys: list[str], args: list[Arg], orphan: Orphan | None = None) -> Any:
-        """The script's reply for ``keys`` and ``args``; raises what Redis raised for this call.
-
-        If the caller is cancelled after the call was queued, the call still runs, and ``orphan`` receives
-        its reply (so that what it reserved can be given back).
-        """
+    async def call(self, keys: list[str], args: list[Arg]) -> Any:
+        """The script's reply for ``keys`` and ``args``; raises what Redis raised for this call."""
         wire = self._wire
         if wire is None or wire.closed:
             wire = await self._open()
-        return await wire.call(keys, args, orphan)
+        return await wire.call(keys, args)
 
     def submit(self, keys: list[str], args: list[Arg]) -> asyncio.Future[Any]:
         """Queue one call now, without waiting: its reply's future (the connection is opened first if needed).
@@ -84,7 +76,7 @@ class ScriptBatcher:
         """
         wire = self._wire
         if wire is not None and not wire.closed:
-            return wire.call(keys, args, None)
+            return wire.call(keys, args)
         return asyncio.ensure_future(self.call(keys, args))
 
     async def drain(self) -> None:
@@ -143,9 +135,9 @@ class _Wire(asyncio.Protocol):
         self.closed = False
         transport.set_protocol(self)
 
-    def call(self, keys: list[str], args: list[Arg], orphan: Orphan | None) -> asyncio.Future[Any]:
+    def call(self, keys: list[str], args: list[Arg]) -> asyncio.Future[Any]:
         """Queue one EVALSHA; it goes out with the others of this loop turn."""
-        pending = _Pending(self._loop.create_future(), keys, args, orphan)
+        pending = _Pending(self._loop.create_future(), keys, args)
         self._send(_pack("EVALSHA", self._script.sha, len(keys), *keys, *args), pending)
         return pending.future
 
@@ -189,10 +181,9 @@ class _Wire(asyncio.Protocol):
             self._send(_pack("EVAL", self._script.script, len(keys), *keys, *args), pending)
             return
         future = pending.future
-        if future.done():  # the caller was cancelled meanwhile
-            if pending.orphan is not None and not isinstance(reply, Exception):
-                pending.orphan(reply)
-        elif isinstance(reply, Exception):
+        if future.done():  # the caller was cancelled meanwhile (the store gives back what it reserved)
+            return
+        if isinstance(reply, Exception):
             future.set_exception(reply)
         else:
             future.set_result(reply)
