@@ -99,7 +99,7 @@ def load_generator(spec: LoadSpec) -> TextGenerator:
         threads=spec.threads or os.cpu_count() or 1, max_adapters=int(spec.extra.get("max_adapters", "8")),
         prefill_tokens=int(spec.extra.get("prefill_tokens", "512")),
         prefix_cache_bytes=prefix_cache_bytes(spec.extra),
-        lean_decode=spec.extra.get("lean_decode", "true").lower() not in ("false", "0", "no"),
+        lean_decode=not _switched_off(spec.extra.get("lean_decode", "true")),
         prepare=partial(_pack, spec.model_id, mode) if (mode := _packing_mode(spec, device)) else None)
 
 
@@ -141,11 +141,16 @@ def _packing_mode(spec: LoadSpec, device: torch.device) -> str | None:
     from models.runtime.packed import can_pack
 
     mode = spec.extra.get("packed_weights", "auto").lower()
-    if mode in ("false", "0", "no") or not can_pack(device, resolve_dtype(spec.dtype)):
+    if _switched_off(mode) or not can_pack(device, resolve_dtype(spec.dtype)):
         return None
     if mode not in ("auto", "true", "1", "yes"):
         raise InvalidRequest(f"packed_weights must be auto, true or false, not {mode!r}")
     return "auto" if mode == "auto" else "true"
+
+
+def _switched_off(value: str) -> bool:
+    """Whether a catalog ``extra`` switch says off (``false``, ``0`` or ``no``)."""
+    return value.lower() in ("false", "0", "no")
 
 
 def _eos_ids(model: Any) -> frozenset[int]:

@@ -8,8 +8,9 @@ own compiler (inductor) uses. The result is the same arithmetic in another summa
 ~1e-6 on fp32 activations). Figures: docs/performance.md, ``bench/gemm_floor.py``.
 
 Whether packing pays depends on the CPU: on Intel Xeon cores MKL's dense kernel ran one decode step's products
-at 1 row in 23-29 ms against oneDNN's 32-42, and was level at 8 rows. ``packing_pays`` times both kernels on
-the model's own first layers, on the thread that will serve, and the loader packs only when oneDNN wins.
+at 1 row in 23-29 ms against oneDNN's 32-42, and was level at 8 rows. ``time_kernels`` times both kernels on
+the model's own first layers, on the thread that will serve, and the loader packs only when oneDNN wins
+(``KernelTimes.packing_pays``).
 
 ``pack_linears`` turns a loaded model's ``nn.Linear`` modules into ``PackedLinear`` in place (the class
 changes, the module stays, so peft still wraps them as ``Linear`` layers). The dense weight of a packed layer
