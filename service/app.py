@@ -6,6 +6,7 @@ lifespan starts and stops the pool, the ledger consumer and the database.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -115,9 +116,11 @@ def create_app(settings: Settings, *, meter: Meter | None = None) -> Litestar:
         await parts.throttle.start()
         await parts.pool.start()
         _freeze_startup_heap()
+        tokenizers = asyncio.create_task(asyncio.to_thread(parts.serving.preload_tokenizers, parts.catalog))
         try:
             yield
         finally:
+            await tokenizers
             await parts.writer.drain()
             await parts.pool.close()
             await parts.billing.stop()

@@ -25,14 +25,49 @@ if TYPE_CHECKING:
     from models.runtime.sequence import Sequence
 
 Forward = Callable[..., Any]
+LayerStates = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys and values
+
+# Padding a left-padded prefill's rows to its longest costs compute per padded position; another pass costs a
+# read of all the weights, which on the CPUs measured is worth some 20-40 prompt tokens of SmolLM2 (a 1-row
+# forward pass against the per-token cost of a batched one, docs/performance.md). So rows are prefilled
+# together while their padding wastes at most this many positions.
+PAD_BUDGET_TOKENS = 64
 
 
 @dataclass(frozen=True)
 class Prefix:
-    """Cached states of the first ``tokens`` tokens of every row of a prefill, ``[rows, heads, tokens, dim]``."""
+    """What the prefix cache holds for each row of a prefill: per layer, keys and values of the row's first
+    ``lengths[r]`` tokens, ``[heads, tokens, dim]`` (``None``: nothing cached for that row)."""
 
-    tokens: int
-    states: list[tuple[torch.Tensor, torch.Tensor]]
+    rows: list[LayerStates | None]
+
+    @classmethod
+    def of(cls, rows: list[LayerStates | None]) -> Prefix | None:
+        """The prefix of a prefill, ``None`` when no row has anything cached."""
+        return cls(rows) if any(rows) else None
+
+    @property
+    def lengths(self) -> list[int]:
+        return [states[0][0].shape[1] if states else 0 for states in self.rows]
+
+    def stacked(self) -> LayerStates:
+        """Every row's states left-padded with zeros to the longest: ``[rows, heads, width, dim]``."""
+        width = max(self.lengths)
+        padded = [[(_pad_left(keys, width - keys.shape[1]), _pad_left(values, width - values.shape[1]))
+                   for keys, values in states] for states in self._filled()]
+        return [(torch.stack([row[i][0] for row in padded]), torch.stack([row[i][1] for row in padded]))
+                for i in range(len(padded[0]))]
+
+    def packed(self) -> LayerStates:
+        """Every row's states one after the other: ``[1, heads, sum of lengths, dim]``."""
+        filled = self._filled()
+        return [(torch.cat([row[i][0] for row in filled], dim=1)[None],
+                 torch.cat([row[i][1] for row in filled], dim=1)[None]) for i in range(len(filled[0]))]
+
+    def _filled(self) -> list[LayerStates]:
+        sample = next(states for states in self.rows if states)
+        empty = [(keys[:, :0], values[:, :0]) for keys, values in sample]
+        return [states or empty for states in self.rows]
 
 
 class KvBatch:
@@ -61,12 +96,13 @@ class KvBatch:
                 extra: dict[str, Any], prefix: Prefix | None = None) -> tuple[KvBatch, torch.Tensor]:
         """Run the prompts of ``seqs`` (left-padded together); return the batch and last-position logits.
 
-        With a ``prefix`` (the cached states of every row's first ``prefix.tokens`` tokens, one row each),
-        only the rest of each prompt is computed: the cache starts with the prefix columns, the padding sits
-        between them and each row's remainder, and positions continue after the prefix.
+        With a ``prefix`` (the cached states of each row's first ``prefix.lengths[r]`` tokens), only the rest
+        of each prompt is computed: the cache starts with the prefix columns (each row's own on the right of
+        them), the padding sits between them and each row's remainder, and positions continue after each
+        row's prefix.
         """
-        skip = prefix.tokens if prefix is not None else 0
-        rests = [seq.request.prompt_ids[skip:] for seq in seqs]
+        skips = prefix.lengths if prefix is not None else [0] * len(seqs)
+        rests = [seq.request.prompt_ids[skip:] for seq, skip in zip(seqs, skips, strict=True)]
         width = max(len(rest) for rest in rests)
         ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(seqs), width), dtype=torch.bool)
@@ -74,14 +110,57 @@ class KvBatch:
             ids[row, width - len(rest):] = torch.tensor(rest, dtype=torch.long)
             mask[row, width - len(rest):] = True
         ids, mask = ids.to(device), mask.to(device)
-        position_ids = skip + (mask.long().cumsum(dim=-1) - 1).clamp(min=0)
-        cache = new_cache(prefix.states if prefix is not None else None)
-        if skip:
-            mask = torch.cat([torch.ones(len(seqs), skip, dtype=torch.bool, device=device), mask], dim=1)
+        skipped = torch.tensor(skips, dtype=torch.long, device=device)[:, None]
+        position_ids = skipped + (mask.long().cumsum(dim=-1) - 1).clamp(min=0)
+        cache = new_cache(prefix.stacked() if prefix is not None else None)
+        if prefix is not None:
+            cached_width = max(skips)
+            cached = torch.arange(cached_width, device=device)[None, :] >= cached_width - skipped
+            mask = torch.cat([cached, mask], dim=1)
         out = forward(input_ids=ids, attention_mask=mask.long(), position_ids=position_ids, cache=cache,
                       use_cache=True, logits_to_keep=1, **extra)
         batch = cls(seqs, cache, mask, mask.sum(dim=-1))
         return batch, out.logits[:, -1, :]
+
+    @classmethod
+    def prefill_packed(cls, forward: Forward, seqs: list[Sequence], device: torch.device,
+                       extra: dict[str, Any], prefix: Prefix | None = None) -> tuple[KvBatch, torch.Tensor]:
+        """Like ``prefill``, but the prompts run as one sequence, one after the other, without padding: each
+        token attends to its own row's cached prefix and earlier tokens only (a block-diagonal causal mask,
+        the "packed sequences" of varlen attention). Then each row's keys and values are gathered into the
+        usual left-padded batch. Every row must use the same weights (no per-row adapters)."""
+        skips = prefix.lengths if prefix is not None else [0] * len(seqs)
+        rests = [seq.request.prompt_ids[skip:] for seq, skip in zip(seqs, skips, strict=True)]
+        sizes = torch.tensor([len(rest) for rest in rests])
+        cached_sizes = torch.tensor(skips)
+        ids = torch.tensor([token for rest in rests for token in rest], dtype=torch.long, device=device)[None]
+        position_ids = torch.cat([torch.arange(skip, skip + len(rest)) for skip, rest in zip(
+            skips, rests, strict=True)]).to(device)[None]
+        rows = torch.arange(len(seqs))
+        row_of_token = rows.repeat_interleave(sizes)
+        row_of_cached = rows.repeat_interleave(cached_sizes)
+        order = torch.arange(len(row_of_token))
+        own = row_of_token[:, None] == row_of_token[None, :]
+        mask = torch.cat([row_of_token[:, None] == row_of_cached[None, :], own & (order[:, None] >= order[None, :])],
+                         dim=1).to(device)
+        cache = new_cache(prefix.packed() if prefix is not None else None)
+        last = (sizes.cumsum(0) - 1).to(device)
+        out = forward(input_ids=ids, attention_mask=mask[None, None], position_ids=position_ids, cache=cache,
+                      use_cache=True, logits_to_keep=last, **extra)
+        # Each row's columns in the packed cache: its cached prefix, then its new tokens; left-padded with
+        # column 0 (masked) to the longest row.
+        total = cached_sizes + sizes
+        width = int(total.max())
+        starts = torch.cat([torch.zeros(1, dtype=torch.long), cached_sizes.cumsum(0)[:-1]])
+        new_starts = int(cached_sizes.sum()) + torch.cat([torch.zeros(1, dtype=torch.long), sizes.cumsum(0)[:-1]])
+        column = torch.arange(width)[None, :] - (width - total)[:, None]  # position within the row's own columns
+        index = torch.where(column < cached_sizes[:, None], starts[:, None] + column,
+                            new_starts[:, None] + column - cached_sizes[:, None]).clamp(min=0).to(device)
+        gathered = [(keys[0][:, index].transpose(0, 1), values[0][:, index].transpose(0, 1))
+                    for keys, values in layer_states(cache)]
+        batch_mask = (column >= 0).to(device)
+        batch = cls(seqs, new_cache(gathered), batch_mask, total.to(device))
+        return batch, out.logits[0]
 
     def row_states(self, row: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """One row's keys and values at its real columns, ``[heads, tokens, dim]`` per layer."""
@@ -137,3 +216,21 @@ def _pad_left(states: torch.Tensor, columns: int) -> torch.Tensor:
     """Zero columns before the cached sequence axis (``[rows, heads, seq, dim]``)."""
     return F.pad(states, (0, 0, columns, 0)) if columns else states
 
+
+def prefill_groups(rows: list[Sequence], cached: dict[int, int]) -> list[list[Sequence]]:
+    """Split one admission into prefill passes: rows sorted by the length of what is left to compute (the
+    prompt after its ``cached[id(row)]`` tokens), a new pass started where padding every row to the longest
+    would waste more than ``PAD_BUDGET_TOKENS`` token positions."""
+    def rest(seq: Sequence) -> int:
+        return len(seq.request.prompt_ids) - cached.get(id(seq), 0)
+
+    groups: list[list[Sequence]] = []
+    group: list[Sequence] = []
+    real = 0
+    for seq in sorted(rows, key=rest):
+        if group and (len(group) + 1) * rest(seq) - (real + rest(seq)) > PAD_BUDGET_TOKENS:
+            groups.append(group)
+            group, real = [], 0
+        group.append(seq)
+        real += rest(seq)
+    return [*groups, group] if group else groups

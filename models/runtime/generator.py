@@ -5,11 +5,13 @@ of each step (prefilled together, then merged into the running batch), decodes o
 drops finished or cancelled rows at once. Every delta is emitted from the decode thread.
 
 A step admits only as many queued prompts as fit ``prefill_tokens`` (at least one), so that a burst of long
-prompts stalls the running rows for one slice per step, not for all of it. The default is large enough for a
-burst of ordinary chat prompts to be prefilled together: on a CPU prefill is compute-bound and a batched
-prefill costs less per prompt than several small ones, so slicing eight ~40-token arrivals measured a
-*worse* median time to first token (only the first slice's rows start sooner) and fewer tokens/s
-(docs/performance.md, "Engine"). Each row's first token is emitted right after its prefill.
+prompts stalls the running rows for one slice per step, not for all of it; the default lets a burst of chat
+prompts be prefilled together, which on a CPU costs less per prompt than several small passes
+(docs/performance.md, "Engine"). Each row's first token is emitted right after its prefill. For a burst's
+time to first token: base-model rows are prefilled as one packed sequence, each from its own cached prefix
+(``KvBatch.prefill_packed``: one pass, no padding); an idle engine waits while requests keep arriving a few
+milliseconds apart (``_gather_arrivals``); and prompts that arrived during a prefill are prefilled before the
+next decode step (``_defer_step``, at most twice in a row).
 
 Locks: ``_cond`` guards the queues and counters (held briefly); ``_model_lock`` is held for a whole step so
 that attaching or detaching an adapter never changes the model under a running forward pass.
@@ -18,6 +20,7 @@ that attaching or detaching an adapter never changes the model under a running f
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -25,14 +28,14 @@ import structlog
 import torch
 
 from models.runtime.adapters import BASE_ADAPTER, AdapterSet
-from models.runtime.batch import Forward, KvBatch, Prefix
+from models.runtime.batch import Forward, KvBatch, Prefix, prefill_groups
 from models.runtime.lean_decode import LeanDecoder
-from models.runtime.prefix_cache import PrefixCache, PrefixHit
+from models.runtime.prefix_cache import PrefixCache
 from models.runtime.sampling import row_sampling
 from models.runtime.sequence import Sequence
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from tokenizers import Tokenizer
 
@@ -40,24 +43,35 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
+# A burst's requests reach the worker a few milliseconds apart (the gateway handles them one at a time): an
+# idle engine waits while they keep coming less than GATHER_GAP_S apart, never longer than GATHER_MAX_S.
+GATHER_GAP_S = 0.003
+GATHER_MAX_S = 0.010
+# Decode steps put off in a row so that newly arrived prompts are prefilled first.
+MAX_DEFERRED_STEPS = 2
+
 
 class BatchingGenerator:
     """A ``TextGenerator``: a loaded causal LM decoding many sequences together.
 
     ``stats()`` keys (all floats): ``batch_size`` (rows decoding now), ``queue_depth`` (submitted, not yet
     admitted), ``tokens_generated_total``, ``prompt_tokens_total`` (prefilled), ``sequences_finished_total``,
-    ``steps_total`` (decode steps), ``adapters_attached``, ``adapter_loads_total``,
-    ``adapter_cache_hits_total`` (attach calls for an adapter already attached), ``adapter_evictions_total``,
+    ``steps_total`` (decode steps), ``prefill_passes_total`` (forward passes over new prompts),
+    ``adapters_attached``, ``adapter_loads_total``, ``adapter_cache_hits_total`` (attach calls for an adapter
+    already attached), ``adapter_evictions_total``,
     ``adapter_last_attach_seconds``, ``prefix_cache_hits_total`` (prompts that started from cached blocks),
-    ``prefix_cache_tokens_reused_total`` (prompt tokens not recomputed), ``prefix_cache_bytes``.
+    ``prefix_cache_tokens_reused_total`` (prompt tokens not recomputed), ``prefix_cache_bytes``,
+    ``warming_up`` (1 while the weights are still being packed).
     """
 
     def __init__(self, model: torch.nn.Module, tokenizer: Tokenizer, *, eos_ids: frozenset[int], pad_id: int,
                  context_length: int, max_batch: int = 16, threads: int = 0, max_adapters: int = 8,
                  prefill_tokens: int = 512, prefix_cache_bytes: int = 64 << 20, lean_decode: bool = True,
-                 prepare: Callable[[torch.nn.Module], object] | None = None) -> None:
-        """``prepare`` runs on the decode thread before it serves (it returns once that is done): work on the
-        weights there uses the one OpenMP team the forward passes will use."""
+                 gather_gap_s: float = GATHER_GAP_S, gather_max_s: float = GATHER_MAX_S,
+                 warm_up: Callable[[torch.nn.Module], Iterator[object]] | None = None) -> None:
+        """``warm_up``: work on the weights (packing) that the decode thread runs one slice (iterator item)
+        per step once it has served a first token, with the forward passes' OpenMP team; on failure the
+        model keeps its weights as they are."""
         self._model = model
         self._tokenizer = tokenizer
         self._eos_ids = eos_ids
@@ -65,6 +79,8 @@ class BatchingGenerator:
         self._context = context_length
         self._max_batch = max(1, max_batch)
         self._prefill_tokens = prefill_tokens
+        self._gather = (gather_gap_s, gather_max_s)  # ``_gather_arrivals``
+        self._deferred = 0  # decode steps put off in a row (``_defer_step``)
         self._prefixes = PrefixCache(max_bytes=prefix_cache_bytes)
         self._threads = threads
         self._device = next(model.parameters()).device
@@ -76,19 +92,15 @@ class BatchingGenerator:
         self._admitting: list[Sequence] = []  # being prefilled: not queued, not yet in the batch
         self._closed = False
         self._counters = dict.fromkeys(
-            ("tokens_generated_total", "prompt_tokens_total", "sequences_finished_total", "steps_total"), 0)
+            ("tokens_generated_total", "prompt_tokens_total", "sequences_finished_total", "steps_total",
+             "prefill_passes_total"), 0)
         self.adapters = AdapterSet(model, max_adapters=max_adapters, in_use=self._adapters_in_use)
         # Decode steps of base-model rows, where this architecture has a lean step (``lean_decode``).
         self._lean = LeanDecoder.for_model(model) if lean_decode else None
-        self._prepare = prepare
-        self._prepared = threading.Event()
-        self._prepare_error: BaseException | None = None
+        self._warm_up = warm_up(model) if warm_up is not None else None
+        self._served = False  # the warm-up starts after the first admission: a cold start's first token first
         self._thread = threading.Thread(target=self._run, name="decode-loop", daemon=True)
         self._thread.start()
-        self._prepared.wait()
-        if self._prepare_error is not None:
-            self._thread.join()
-            raise RuntimeError(f"preparing the model failed: {self._prepare_error}") from self._prepare_error
 
     # -- the TextGenerator contract -------------------------------------------------------------------------
 
@@ -143,6 +155,7 @@ class BatchingGenerator:
             values["queue_depth"] = float(len(self._pending))
         batch = self._batch
         values["batch_size"] = float(len(batch) if batch is not None else 0)
+        values["warming_up"] = float(self._warm_up is not None)
         prefixes = self._prefixes
         values.update(prefix_cache_hits_total=float(prefixes.hits),
                       prefix_cache_tokens_reused_total=float(prefixes.tokens_reused),
@@ -168,14 +181,6 @@ class BatchingGenerator:
     def _run(self) -> None:
         if self._threads:
             torch.set_num_threads(self._threads)
-        try:
-            if self._prepare is not None:
-                self._prepare(self._model)
-        except BaseException as exc:
-            self._prepare_error = exc
-            return
-        finally:
-            self._prepared.set()
         with torch.inference_mode():
             while self._wait_for_work():
                 with self._model_lock:
@@ -184,23 +189,67 @@ class BatchingGenerator:
                     except Exception as exc:  # the loop must survive anything: fail what was running
                         log.exception("decode_step_failed")
                         self._fail_batch(exc)
+                    self._warm_up_slice()
             self._shutdown()
+
+    def _warm_up_slice(self) -> None:
+        if self._warm_up is None or not self._served:
+            return
+        try:
+            next(self._warm_up)
+        except StopIteration:
+            self._warm_up = None
+        except Exception:
+            log.exception("warm_up_failed")
+            self._warm_up = None
 
     def _wait_for_work(self) -> bool:
         with self._cond:
-            while not (self._closed or self._pending or self._endings or self._batch is not None):
+            while not (self._closed or self._pending or self._endings or self._batch is not None
+                       or (self._warm_up is not None and self._served)):
                 self._cond.wait()
+            if self._batch is None and self._pending:
+                self._gather_arrivals()
             return not self._closed
+
+    def _gather_arrivals(self) -> None:
+        """On an idle engine, wait while requests keep arriving less than ``gather_gap_s`` apart (at most
+        ``gather_max_s``, not past a full batch): a burst is then prefilled in one pass. Holds ``_cond``."""
+        gap, longest = self._gather
+        if gap <= 0:
+            return
+        deadline = time.monotonic() + longest
+        while not self._closed and len(self._pending) < self._max_batch:
+            seen = len(self._pending)
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._cond.wait(min(gap, left)) or len(self._pending) == seen:
+                return
 
     def _iterate(self) -> None:
         newcomers = self._take_work()
         if newcomers:
             self._admit(newcomers)
+            if self._defer_step():
+                return
+        self._deferred = 0
         if self._batch is not None:
             batch = self._batch
             logits = batch.step(*self._decoder_for(batch))
             self._counters["steps_total"] += 1
             self._accept(batch, batch.plan.sample(logits))
+
+    def _defer_step(self) -> bool:
+        """Whether to prefill the requests that arrived during this admission before the next decode step:
+        at most ``MAX_DEFERRED_STEPS`` times in a row, and only when one prefill admits all of them (longer
+        prompts are sliced between decode steps instead)."""
+        with self._cond:
+            room = self._max_batch - (len(self._batch) if self._batch is not None else 0)
+            waiting = sum(len(seq.request.prompt_ids) for seq in self._pending)
+            if (not self._pending or len(self._pending) > room or waiting > self._prefill_tokens
+                    or self._deferred >= MAX_DEFERRED_STEPS):
+                return False
+        self._deferred += 1
+        return True
 
     def _decoder_for(self, batch: KvBatch) -> tuple[Forward, dict[str, object]]:
         """The lean decode step when every row is a base-model row, else the model with per-row adapters."""
@@ -241,52 +290,47 @@ class BatchingGenerator:
     def _admit(self, newcomers: list[Sequence]) -> None:
         """Prefill the sequences that can run, emit their first token and merge them into the batch.
 
-        Rows whose prompts start with cached blocks of the same length are prefilled together from there;
-        each group is one forward pass.
-        """
+        Each row starts from its own cached prefix. Base-model rows run as one packed sequence; an admission
+        with adapter rows runs left-padded, in as few passes as ``prefill_groups`` allows."""
         ready = [s for s in newcomers if self._check(s)]
         if not ready:
             return
         self._admitting = ready
-        for rows, prefix in self._prefix_groups(ready):
-            self._prefill_group(rows, prefix)
+        self._served = True
+        hits = {id(seq): None if seq.request.adapter else self._prefixes.lookup(seq.request.prompt_ids)
+                for seq in ready}
+
+        def prefix(rows: list[Sequence]) -> Prefix | None:
+            return Prefix.of([hit.states if (hit := hits[id(seq)]) is not None else None for seq in rows])
+
+        if not any(seq.request.adapter for seq in ready):
+            self._prefill_group(ready, prefix(ready), packed=True)
+        else:
+            for rows in prefill_groups(ready, {key: hit.tokens for key, hit in hits.items() if hit is not None}):
+                self._prefill_group(rows, prefix(rows))
         self._admitting = []
 
-    def _prefix_groups(self, ready: list[Sequence]) -> list[tuple[list[Sequence], Prefix | None]]:
-        """Split a prefill by the length of each row's cached prefix (adapter rows never use the cache)."""
-        misses: list[Sequence] = []
-        hits: dict[int, list[tuple[Sequence, PrefixHit]]] = {}
-        for seq in ready:
-            hit = None if seq.request.adapter else self._prefixes.lookup(seq.request.prompt_ids)
-            if hit is None:
-                misses.append(seq)
-            else:
-                hits.setdefault(hit.tokens, []).append((seq, hit))
-        groups: list[tuple[list[Sequence], Prefix | None]] = [(misses, None)] if misses else []
-        for tokens, members in hits.items():
-            layers = range(len(members[0][1].states))
-            stacked = [(torch.stack([hit.states[i][0] for _, hit in members]),
-                        torch.stack([hit.states[i][1] for _, hit in members])) for i in layers]
-            groups.append(([seq for seq, _ in members], Prefix(tokens, stacked)))
-        return groups
-
-    def _prefill_group(self, rows: list[Sequence], prefix: Prefix | None) -> None:
+    def _prefill_group(self, rows: list[Sequence], prefix: Prefix | None, *, packed: bool = False) -> None:
         try:
-            fresh, logits = KvBatch.prefill(self.adapters.run, rows, self._pad_id, self._device,
-                                            {"adapter_names": [s.adapter_name for s in rows]}, prefix)
+            extra = {"adapter_names": [BASE_ADAPTER] if packed else [s.adapter_name for s in rows]}
+            if packed:
+                fresh, logits = KvBatch.prefill_packed(self.adapters.run, rows, self._device, extra, prefix)
+            else:
+                fresh, logits = KvBatch.prefill(self.adapters.run, rows, self._pad_id, self._device, extra, prefix)
             tokens = fresh.plan.sample(logits)
         except Exception as exc:
             log.exception("prefill_failed", rows=len(rows))
             for seq in rows:
                 self._end(seq, "error", f"prefill failed: {exc}")
             return
-        skipped = prefix.tokens if prefix is not None else 0
+        lengths = prefix.lengths if prefix is not None else [0] * len(rows)
         for row, seq in enumerate(rows):
-            seq.cached_tokens = skipped
-            if not seq.request.adapter and self._prefixes.wants(seq.request.prompt_ids, start=skipped):
-                self._prefixes.store(seq.request.prompt_ids, fresh.row_states(row), start=skipped)
+            seq.cached_tokens = lengths[row]
+            if not seq.request.adapter and self._prefixes.wants(seq.request.prompt_ids, start=lengths[row]):
+                self._prefixes.store(seq.request.prompt_ids, fresh.row_states(row), start=lengths[row])
         with self._cond:
             self._counters["prompt_tokens_total"] += sum(len(s.request.prompt_ids) for s in rows)
+            self._counters["prefill_passes_total"] += 1
         self._accept(fresh, tokens)
         if len(fresh) and self._batch is not None:
             self._batch.merge(fresh)
@@ -352,3 +396,4 @@ class BatchingGenerator:
         batch, self._batch = self._batch, None
         for seq in pending + (batch.seqs if batch is not None else []):
             seq.finish("error", error="the model was unloaded")
+

@@ -7,6 +7,7 @@ allows it, on the CPU otherwise. Which loader runs is chosen by the spec's task 
 from __future__ import annotations
 
 import os
+import time
 from functools import partial
 from pathlib import Path
 from types import MappingProxyType
@@ -18,7 +19,7 @@ import torch
 from service.errors import InvalidRequest
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from models.runtime.api import Embedder, LoadSpec, TextGenerator
 
@@ -32,7 +33,8 @@ PREWARM_ARCHITECTURES = ("llama", "bert")
 
 
 def prewarm() -> None:
-    """Import what a first load would otherwise import lazily (about 2 s of transformers' model code).
+    """Import what a first load would otherwise import lazily (about 2 s of transformers' model code) and
+    build what it would build once per process.
 
     The pool's worker calls this before its first frame, so a standby worker pays it while idle and a cold
     start only reads weights.
@@ -46,6 +48,12 @@ def prewarm() -> None:
     for architecture in PREWARM_ARCHITECTURES:
         importlib.import_module(f"transformers.models.{architecture}.modeling_{architecture}")
         importlib.import_module(f"transformers.models.{architecture}.configuration_{architecture}")
+    # transformers builds its table of checkpoint renamings (about 1,200 regular expressions, 0.4 s) on the
+    # first from_pretrained of a process; building it here keeps that out of the cold start.
+    conversions = importlib.import_module("transformers.conversion_mapping")
+    build = getattr(conversions, "get_checkpoint_conversion_mapping", None)
+    if callable(build):
+        build(PREWARM_ARCHITECTURES[0])
 
 
 def load(spec: LoadSpec) -> TextGenerator | Embedder:
@@ -79,7 +87,7 @@ def load_generator(spec: LoadSpec) -> TextGenerator:
     from transformers import AutoModelForCausalLM
 
     from models.runtime.api import prefix_cache_bytes
-    from models.runtime.generator import BatchingGenerator
+    from models.runtime.generator import GATHER_GAP_S, BatchingGenerator
 
     device = resolve_device(spec.device)
     # The decode thread runs every forward pass (and packs the weights first) with its own OpenMP team. If
@@ -100,13 +108,14 @@ def load_generator(spec: LoadSpec) -> TextGenerator:
         prefill_tokens=int(spec.extra.get("prefill_tokens", "512")),
         prefix_cache_bytes=prefix_cache_bytes(spec.extra),
         lean_decode=not _switched_off(spec.extra.get("lean_decode", "true")),
-        prepare=partial(_pack, spec.model_id, mode) if (mode := _packing_mode(spec, device)) else None)
+        gather_gap_s=float(spec.extra.get("gather_ms", GATHER_GAP_S * 1000)) / 1000,
+        warm_up=partial(_pack, spec.model_id, mode) if (mode := _packing_mode(spec, device)) else None)
 
 
-def _pack(model_id: str, mode: str, model: torch.nn.Module) -> None:
-    """Pack the weights (on the decode thread): always for ``"true"``, for ``"auto"`` when oneDNN's kernel
-    beats the dense one on this CPU."""
-    from models.runtime.packed import pack_linears, time_kernels
+def _pack(model_id: str, mode: str, model: torch.nn.Module) -> Iterator[object]:
+    """Pack the weights, a few layers per slice (the decode thread runs the slices while it serves): always
+    for ``"true"``, for ``"auto"`` when oneDNN's kernel beats the dense one on this CPU."""
+    from models.runtime.packed import pack_linears_in_slices, time_kernels
 
     if mode == "auto":
         times = time_kernels(model)
@@ -116,7 +125,12 @@ def _pack(model_id: str, mode: str, model: torch.nn.Module) -> None:
             log.info("weights_dense", model=model_id, reason="packing is not faster on this CPU", **timed)
             return
         log.info("kernels_timed", model=model_id, **timed)
-    log.info("weights_packed", model=model_id, layers=pack_linears(model))
+        yield "timed"
+    started, layers = time.perf_counter(), 0
+    for count in pack_linears_in_slices(model):
+        layers += count
+        yield count
+    log.info("weights_packed", model=model_id, layers=layers, seconds=round(time.perf_counter() - started, 3))
 
 
 def load_embedder(spec: LoadSpec) -> Embedder:

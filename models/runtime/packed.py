@@ -43,6 +43,8 @@ SAMPLE_WEIGHTS = 28
 SAMPLE_REPEATS = 5
 # Packing must save at least this fraction of the dense time: it costs load time and reorders memory.
 PACKING_MIN_GAIN = 0.05
+# Layers packed per slice when a serving model packs between its steps (one Llama decoder layer: ~14 ms).
+LINEARS_PER_SLICE = 7
 _PAGE = mmap.PAGESIZE
 _MADV_DONTNEED = 4  # <sys/mman.h>; Linux, the platform the worker runs on
 
@@ -57,8 +59,11 @@ class PackedLinear(torch.nn.Linear):
 
 
 def can_pack(device: torch.device, dtype: torch.dtype) -> bool:
-    """Whether weights on ``device`` at ``dtype`` can be packed (CPU with oneDNN, fp32 or bf16)."""
-    return device.type == "cpu" and dtype in PACKABLE_DTYPES and torch.backends.mkldnn.is_available()
+    """Whether weights on ``device`` at ``dtype`` can be packed: on a CPU with oneDNN, fp32, or bf16 where
+    oneDNN has a bf16 kernel for this CPU (AVX-512 BW/VL/DQ or AVX-NE-CONVERT; not on AVX2-only cores)."""
+    if device.type != "cpu" or dtype not in PACKABLE_DTYPES or not torch.backends.mkldnn.is_available():
+        return False
+    return dtype != torch.bfloat16 or bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 @dataclass(frozen=True)
@@ -116,21 +121,40 @@ def _best_of(repeats: int, run: Callable[[], object]) -> float:
 
 def pack_linears(model: torch.nn.Module, rows_hint: int = ROWS_HINT) -> int:
     """Pack every plain CPU ``nn.Linear`` of ``model`` in place; return how many were packed."""
+    return sum(pack_linears_in_slices(model, rows_hint))
+
+
+def pack_linears_in_slices(model: torch.nn.Module, rows_hint: int = ROWS_HINT,
+                           per_slice: int = LINEARS_PER_SLICE) -> Iterator[int]:
+    """``pack_linears`` a few layers at a time: yields how many it packed after every ``per_slice`` layers.
+
+    Each layer is either dense or packed at any moment, and both compute the same product, so a model can
+    serve between two slices."""
     shared = _weights_shared_with_other_modules(model)
     packed = 0
-    with torch.no_grad():
-        for module in _plain_linears(model):
-            weight = module.weight
-            if not can_pack(weight.device, weight.dtype):
-                continue
-            module.packed_weight = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), rows_hint)
-            module.__class__ = PackedLinear
-            if weight.data_ptr() not in shared:
-                _release_pages(weight)
-                # Keep shape, dtype and device for whoever inspects the layer (peft does); free the storage.
-                weight.data = torch.zeros((), dtype=weight.dtype, device=weight.device).expand(weight.shape)
-            packed += 1
-    return packed
+    for module in list(_plain_linears(model)):
+        if not can_pack(module.weight.device, module.weight.dtype):
+            continue
+        # Grad mode per layer, never across a yield: a generator closed on another thread would restore the
+        # mode it saved there.
+        with torch.no_grad():
+            _pack_one(module, shared, rows_hint)
+        packed += 1
+        if packed == per_slice:
+            yield packed
+            packed = 0
+    if packed:
+        yield packed
+
+
+def _pack_one(module: torch.nn.Linear, shared: set[int], rows_hint: int) -> None:
+    weight = module.weight
+    module.packed_weight = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), rows_hint)
+    module.__class__ = PackedLinear
+    if weight.data_ptr() not in shared:
+        _release_pages(weight)
+        # Keep shape, dtype and device for whoever inspects the layer (peft does); free the storage.
+        weight.data = torch.zeros((), dtype=weight.dtype, device=weight.device).expand(weight.shape)
 
 
 def _release_pages(weight: torch.Tensor) -> None:

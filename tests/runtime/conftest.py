@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -37,7 +38,8 @@ def generator(smollm_dir: Path) -> Iterator[Any]:
     from models.runtime import load
     from models.runtime.api import LoadSpec
 
-    loaded = load(LoadSpec(SMOLLM, str(smollm_dir), "chat", max_batch=16, extra={"packed_weights": "true"}))
+    loaded = warmed(load(LoadSpec(SMOLLM, str(smollm_dir), "chat", max_batch=16,
+                                  extra={"packed_weights": "true"})))
     yield loaded
     loaded.close()
 
@@ -49,6 +51,18 @@ def reference_model(smollm_dir: Path) -> Any:
     from transformers import AutoModelForCausalLM
 
     return AutoModelForCausalLM.from_pretrained(smollm_dir, dtype=torch.float32).eval()
+
+
+def warmed(generator: Any, timeout_s: float = 120.0) -> Any:
+    """The generator once it has packed its weights: packing starts after a first request's first token and
+    runs between steps (the model serves meanwhile, some layers still dense)."""
+    run(generator, request("warm-up", (1, 2, 3), max_tokens=1))
+    deadline = time.monotonic() + timeout_s
+    while generator.stats()["warming_up"]:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the weights were not packed in time")
+        time.sleep(0.01)
+    return generator
 
 
 def chat(tokenizer: Any, text: str) -> tuple[int, ...]:

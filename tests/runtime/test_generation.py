@@ -194,3 +194,14 @@ def test_stats_report_the_work_done(generator: Any, tokenizer: Any) -> None:
     after = generator.stats()
     assert after["tokens_generated_total"] - before["tokens_generated_total"] == 4
     assert after["batch_size"] == 0 and after["queue_depth"] == 0
+
+
+def test_rows_far_apart_in_length_are_prefilled_in_separate_passes() -> None:
+    """Padding a 3-token remainder to 400 would cost far more than a second pass over the weights."""
+    from types import SimpleNamespace
+
+    from models.runtime.batch import prefill_groups
+
+    rows = [SimpleNamespace(request=SimpleNamespace(prompt_ids=(1,) * n)) for n in (40, 3, 400, 30)]
+    groups = prefill_groups(rows, {id(rows[0]): 32})  # the first has 32 tokens cached: 8 left to compute
+    assert [[len(r.request.prompt_ids) for r in group] for group in groups] == [[3, 40, 30], [400]]

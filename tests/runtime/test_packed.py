@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import torch
 
-from models.runtime.packed import KernelTimes, PackedLinear, can_pack, pack_linears, time_kernels
+from models.runtime.packed import (
+    KernelTimes,
+    PackedLinear,
+    can_pack,
+    pack_linears,
+    pack_linears_in_slices,
+    time_kernels,
+)
 from service.errors import InvalidRequest
-from tests.runtime.conftest import SMOLLM, chat, request, run
+from tests.runtime.conftest import SMOLLM, chat, request, run, warmed
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -59,7 +67,7 @@ def test_a_weight_tied_to_an_embedding_is_kept() -> None:
 
 def test_only_cpu_float_weights_are_packed() -> None:
     assert can_pack(torch.device("cpu"), torch.float32)
-    assert can_pack(torch.device("cpu"), torch.bfloat16)
+    assert can_pack(torch.device("cpu"), torch.bfloat16) == torch.ops.mkldnn._is_mkldnn_bf16_supported()
     assert not can_pack(torch.device("cpu"), torch.float16)
     assert not can_pack(torch.device("cuda"), torch.float32)
     half = torch.nn.Linear(16, 16).to(torch.float16)
@@ -67,13 +75,15 @@ def test_only_cpu_float_weights_are_packed() -> None:
     assert type(half) is torch.nn.Linear
 
 
-def test_bfloat16_layers_are_packed_too() -> None:
+def test_bfloat16_layers_are_packed_where_the_cpu_has_a_bf16_kernel() -> None:
     layers = _layers().to(torch.bfloat16)
     x = torch.randn(8, 576, dtype=torch.bfloat16)
+    supported = torch.ops.mkldnn._is_mkldnn_bf16_supported()
     with torch.inference_mode():
         expected = layers["plain"](x).float()
-        pack_linears(layers)
+        assert pack_linears(layers) == (2 if supported else 0)
         packed = layers["plain"](x).float()
+    assert (type(layers["plain"]) is PackedLinear) == supported  # an AVX2-only CPU keeps the dense bf16 layer
     torch.testing.assert_close(packed, expected, rtol=2e-2, atol=2e-2)
 
 
@@ -106,8 +116,8 @@ def test_every_packing_mode_serves_the_same_greedy_text(smollm_dir: Path, tokeni
     for mode in ("true", "false", "auto"):
         generator = _load(smollm_dir, mode)
         try:
-            texts[mode] = run(generator, request(mode, ids, max_tokens=12)).text
-            packed[mode] = _packed_layers(generator)
+            texts[mode] = run(generator, request(mode, ids, max_tokens=12)).text  # served while packing
+            packed[mode] = _packed_layers(warmed(generator))
         finally:
             generator.close()
     assert texts["true"] == texts["false"] == texts["auto"] != ""
@@ -118,3 +128,19 @@ def test_every_packing_mode_serves_the_same_greedy_text(smollm_dir: Path, tokeni
 def test_an_unknown_packing_mode_is_refused(smollm_dir: Path) -> None:
     with pytest.raises(InvalidRequest, match="packed_weights"):
         _load(smollm_dir, "sometimes")
+
+
+def test_packing_in_slices_can_stop_midway_and_leaves_the_callers_grad_mode_alone() -> None:
+    layers = _layers()
+    slices = pack_linears_in_slices(layers, per_slice=1)
+
+    def first_slice() -> None:  # as the decode thread runs it: under inference mode, on its own thread
+        with torch.inference_mode():
+            next(slices)
+
+    worker = threading.Thread(target=first_slice)
+    worker.start()
+    worker.join()
+    assert type(layers["plain"]) is PackedLinear and type(layers["biased"]) is torch.nn.Linear
+    slices.close()  # an engine closed before packing finished drops its slices on another thread
+    assert torch.is_grad_enabled()

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from models.runtime.prefix_cache import PrefixCache
-from tests.runtime.conftest import chat, request, run
+from tests.runtime.conftest import Stream, chat, request, run
 
 LAYERS, HEADS, DIM = 2, 3, 4
 
@@ -80,3 +80,38 @@ def test_prompts_sharing_the_system_prompt_reuse_it_and_decode_as_transformers_d
     assert stream.text == tokenizer.decode(out[0, len(second):], skip_special_tokens=True)
     assert stream.deltas[-1].prompt_tokens == len(second)  # billing still counts the whole prompt
     assert {d.cached_tokens for d in stream.deltas} == {reused}  # what usage reports as cached
+
+
+def test_a_burst_hitting_the_cache_at_different_lengths_is_prefilled_in_one_pass(
+        smollm_dir: Any, tokenizer: Any, reference_model: Any) -> None:
+    """A whole earlier prompt, a prompt sharing only the system prompt and a prompt never seen arrive together:
+    one forward pass computes what each lacks, and each decodes as transformers does alone."""
+    from tokenizers import Tokenizer
+
+    from models.runtime.generator import BatchingGenerator
+
+    # Arrivals up to 0.25 s apart count as one burst here, so the test does not depend on the machine's speed.
+    engine = BatchingGenerator(reference_model, Tokenizer.from_file(str(smollm_dir / "tokenizer.json")),
+                               eos_ids=frozenset({2}), pad_id=2, context_length=8192, gather_gap_s=0.25,
+                               gather_max_s=0.25)
+    seen = chat(tokenizer, "Name a large animal that lives in the ocean.")
+    prompts = [seen, chat(tokenizer, "Tell me about Rome."),
+               tuple(tokenizer("Once upon a time, in a land far away,")["input_ids"])]
+    try:
+        run(engine, request("earlier", seen, max_tokens=2))
+        before = engine.stats()["prefill_passes_total"]
+        streams = [Stream() for _ in prompts]
+        for k, (ids, stream) in enumerate(zip(prompts, streams, strict=True)):
+            engine.submit(request(f"burst{k}", ids, max_tokens=8), stream)
+        texts = [s.wait() and s.text for s in streams]
+        passes = engine.stats()["prefill_passes_total"] - before
+    finally:
+        engine.close()
+    assert passes == 1
+    cached = [s.deltas[-1].cached_tokens for s in streams]
+    assert cached[0] > cached[1] > cached[2] == 0  # the whole earlier prompt, the system prompt, nothing
+    with torch.inference_mode():
+        expected = [tokenizer.decode(reference_model.generate(torch.tensor([ids]), max_new_tokens=8,
+                                                              do_sample=False)[0, len(ids):],
+                                     skip_special_tokens=True) for ids in prompts]
+    assert texts == expected
