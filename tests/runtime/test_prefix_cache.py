@@ -22,7 +22,7 @@ def test_the_longest_run_of_blocks_is_found_and_the_last_token_is_left_to_comput
     cache = PrefixCache(block_tokens=4)
     prompt = tuple(range(100, 111))  # 11 tokens: blocks [0, 4) and [4, 8) can be kept, [8, 11) holds the last
     cache.store(prompt, states_for(prompt))
-    assert len(cache) == 2
+    assert len(cache) == 3  # the two blocks and the prompt's tail, [8, 10)
 
     hit = cache.lookup((*prompt[:9], 999, 998))  # shares 9 tokens: two whole blocks
     assert hit is not None and hit.tokens == 8
@@ -33,6 +33,19 @@ def test_the_longest_run_of_blocks_is_found_and_the_last_token_is_left_to_comput
     assert cache.lookup(prompt[:8]).tokens == 4  # an 8-token prompt must compute its last token itself
     assert cache.lookup((100, 101, 102, 7, 104, 105, 106, 107, 108)) is None  # the first block differs
     assert (cache.hits, cache.tokens_reused) == (2, 12)
+
+
+def test_the_same_prompt_again_computes_only_its_last_token() -> None:
+    cache = PrefixCache(block_tokens=4)
+    prompt = tuple(range(100, 111))
+    cache.store(prompt, states_for(prompt))
+    again = cache.lookup(prompt)
+    assert again is not None and again.tokens == 10
+    assert torch.equal(again.states[0][0][0, :, 0], torch.tensor(prompt[:10], dtype=torch.float32))
+    other_last = cache.lookup((*prompt[:10], 7))  # only the last token differs: the same 10 are reused
+    assert other_last is not None and other_last.tokens == 10
+    longer = cache.lookup((*prompt, 112))  # the tail is this prompt's block [8, 12) only in part: not used
+    assert longer is not None and longer.tokens == 8
 
 
 def test_a_block_is_found_only_after_the_same_tokens() -> None:
