@@ -1,17 +1,13 @@
 """Continuous batching on a transformers causal LM: one background thread decodes every live sequence.
 
 Callers (the pool's worker) ``submit`` from any thread; the decode thread admits queued sequences at the start
-of each step (prefilled together, then merged into the running batch), decodes one token for all rows, and
-drops finished or cancelled rows at once. Every delta is emitted from the decode thread.
-
-A step admits only as many queued prompts as fit ``prefill_tokens`` (at least one), so that a burst of long
-prompts stalls the running rows for one slice per step, not for all of it; the default lets a burst of chat
-prompts be prefilled together, which on a CPU costs less per prompt than several small passes
-(docs/performance.md, "Engine"). Each row's first token is emitted right after its prefill. For a burst's
-time to first token: base-model rows are prefilled as one packed sequence, each from its own cached prefix
-(``KvBatch.prefill_packed``: one pass, no padding); an idle engine waits while requests keep arriving a few
-milliseconds apart (``_gather_arrivals``); and prompts that arrived during a prefill are prefilled before the
-next decode step (``_defer_step``, at most twice in a row).
+of each step (prefilled together, then merged into the running batch; each row's first token is emitted right
+after), decodes one token for all rows, and drops finished or cancelled rows at once; every delta is emitted
+from the decode thread. A step admits only the
+queued prompts that fit ``prefill_tokens`` (at least one), so long prompts are sliced between steps. For a
+burst: base-model rows are prefilled as one packed sequence (``KvBatch.prefill_packed``), an idle engine
+gathers arrivals a few milliseconds apart (``_gather_arrivals``), and prompts that arrived during a prefill
+go before the next decode step (``_defer_step``); docs/performance.md, "Latest".
 
 Locks: ``_cond`` guards the queues and counters (held briefly); ``_model_lock`` is held for a whole step so
 that attaching or detaching an adapter never changes the model under a running forward pass.
@@ -45,10 +41,9 @@ log = structlog.get_logger(__name__)
 
 # A burst's requests reach the worker a few milliseconds apart (the gateway handles them one at a time): an
 # idle engine waits while they keep coming less than GATHER_GAP_S apart, never longer than GATHER_MAX_S.
-GATHER_GAP_S = 0.003
-GATHER_MAX_S = 0.010
-# Decode steps put off in a row so that newly arrived prompts are prefilled first.
-MAX_DEFERRED_STEPS = 2
+GATHER_GAP_S, GATHER_MAX_S = 0.003, 0.010
+MAX_DEFERRED_STEPS = 2  # decode steps put off in a row so that newly arrived prompts are prefilled first
+WARM_UP_BUSY_STRIDE = 8  # while busy, one warm-up slice every this many steps; while idle, one after another
 
 
 class BatchingGenerator:
@@ -69,9 +64,8 @@ class BatchingGenerator:
                  prefill_tokens: int = 512, prefix_cache_bytes: int = 64 << 20, lean_decode: bool = True,
                  gather_gap_s: float = GATHER_GAP_S, gather_max_s: float = GATHER_MAX_S,
                  warm_up: Callable[[torch.nn.Module], Iterator[object]] | None = None) -> None:
-        """``warm_up``: work on the weights (packing) that the decode thread runs one slice (iterator item)
-        per step once it has served a first token, with the forward passes' OpenMP team; on failure the
-        model keeps its weights as they are."""
+        """``warm_up``: work on the weights (packing), run in slices (iterator items) by the decode thread
+        after its first token (``_warm_up_slice``); on failure the model keeps its weights as they are."""
         self._model = model
         self._tokenizer = tokenizer
         self._eos_ids = eos_ids
@@ -99,6 +93,7 @@ class BatchingGenerator:
         self._lean = LeanDecoder.for_model(model) if lean_decode else None
         self._warm_up = warm_up(model) if warm_up is not None else None
         self._served = False  # the warm-up starts after the first admission: a cold start's first token first
+        self._busy_steps = 0  # steps in a row with rows to decode (``_warm_up_slice``)
         self._thread = threading.Thread(target=self._run, name="decode-loop", daemon=True)
         self._thread.start()
 
@@ -193,7 +188,12 @@ class BatchingGenerator:
             self._shutdown()
 
     def _warm_up_slice(self) -> None:
+        """A slice while idle; while busy, one every ``WARM_UP_BUSY_STRIDE`` steps (a slice is 10-40 ms)."""
         if self._warm_up is None or not self._served:
+            return
+        busy = self._batch is not None or bool(self._pending)
+        self._busy_steps = self._busy_steps + 1 if busy else 0
+        if busy and self._busy_steps % WARM_UP_BUSY_STRIDE:
             return
         try:
             next(self._warm_up)
@@ -239,9 +239,8 @@ class BatchingGenerator:
             self._accept(batch, batch.plan.sample(logits))
 
     def _defer_step(self) -> bool:
-        """Whether to prefill the requests that arrived during this admission before the next decode step:
-        at most ``MAX_DEFERRED_STEPS`` times in a row, and only when one prefill admits all of them (longer
-        prompts are sliced between decode steps instead)."""
+        """Whether to prefill the requests that arrived during this admission before the next decode step
+        (at most ``MAX_DEFERRED_STEPS`` times in a row, and only if one prefill admits them all)."""
         with self._cond:
             room = self._max_batch - (len(self._batch) if self._batch is not None else 0)
             waiting = sum(len(seq.request.prompt_ids) for seq in self._pending)
