@@ -59,13 +59,14 @@ class PrefixCache:
         while end < len(prompt) and (block := self._blocks.get(prompt[:end])) is not None:
             found.append(block)
             end += self.block_tokens
-        whole = len(found) == (len(prompt) - 1) // self.block_tokens
-        tail = self._blocks.get(prompt[:-1]) if whole and (len(prompt) - 1) % self.block_tokens else None
+        blocks = len(found)
+        whole = blocks == (len(prompt) - 1) // self.block_tokens  # a tail only follows all of its blocks
+        tail = self._blocks.get(prompt[:-1]) if whole and self._has_tail(prompt, 0) else None
         if tail is not None:
             found.append(tail)
         if not found:
             return None
-        self._touch(prompt, len(found))
+        self._touch(prompt, blocks)
         layers = len(found[0])
         states = [(torch.cat([b[i][0] for b in found], dim=1), torch.cat([b[i][1] for b in found], dim=1))
                   for i in range(layers)]
@@ -80,7 +81,7 @@ class PrefixCache:
             return False
         block = self.block_tokens
         ends = range(start - start % block + block, (len(prompt) - 1) // block * block + 1, block)
-        tail = (len(prompt) - 1) % block != 0 and start < len(prompt) - 1 and prompt[:-1] not in self._blocks
+        tail = self._has_tail(prompt, start) and prompt[:-1] not in self._blocks
         return tail or any(prompt[:end] not in self._blocks for end in ends)
 
     def store(self, prompt: tuple[int, ...], states: LayerStates, *, start: int = 0) -> None:
@@ -96,10 +97,15 @@ class PrefixCache:
         blocks = (len(prompt) - 1) // block
         for begin in range(start - start % block, blocks * block, block):
             self._keep(prompt[:begin + block], states, begin, begin + block)
-        if (len(prompt) - 1) % block and start < len(prompt) - 1:
+        if self._has_tail(prompt, start):
             self._keep(prompt[:-1], states, blocks * block, len(prompt) - 1)
-        self._touch(prompt, blocks + 1)
+        self._touch(prompt, blocks)
         self._evict()
+
+    def _has_tail(self, prompt: tuple[int, ...], start: int) -> bool:
+        """Whether ``prompt`` has a tail (tokens after its last whole block, before its last token) that is not
+        all before ``start``."""
+        return (len(prompt) - 1) % self.block_tokens != 0 and start < len(prompt) - 1
 
     def _keep(self, key: tuple[int, ...], states: LayerStates, begin: int, end: int) -> None:
         if key not in self._blocks:
@@ -113,13 +119,11 @@ class PrefixCache:
         self._bytes = 0
 
     def _touch(self, prompt: tuple[int, ...], blocks: int) -> None:
-        """Mark a prompt's first ``blocks`` blocks (its tail included) as just used, the first block last: a
-        run is evicted from its end, never broken in the middle (a block after a missing one could never be
-        found)."""
-        if prompt[:-1] in self._blocks and (len(prompt) - 1) % self.block_tokens:
+        """Mark a prompt's tail and first ``blocks`` blocks as just used, the first block last: a run is
+        evicted from its end, never broken in the middle (a block after a missing one could never be found)."""
+        if prompt[:-1] in self._blocks:
             self._blocks.move_to_end(prompt[:-1])
-        for end in range(min(blocks, (len(prompt) - 1) // self.block_tokens) * self.block_tokens, 0,
-                         -self.block_tokens):
+        for end in range(blocks * self.block_tokens, 0, -self.block_tokens):
             if prompt[:end] in self._blocks:
                 self._blocks.move_to_end(prompt[:end])
 
