@@ -25,11 +25,12 @@ from models.finetune.catalog import FineTuneCatalog
 from models.pool import build_pool
 from models.tokenizer import TokenizerCache
 from service.admission import KeyThrottle
+from service.arrivals import Arrivals
 from service.auth import Principal, secret_from_headers
 from service.db import Database
 from service.errors import MeterwayError
 from service.http.errors import handle_exception
-from service.http.middleware import request_id_middleware
+from service.http.middleware import arrivals_middleware, request_id_middleware
 from service.keys import KeyService
 from service.logs import configure_logging
 from service.pricing import BookQuotes
@@ -46,7 +47,8 @@ from service.tenants import TenantService
 from service.throttle import build_throttle
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
+    from contextlib import AbstractAsyncContextManager
 
     from models.pool.api import ModelPool
     from service.inference import Meter
@@ -68,6 +70,8 @@ class AppParts:
     throttle: KeyThrottle
     fine_tunes: FineTuneCatalog
     catalog: list[ModelSpec]
+    quotes: BookQuotes
+    arrivals: Arrivals
 
 
 def build_parts(settings: Settings, *, meter: Meter | None = None) -> AppParts:
@@ -87,10 +91,11 @@ def build_parts(settings: Settings, *, meter: Meter | None = None) -> AppParts:
     throttle = KeyThrottle(build_throttle(settings))
     resolver = CatalogResolver(catalog, fine_tunes.visible, fine_tunes.find)
     quotes = BookQuotes(billing.prices)
+    arrivals = Arrivals(hold_s=settings.server.burst_hold_ms / 1000)
     serving = ServingService(settings, resolver, TokenizerCache(settings.store_dir), pool, throttle,
-                             meter or billing.meter, quotes, billing.meter)
+                             meter or billing.meter, quotes, billing.meter, arrivals)
     return AppParts(settings, database, keys, pool, billing, serving, StreamWriter(), Telemetry(pool),
-                      throttle, fine_tunes, catalog)
+                      throttle, fine_tunes, catalog, quotes, arrivals)
 
 
 def _freeze_startup_heap() -> None:
@@ -109,23 +114,6 @@ def create_app(settings: Settings, *, meter: Meter | None = None) -> Litestar:
     configure_logging(settings.server.log_level)
     parts = build_parts(settings, meter=meter)
     tenants = TenantService(parts.database.sessions, parts.keys.forget_cached)
-
-    @asynccontextmanager
-    async def lifespan(_app: Litestar) -> AsyncIterator[None]:
-        await parts.billing.start(parts.catalog)
-        await parts.throttle.start()
-        await parts.pool.start()
-        _freeze_startup_heap()
-        tokenizers = asyncio.create_task(asyncio.to_thread(parts.serving.preload_tokenizers, parts.catalog))
-        try:
-            yield
-        finally:
-            await tokenizers
-            await parts.writer.drain()
-            await parts.pool.close()
-            await parts.billing.stop()
-            await parts.throttle.close()
-            await parts.database.close()
 
     async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
         secret = secret_from_headers(request.headers.get("authorization"), request.headers.get("api-key"))
@@ -146,13 +134,41 @@ def create_app(settings: Settings, *, meter: Meter | None = None) -> Litestar:
                         *parts.fine_tunes.handlers],
         dependencies=dependencies,
         exception_handlers={Exception: handle_exception, MeterwayError: handle_exception},
-        middleware=[DefineMiddleware(request_id_middleware, observe=parts.telemetry.observe)],
-        lifespan=[lifespan],
+        middleware=[DefineMiddleware(request_id_middleware, observe=parts.telemetry.observe),
+                    DefineMiddleware(arrivals_middleware, arrivals=parts.arrivals)],
+        lifespan=[_lifespan(parts)],
         request_max_body_size=settings.server.max_body_bytes,
         openapi_config=_openapi(),
         logging_config=None,
         debug=False,
     )
+
+
+def _lifespan(parts: AppParts) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    """Start every service of the app, and stop them in order on shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(_app: Litestar) -> AsyncIterator[None]:
+        await parts.billing.start(parts.catalog)
+        await parts.throttle.start()
+        await parts.pool.start()
+        parts.keys.start()
+        parts.quotes.start()
+        _freeze_startup_heap()
+        tokenizers = asyncio.create_task(asyncio.to_thread(parts.serving.preload_tokenizers, parts.catalog))
+        try:
+            yield
+        finally:
+            await tokenizers
+            await parts.writer.drain()
+            await parts.pool.close()
+            await parts.keys.close()
+            await parts.quotes.close()
+            await parts.billing.stop()
+            await parts.throttle.close()
+            await parts.database.close()
+
+    return lifespan
 
 
 def _openapi() -> OpenAPIConfig:

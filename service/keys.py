@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -15,6 +14,7 @@ from service.auth import KeyHasher, Principal, looks_like_key, lookup_prefix, ne
 from service.errors import AuthenticationFailed, InvalidRequest, NotFound
 from service.tables import ApiKeyRow, TenantRow
 from service.throttle import KeyLimits
+from service.warm_cache import WarmCache
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from service.settings import LimitSettings
 
 LIMIT_FIELDS = ("rpm", "tpm", "rpd", "max_concurrency", "budget_amount", "budget_period")
-_CACHE_SECONDS = 2.0  # how long another replica may still accept a key revoked elsewhere
+# Verified keys are kept in ``WarmCache``: another replica may still accept a key revoked elsewhere for
+# FRESH_S; keys used in the last ACTIVE_S are re-verified, in one query, every REFRESH_S.
+FRESH_S, REFRESH_S, ACTIVE_S = 2.0, 1.0, 300.0
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,20 @@ class KeyService:
         self._hasher = hasher
         self._admin_digest = hasher.digest(admin_key)
         self._grace = timedelta(seconds=rotation_grace_s)
-        self._cache: dict[str, tuple[float, AuthenticatedKey]] = {}
+        self._verified: WarmCache[tuple[str, str], AuthenticatedKey] = WarmCache(
+            self._lookup, self._verify_many, fresh_s=FRESH_S, refresh_s=REFRESH_S, active_s=ACTIVE_S,
+            name="api-keys")
+
+    def start(self) -> None:
+        """Start re-verifying the keys in use in the background (``WarmCache``)."""
+        self._verified.start()
+
+    async def close(self) -> None:
+        await self._verified.close()
+
+    async def reverify(self) -> None:
+        """Verify the keys in use again now (what the background task does every ``REFRESH_S``)."""
+        await self._verified.refresh()
 
     async def authenticate(self, secret: str | None) -> AuthenticatedKey:
         """Resolve a secret to its principal, or raise ``AuthenticationFailed`` (401)."""
@@ -70,23 +85,31 @@ class KeyService:
         digest = self._hasher.digest(secret)
         if secrets.compare_digest(digest, self._admin_digest):
             return AuthenticatedKey(Principal(tenant=None, key_id=None, is_admin=True), None, None)
-        cached = self._cache.get(digest)
-        if cached and cached[0] > time.monotonic():
-            return cached[1]
-        found = await self._lookup(secret, digest)
-        self._cache[digest] = (time.monotonic() + _CACHE_SECONDS, found)
-        return found
+        if not looks_like_key(secret):
+            raise _incorrect_key()
+        return await self._verified.get((lookup_prefix(secret), digest))
 
-    async def _lookup(self, secret: str, digest: str) -> AuthenticatedKey:
-        if looks_like_key(secret):
-            async with self._sessions() as session:
-                row = await session.scalar(select(ApiKeyRow).where(ApiKeyRow.prefix == lookup_prefix(secret)))
-                if row is not None and self._hasher.matches(secret, row.secret_hash) and _usable(row):
-                    tenant = await session.get(TenantRow, row.tenant)
-                    limits = KeyLimits.from_row(row, defaults=self._defaults, tenant_row=tenant)
-                    return AuthenticatedKey(Principal(row.tenant, row.id, limits=limits), row, tenant)
-        raise AuthenticationFailed("Incorrect API key provided. You can find your API keys with your "
-                                   "platform administrator.")
+    async def _lookup(self, key: tuple[str, str]) -> AuthenticatedKey:
+        found = await self._verify_many([key])
+        if key not in found:
+            raise _incorrect_key()
+        return found[key]
+
+    async def _verify_many(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], AuthenticatedKey]:
+        """The keys (lookup prefix, digest of the secret) that are still valid, with their tenants' limits."""
+        async with self._sessions() as session:
+            query = select(ApiKeyRow).where(ApiKeyRow.prefix.in_({prefix for prefix, _ in keys}))
+            rows = {row.prefix: row for row in await session.scalars(query)}
+            owners = {row.tenant for row in rows.values()}
+            tenants = {t.id: t for t in await session.scalars(select(TenantRow).where(TenantRow.id.in_(owners)))}
+        found: dict[tuple[str, str], AuthenticatedKey] = {}
+        for prefix, digest in keys:
+            row = rows.get(prefix)
+            if row is not None and secrets.compare_digest(digest, row.secret_hash) and _usable(row):
+                tenant = tenants.get(row.tenant)
+                limits = KeyLimits.from_row(row, defaults=self._defaults, tenant_row=tenant)
+                found[(prefix, digest)] = AuthenticatedKey(Principal(row.tenant, row.id, limits=limits), row, tenant)
+        return found
 
     async def create(self, tenant: str, name: str, limits: dict[str, Any] | None = None) -> IssuedKey:
         """A new key for ``tenant`` (created if new); the secret is returned this once."""
@@ -134,7 +157,7 @@ class KeyService:
             if "name" in changes and changes["name"] is not None:
                 check_name("name", changes["name"], allow_spaces=True)
                 row.name = changes["name"]
-        self._cache.clear()
+        self._verified.clear()
         return row
 
     async def revoke(self, principal: Principal, key_id: str) -> ApiKeyRow:
@@ -144,7 +167,7 @@ class KeyService:
             row = await session.get(ApiKeyRow, key_id)
             assert row is not None
             row.revoked_at = row.revoked_at or _now()
-        self._cache.clear()
+        self._verified.clear()
         return row
 
     async def rotate(self, principal: Principal, key_id: str) -> IssuedKey:
@@ -158,12 +181,17 @@ class KeyService:
             current.expires_at = min(_aware(current.expires_at) or _now() + self._grace, _now() + self._grace)
             limits = {field: getattr(current, field) for field in LIMIT_FIELDS}
             issued = await self._insert(session, current.tenant, current.name, limits)
-        self._cache.clear()
+        self._verified.clear()
         return issued
 
     def forget_cached(self) -> None:
         """Drop cached authentications (after a tenant's limits change)."""
-        self._cache.clear()
+        self._verified.clear()
+
+
+def _incorrect_key() -> AuthenticationFailed:
+    return AuthenticationFailed("Incorrect API key provided. You can find your API keys with your platform "
+                                "administrator.")
 
 
 def _usable(row: ApiKeyRow) -> bool:

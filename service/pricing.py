@@ -1,4 +1,4 @@
-"""Price quotes for the request path: the price book, cached briefly so admission costs no query.
+"""Price quotes for the request path: the price book, kept fresh while in use so admission costs no query.
 
 Quotes only size budget reservations; the ledger prices every event itself with the entry in force at the
 request's start, so a cached quote can never make a bill wrong.
@@ -6,18 +6,17 @@ request's start, so a cached quote can never make a bill wrong.
 
 from __future__ import annotations
 
-import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from service.errors import NotFound
 from service.inference import Prices
+from service.warm_cache import WarmCache
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from models.catalog import ModelSpec
 
-_TTL_S = 5.0
+FRESH_S, REFRESH_S, ACTIVE_S = 5.0, 2.5, 300.0
 
 
 class BookQuotes:
@@ -25,16 +24,27 @@ class BookQuotes:
 
     def __init__(self, book: Any) -> None:
         self._book = book
-        self._cache: dict[str, tuple[float, Prices]] = {}
+        self._specs: dict[str, ModelSpec] = {}
+        self._quotes: WarmCache[str, Prices] = WarmCache(self._read, self._read_many, fresh_s=FRESH_S,
+                                                         refresh_s=REFRESH_S, active_s=ACTIVE_S, name="prices")
 
     async def quote(self, model: ModelSpec, at: datetime) -> Prices:
-        cached = self._cache.get(model.id)
-        if cached and cached[0] > time.monotonic():
-            return cached[1]
+        self._specs[model.id] = model
+        return await self._quotes.get(model.id)
+
+    def start(self) -> None:
+        self._quotes.start()
+
+    async def close(self) -> None:
+        await self._quotes.close()
+
+    async def _read(self, model_id: str) -> Prices:
+        model = self._specs[model_id]
         try:
-            price = await self._book.quote(model.id, at)
-            prices = Prices(price.input_per_million, price.output_per_million)
+            price = await self._book.quote(model_id, datetime.now(UTC))
         except NotFound:
-            prices = Prices(model.input_price_per_million, model.output_price_per_million)
-        self._cache[model.id] = (time.monotonic() + _TTL_S, prices)
-        return prices
+            return Prices(model.input_price_per_million, model.output_price_per_million)
+        return Prices(price.input_per_million, price.output_per_million)
+
+    async def _read_many(self, model_ids: list[str]) -> dict[str, Prices]:
+        return {model_id: await self._read(model_id) for model_id in model_ids}

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 import structlog
 
 from billing.events import UsageEvent
+from service.arrivals import Arrivals
 from service.errors import ModelNotFound
 from service.inference import Admission, Meter, Prices, Run
 from service.jobs import EmbeddingPlan, Plan, plan_chat, plan_completion, plan_embeddings
@@ -73,7 +74,8 @@ class ServingService:
     """Runs chat, completion and embedding requests for a principal."""
 
     def __init__(self, settings: Settings, resolver: ModelResolver, tokenizers: TokenizerCache, pool: ModelPool,
-                 throttle: Throttle, meter: Meter, prices: PriceQuotes, gate: BillingGate) -> None:
+                 throttle: Throttle, meter: Meter, prices: PriceQuotes, gate: BillingGate,
+                 arrivals: Arrivals | None = None) -> None:
         self._settings = settings
         self._resolver = resolver
         self._tokenizers = tokenizers
@@ -82,6 +84,7 @@ class ServingService:
         self._meter = meter
         self._prices = prices
         self._gate = gate
+        self._arrivals = arrivals or Arrivals(hold_s=0.0)
 
     async def models(self, principal: Principal) -> list[tuple[ModelSpec, str, Prices]]:
         """The caller's catalog with each model's live state and current prices."""
@@ -132,6 +135,7 @@ class ServingService:
         state = str(self._pool.state(plan.model.id if not plan.model.base else plan.model.base))
         await self._gate.ensure_available()
         prices = await self._prices.quote(plan.model, datetime.now(UTC))
+        await self._arrivals.ready()  # a burst's requests go to the pool together (service/arrivals.py)
         admission = await self._throttle.admit(principal, plan.reserved_tokens,
                                                prices.cost(plan.prompt_tokens, plan.reserved_completion_tokens))
         run = Run(plan, principal, self._pool, self._meter, admission, prices,

@@ -32,6 +32,8 @@ class ServerSettings:
     request_timeout_s: float = _env("METERWAY_REQUEST_TIMEOUT_S", "longest a generation may run", 300.0)
     enable_test_model: bool = _env("METERWAY_ENABLE_TEST_MODEL",
                                    "list and serve the built-in deterministic 'meterway-echo' model", False)
+    burst_hold_ms: float = _env("METERWAY_BURST_HOLD_MS", "longest a generation request waits for others the "
+                                "gateway is still reading, so that a burst is prefilled in one pass (0: off)", 25.0)
 
 
 @dataclass(frozen=True)

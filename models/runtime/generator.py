@@ -41,7 +41,7 @@ log = structlog.get_logger(__name__)
 
 # A burst's requests reach the worker a few milliseconds apart (the gateway handles them one at a time): an
 # idle engine waits while they keep coming less than GATHER_GAP_S apart, never longer than GATHER_MAX_S.
-GATHER_GAP_S, GATHER_MAX_S = 0.003, 0.010
+GATHER_GAP_S, GATHER_MAX_S = 0.006, 0.020
 MAX_DEFERRED_STEPS = 2  # decode steps put off in a row so that newly arrived prompts are prefilled first
 WARM_UP_BUSY_STRIDE = 8  # while busy, one warm-up slice every this many steps; while idle, one after another
 

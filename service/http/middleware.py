@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from service.arrivals import Arrivals, is_generation
+
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -46,6 +48,19 @@ def request_id_middleware(app: ASGIApp, observe: Observe | None = None) -> ASGIA
                      duration_ms=round(seconds * 1000, 2))
             if observe is not None:
                 observe(status["code"], seconds)
+
+    return middleware
+
+
+def arrivals_middleware(app: ASGIApp, arrivals: Arrivals) -> ASGIApp:
+    """Count generation requests as being read (``service.arrivals``) from here until they run or end."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not is_generation(str(scope.get("method")), scope["path"]):
+            await app(scope, receive, send)
+            return
+        with arrivals.arriving():
+            await app(scope, receive, send)
 
     return middleware
 
