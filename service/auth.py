@@ -57,9 +57,6 @@ class KeyHasher:
     def digest(self, secret: str) -> str:
         return hmac.new(self._pepper, secret.encode(), hashlib.sha256).hexdigest()
 
-    def matches(self, secret: str, stored_digest: str) -> bool:
-        return hmac.compare_digest(self.digest(secret), stored_digest)
-
 
 def secret_from_headers(authorization: str | None, api_key: str | None) -> str | None:
     """The key sent as ``Authorization: Bearer ...`` or as Azure's ``api-key`` header."""

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Protocol
 import structlog
 
 from billing.events import UsageEvent
-from service.arrivals import Arrivals
 from service.errors import ModelNotFound
 from service.inference import Admission, Meter, Prices, Run
 from service.jobs import EmbeddingPlan, Plan, plan_chat, plan_completion, plan_embeddings
@@ -27,6 +26,7 @@ if TYPE_CHECKING:
     from models.pool.api import ModelPool
     from models.runtime.api import TokenDelta
     from models.tokenizer import PromptTokenizer, TokenizerCache
+    from service.arrivals import Arrivals
     from service.auth import Principal
     from service.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
     from service.settings import Settings
@@ -75,7 +75,7 @@ class ServingService:
 
     def __init__(self, settings: Settings, resolver: ModelResolver, tokenizers: TokenizerCache, pool: ModelPool,
                  throttle: Throttle, meter: Meter, prices: PriceQuotes, gate: BillingGate,
-                 arrivals: Arrivals | None = None) -> None:
+                 arrivals: Arrivals) -> None:
         self._settings = settings
         self._resolver = resolver
         self._tokenizers = tokenizers
@@ -84,7 +84,7 @@ class ServingService:
         self._meter = meter
         self._prices = prices
         self._gate = gate
-        self._arrivals = arrivals or Arrivals(hold_s=0.0)
+        self._arrivals = arrivals
 
     async def models(self, principal: Principal) -> list[tuple[ModelSpec, str, Prices]]:
         """The caller's catalog with each model's live state and current prices."""
