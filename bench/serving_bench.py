@@ -10,7 +10,7 @@ bound. Prints the machine, a table and the ratios against the targets of docs/pe
 (and the servers' logs) under ``bench/results/``. Run::
 
     .venv/bin/python -m bench.serving_bench [--tokens 64] [--streams 8] [--single-runs 5] [--rounds 3]
-                                            [--cold-runs 2] [--threads N] [--env NAME=VALUE]...
+                                            [--cold-runs 3] [--threads N] [--env NAME=VALUE]...
                                             [--no-peer] [--distinct-prompts] [--sustained-seconds 20]
                                             [--store var/test-store]
 """
@@ -113,7 +113,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--streams", type=int, default=8)
     parser.add_argument("--single-runs", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--cold-runs", type=int, default=2)
+    parser.add_argument("--cold-runs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads in both servers (0: default)")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="environment for both servers, e.g. OMP_WAIT_POLICY=PASSIVE (repeatable)")

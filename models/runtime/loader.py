@@ -94,9 +94,7 @@ def load_generator(spec: LoadSpec) -> TextGenerator:
     # the loading thread had made a team too, libgomp would manage more threads than there are cores and cut
     # every idle spin to 100 iterations (its "throttled" spin): decoding was 1.4x slower. So it stays on one.
     torch.set_num_threads(1)
-    model = AutoModelForCausalLM.from_pretrained(spec.path, dtype=resolve_dtype(spec.dtype),
-                                                 device_map={"": str(device)})
-    model.eval()
+    model = _build(AutoModelForCausalLM, spec, device)
     eos_ids = _eos_ids(model)
     config_pad = model.config.pad_token_id
     pad_id = _first_id(model.generation_config.pad_token_id, config_pad, min(eos_ids, default=0))
@@ -110,6 +108,19 @@ def load_generator(spec: LoadSpec) -> TextGenerator:
         lean_decode=not _switched_off(spec.extra.get("lean_decode", "true")),
         gather_gap_s=float(spec.extra.get("gather_ms", GATHER_GAP_S * 1000)) / 1000,
         warm_up=partial(_pack, spec.model_id, mode) if (mode := _packing_mode(spec, device)) else None)
+
+
+def _build(auto_class: Any, spec: LoadSpec, device: torch.device) -> Any:
+    """The model in eval mode: its store checkpoint assigned as it is when it maps key for key, else through
+    ``from_pretrained`` (which renames and converts)."""
+    from models.runtime.weights import assign_from_store
+
+    dtype = resolve_dtype(spec.dtype)
+    model = assign_from_store(auto_class, spec.path, dtype, device)
+    if model is None:
+        log.info("weights_converted", model=spec.model_id, reason="checkpoint keys differ from the model's")
+        model = auto_class.from_pretrained(spec.path, dtype=dtype, device_map={"": str(device)})
+    return model.eval()
 
 
 def _pack(model_id: str, mode: str, model: torch.nn.Module) -> Iterator[object]:
@@ -140,9 +151,7 @@ def load_embedder(spec: LoadSpec) -> Embedder:
     from models.runtime.embedder import MeanPoolingEmbedder
 
     device = resolve_device(spec.device)
-    model = AutoModel.from_pretrained(spec.path, dtype=resolve_dtype(spec.dtype),
-                                      device_map={"": str(device)})
-    model.eval()
+    model = _build(AutoModel, spec, device)
     pad_id = _first_id(model.config.pad_token_id, 0)
     log.info("embedder_loaded", model=spec.model_id, device=str(device), dtype=spec.dtype)
     return MeanPoolingEmbedder(model, pad_id=pad_id, max_tokens=int(model.config.max_position_embeddings),
