@@ -47,7 +47,9 @@ if TYPE_CHECKING:
     from models.catalog import ModelSpec
     from service.settings import PoolSettings
 
-STANDBY_REFILL_DELAY_S = 2.0
+# The next standby starts once the pool is quiet (nothing running or waiting) at least this long after a load,
+# or at the latest after the longer wait when it never gets quiet.
+STANDBY_REFILL_DELAY_S, STANDBY_REFILL_MAX_WAIT_S = 2.0, 60.0
 
 log = structlog.get_logger("meterway.pool")
 DEFAULT_LOADER = "models.runtime:load"
@@ -69,6 +71,7 @@ class LocalPool:
         self._background: set[asyncio.Task[None]] = set()
         self._supervisor: asyncio.Task[None] | None = None
         self._sampling: asyncio.Task[None] | None = None
+        self._standby_due: float | None = None  # when a load took the standby (``_refill_standby_when_quiet``)
         self._closing = False
 
     async def start(self) -> None:
@@ -276,9 +279,7 @@ class LocalPool:
                 raise InternalFailure(f"loading {resident.spec.id} failed: {exc}",
                                       code="model_load_failed") from exc
             raise
-        # Not at once: the next standby's imports (seconds of CPU) would compete with the first token of
-        # the request that is waiting for this model.
-        asyncio.get_running_loop().call_later(STANDBY_REFILL_DELAY_S, self._refill_standby)
+        self._standby_due = time.monotonic()
         seconds = time.monotonic() - started
         resident.host, resident.state, resident.loading = host, ModelState.READY, None
         resident.last_used, resident.last_load_s = time.monotonic(), seconds
@@ -291,6 +292,18 @@ class LocalPool:
         # After a load, not during it: the next standby's imports would slow this cold start down.
         if not self._closing:
             self.standby.fill()
+
+    def _refill_standby_when_quiet(self) -> None:
+        """Start the next standby once no request is running or waiting: its imports are seconds of CPU
+        that would otherwise slow the streams of the model just loaded (the cold request's own ran at half
+        speed on two cores). A pool that never gets quiet gets it after ``STANDBY_REFILL_MAX_WAIT_S``."""
+        if self._standby_due is None:
+            return
+        waited = time.monotonic() - self._standby_due
+        quiet = all(resident.admitted == 0 for resident in self._residents.values())
+        if waited >= STANDBY_REFILL_DELAY_S and (quiet or waited >= STANDBY_REFILL_MAX_WAIT_S):
+            self._standby_due = None
+            self._refill_standby()
 
     def _unload(self, resident: Resident, reason: str) -> asyncio.Future[None]:
         """Detach ``resident``'s host now (the model is cold at once) and stop it in the background."""
@@ -340,6 +353,7 @@ class LocalPool:
             await asyncio.sleep(interval)
             try:
                 self._unload_idle()
+                self._refill_standby_when_quiet()
             except Exception:  # a bad tick must not end supervision for the life of the pool
                 log.exception("pool supervision tick failed")
             if self._sampling is None or self._sampling.done():

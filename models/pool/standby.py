@@ -55,6 +55,11 @@ class StandbyWorker:
             self._next = asyncio.create_task(spawn_worker(self._loader), name="standby-worker")
 
     @property
+    def started(self) -> bool:
+        """Whether a standby is starting or waiting (``take`` has not handed it out)."""
+        return self._next is not None
+
+    @property
     def pid(self) -> int | None:
         """The standby's process id once it is started (for operators and tests)."""
         task = self._next

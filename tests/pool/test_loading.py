@@ -7,6 +7,7 @@ import asyncio
 import psutil
 import pytest
 
+from models.pool import local
 from models.pool.api import ModelState
 from service.errors import ModelLoading, ModelOverloaded
 from tests.pool.conftest import SMOLLM, collect, job, wait_for_state
@@ -84,6 +85,22 @@ async def test_a_standby_worker_takes_the_cold_start_and_the_next_one_starts_aft
     assert following != standby
     await pool.close()
     assert not psutil.pid_exists(following) or psutil.Process(following).status() == psutil.STATUS_ZOMBIE
+
+
+async def test_the_next_standby_waits_until_no_request_is_running(make_pool, specs, prompt_ids,
+                                                                 monkeypatch) -> None:
+    """Its imports would take the cores from the streams of the model just loaded."""
+    monkeypatch.setattr(local, "STANDBY_REFILL_DELAY_S", 0.0)
+    pool = await make_pool(standby=True)
+    await standby_pid(pool)
+
+    async with pool.generate(job(specs[SMOLLM], prompt_ids, max_tokens=400)) as stream:
+        first = await anext(stream)
+        assert first.finish_reason is None
+        await asyncio.sleep(2.5)  # the supervisor looks every second
+        assert not pool.standby.started
+    # The stream was cancelled on leaving the block: the pool is quiet, so the next standby starts.
+    await standby_pid(pool)
 
 
 async def standby_pid(pool) -> int:
