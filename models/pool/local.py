@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 # The next standby starts once the pool is quiet (nothing running or waiting) at least this long after a load,
 # or at the latest after the longer wait when it never gets quiet.
-STANDBY_REFILL_DELAY_S, STANDBY_REFILL_MAX_WAIT_S = 2.0, 60.0
+STANDBY_REFILL_DELAY_S, STANDBY_REFILL_MAX_WAIT_S = 2.0, 10.0
 
 log = structlog.get_logger("meterway.pool")
 DEFAULT_LOADER = "models.runtime:load"

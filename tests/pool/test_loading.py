@@ -103,6 +103,23 @@ async def test_the_next_standby_waits_until_no_request_is_running(make_pool, spe
     await standby_pid(pool)
 
 
+async def test_a_pool_that_never_gets_quiet_still_gets_its_next_standby(make_pool, specs, prompt_ids,
+                                                                         monkeypatch) -> None:
+    """Else a second cold model under steady traffic would wait for a fresh worker's imports."""
+    monkeypatch.setattr(local, "STANDBY_REFILL_DELAY_S", 0.0)
+    monkeypatch.setattr(local, "STANDBY_REFILL_MAX_WAIT_S", 1.0)
+    pool = await make_pool(standby=True)
+    first_standby = await standby_pid(pool)
+
+    async with pool.generate(job(specs[SMOLLM], prompt_ids, max_tokens=400)) as stream:
+        assert (await anext(stream)).finish_reason is None
+        assert pool.worker_pid(SMOLLM) == first_standby
+        assert await standby_pid(pool) != first_standby
+        # The request is still running or waiting (it leaves the count once, when it ends): the pool was
+        # never quiet.
+        assert pool.metrics.value("meterway_pool_queue_depth", model=SMOLLM) == 1
+
+
 async def standby_pid(pool) -> int:
     for _ in range(600):
         if pool.standby.pid is not None:
