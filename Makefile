@@ -29,7 +29,7 @@ test: install lint
 
 lint: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy service models billing
+	$(VENV)/bin/mypy meterway service models billing
 
 bench: install
 	$(PY) -m bench.serving_bench

@@ -26,7 +26,7 @@ from billing.events import UsageEvent
 from billing.ledger import LedgerWriter
 from billing.local_bus import LocalOutboxBus
 from billing.prices import PriceBook
-from service.db import Database, migrate
+from meterway.db import Database, migrate
 
 ADMIN_URL = os.environ.get("METERWAY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 

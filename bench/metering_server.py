@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
+from meterway.db import migrate
+from meterway.settings import Settings
 from service.app import create_app
-from service.db import migrate
-from service.settings import Settings
 
 if TYPE_CHECKING:
     from billing.events import UsageEvent

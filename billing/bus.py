@@ -17,8 +17,8 @@ from billing.events import UsageEvent
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from service.db import Database
-    from service.settings import Settings
+    from meterway.db import Database
+    from meterway.settings import Settings
 
 
 class BusUnavailable(Exception):
@@ -80,23 +80,3 @@ def encode_event(event: UsageEvent) -> bytes:
 
 def decode_event(raw: bytes | str) -> UsageEvent:
     return msgspec.json.decode(raw, type=UsageEvent)
-
-
-def bus_registry() -> dict[str, BusFactory]:
-    """The bus implementations by name ('local': outbox table, 'nats': JetStream)."""
-    from billing.local_bus import open_local_bus
-    from billing.nats_bus import open_nats_bus
-
-    return {"local": open_local_bus, "nats": open_nats_bus}
-
-
-def bus_kind(settings: Settings) -> str:
-    """Which bus the settings ask for: NATS when a URL is set, else the local outbox."""
-    return "nats" if settings.billing.nats_url else "local"
-
-
-def open_bus(settings: Settings, database: Database, options: BusOptions | None = None,
-             kind: str | None = None) -> UsageBus:
-    """Build (without connecting) the bus the settings ask for (or ``kind``)."""
-    factory = bus_registry()[kind or bus_kind(settings)]
-    return factory(settings, database, options or BusOptions())

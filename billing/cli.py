@@ -23,7 +23,7 @@ import structlog
 from billing.money import format_decimal, parse_amount
 from billing.periods import statements_csv, statements_json
 from billing.reports import UsageQuery, parse_bound, parse_group_by
-from service.errors import MeterwayError
+from meterway.errors import MeterwayError
 
 if TYPE_CHECKING:
     import argparse
@@ -97,8 +97,8 @@ def _command(action: Action) -> Callable[[argparse.Namespace], None]:
 
 async def _with_billing(action: Action, args: argparse.Namespace) -> str:
     from billing.wiring import build_billing
-    from service.db import Database
-    from service.settings import Settings
+    from meterway.db import Database
+    from meterway.settings import Settings
 
     settings = Settings.from_env()
     database = Database.connect(settings.database_url)

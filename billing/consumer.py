@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import structlog
 
-from billing.bus import BusOptions, BusUnavailable, open_bus
+from billing.bus import BusOptions, BusUnavailable
+from billing.buses import open_bus
 from billing.ledger import LedgerWriter
 
 if TYPE_CHECKING:
@@ -100,8 +101,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 async def serve(argv: list[str] | None = None) -> None:
     """Run the consumer process with settings from the environment."""
-    from service.db import Database
-    from service.settings import Settings
+    from meterway.db import Database
+    from meterway.settings import Settings
 
     args = _arguments(argv)
     settings = Settings.from_env()

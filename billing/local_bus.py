@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 
     from billing.events import UsageEvent
     from billing.ledger import LedgerWriter
-    from service.db import Database
-    from service.settings import Settings
+    from meterway.db import Database
+    from meterway.settings import Settings
 
 
 class LocalOutboxBus:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from billing.bus import BusUnavailable
-from service.errors import BillingUnavailable
+from meterway.errors import BillingUnavailable
 
 if TYPE_CHECKING:
     from billing.bus import UsageBus

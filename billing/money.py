@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
-from service.errors import InvalidRequest
+from meterway.errors import InvalidRequest
 
 MILLION = Decimal(1_000_000)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

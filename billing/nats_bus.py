@@ -17,8 +17,8 @@ from billing.bus import Batch, BusOptions, BusUnavailable, decode_event, encode_
 
 if TYPE_CHECKING:
     from billing.events import UsageEvent
-    from service.db import Database
-    from service.settings import Settings
+    from meterway.db import Database
+    from meterway.settings import Settings
 
 log = structlog.get_logger("billing.nats")
 DUPLICATE_WINDOW_S = 24 * 3600  # covers any gateway spool replay within a day

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from billing.ledger import CLOSE_LOCKS, lock_ledger
 from billing.money import check_period, cost_of, format_decimal, to_minor_units
 from billing.tables import ClosedPeriodRow, LedgerEntryRow, StatementRow
-from service.errors import Conflict
+from meterway.errors import Conflict
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker

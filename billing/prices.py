@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from billing.money import EPOCH, Price, as_utc
 from billing.tables import PriceRow
-from service.errors import InvalidRequest, NotFound
+from meterway.errors import InvalidRequest, NotFound
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

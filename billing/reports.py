@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from billing.money import cost_of, format_decimal
 from billing.tables import LedgerEntryRow
-from service.errors import InvalidRequest
+from meterway.errors import InvalidRequest
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker

@@ -19,7 +19,7 @@ from sqlalchemy import column, func, select, table, text, update
 from billing.ledger import dialect_name
 from billing.stripe_sink import DuplicateMeterEvent, MeterEvent
 from billing.tables import LedgerEntryRow, StripeExportRow
-from service.errors import NotFound
+from meterway.errors import NotFound
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker

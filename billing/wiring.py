@@ -1,7 +1,7 @@
 """Billing's composition: ``build_billing(settings, database)`` for ``create_app`` and the CLI.
 
-It builds the bus, meter, price book, reports, period closer and Stripe exporter, exposes the route handlers
-and their dependencies, and runs the background tasks (ledger consumer, spool forwarder, scheduled export).
+It builds the bus, meter, price book, reports, period closer and Stripe exporter and runs the background tasks
+(ledger consumer, spool forwarder, scheduled export). Its routes are registered by ``service/app.py``.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from litestar.di import Provide
 
-from billing.bus import BusOptions, UsageBus, open_bus
+from billing.buses import open_bus
 from billing.consumer import LedgerConsumer
 from billing.ledger import LedgerWriter
 from billing.meter import Meter
@@ -24,13 +23,15 @@ from billing.reports import UsageReports
 from billing.spool import FileSpool
 from billing.stripe_export import StripeExporter, link_stripe_customer
 from billing.stripe_sink import MeterEventSink, StripeMeterEventSink
+from meterway.failures import tolerated
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from billing.bus import BusOptions, UsageBus
+    from meterway.db import Database
+    from meterway.settings import Settings
     from models.catalog import ModelSpec
-    from service.db import Database
-    from service.settings import Settings
 
 log = structlog.get_logger("billing")
 
@@ -57,19 +58,6 @@ class Billing:
         return LedgerConsumer(self.bus, self.ledger, batch_size=self.settings.billing.consumer_batch,
                               interval_s=self.settings.billing.consumer_interval_s)
 
-    @property
-    def handlers(self) -> list[Any]:
-        """Route handlers: ``/v1/prices`` and ``/v1/usage``."""
-        from service.routes.billing import billing_handlers
-
-        return list(billing_handlers)
-
-    @property
-    def dependencies(self) -> dict[str, Provide]:
-        """What the handlers take: ``price_book`` and ``usage_reports``."""
-        return {"price_book": Provide(lambda: self.prices, use_cache=True, sync_to_thread=False),
-                "usage_reports": Provide(lambda: self.reports, use_cache=True, sync_to_thread=False)}
-
     async def start(self, catalog: Iterable[ModelSpec] = ()) -> None:
         """Seed catalog prices, then start the consumer, the spool forwarder and the scheduled export."""
         await self.prices.seed(catalog)
@@ -88,10 +76,11 @@ class Billing:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            with contextlib.suppress(asyncio.CancelledError), tolerated(f"billing.stop.{task.get_name()}"):
                 await task
         self._tasks.clear()
-        with contextlib.suppress(Exception):
+        # What cannot be forwarded now stays in the fsynced spool; the next start forwards it.
+        with tolerated("billing.stop.forward_spool"):
             await self.meter.forward_spool()
         await self.bus.close()
 

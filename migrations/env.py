@@ -12,7 +12,7 @@ def _url() -> str:
     url = context.config.attributes.get("url") or context.config.get_main_option("sqlalchemy.url")
     if url:
         return str(url)
-    from service.settings import Settings
+    from meterway.settings import Settings
 
     return Settings.from_env().database_url
 

@@ -20,21 +20,23 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from billing.wiring import Billing, build_billing
+from meterway.db import Database
+from meterway.errors import MeterwayError
 from models.catalog import ModelSpec, load_catalog
-from models.finetune.catalog import FineTuneCatalog
+from models.finetune.fine_tunes import FineTuneCatalog
 from models.pool import build_pool
 from models.tokenizer import TokenizerCache
 from service.admission import KeyThrottle
 from service.arrivals import Arrivals
 from service.auth import Principal, secret_from_headers
-from service.db import Database
-from service.errors import MeterwayError
 from service.http.errors import handle_exception
 from service.http.middleware import arrivals_middleware, request_id_middleware
 from service.keys import KeyService
 from service.logs import configure_logging
 from service.pricing import BookQuotes
 from service.resolver import CatalogResolver
+from service.routes.billing import billing_dependencies, billing_handlers
+from service.routes.fine_tunes import fine_tune_dependencies, fine_tune_handlers
 from service.routes.health import health_handlers
 from service.routes.keys import key_handlers
 from service.routes.openai import openai_handlers
@@ -50,9 +52,9 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
     from contextlib import AbstractAsyncContextManager
 
+    from meterway.settings import Settings
     from models.pool.api import ModelPool
     from service.inference import Meter
-    from service.settings import Settings
 
 
 @dataclass
@@ -126,12 +128,12 @@ def create_app(settings: Settings, *, meter: Meter | None = None) -> Litestar:
         "serving": Provide(lambda: parts.serving, use_cache=True, sync_to_thread=False),
         "writer": Provide(lambda: parts.writer, use_cache=True, sync_to_thread=False),
         "telemetry": Provide(lambda: parts.telemetry, use_cache=True, sync_to_thread=False),
-        **parts.billing.dependencies,
-        **parts.fine_tunes.dependencies,
+        **billing_dependencies(parts.billing),
+        **fine_tune_dependencies(parts.fine_tunes),
     }
     return Litestar(
-        route_handlers=[*openai_handlers, *key_handlers, *tenant_handlers, *health_handlers, *parts.billing.handlers,
-                        *parts.fine_tunes.handlers],
+        route_handlers=[*openai_handlers, *key_handlers, *tenant_handlers, *health_handlers, *billing_handlers,
+                        *fine_tune_handlers],
         dependencies=dependencies,
         exception_handlers={Exception: handle_exception, MeterwayError: handle_exception},
         middleware=[DefineMiddleware(request_id_middleware, observe=parts.telemetry.observe),

@@ -8,14 +8,13 @@ with ``METERWAY_API_KEY`` (or, on the server's own machine, the generated admin 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from typing import Any
 
 import httpx
 
-from service.settings import Settings, describe
+from meterway.settings import Settings, describe
+from service.cli_client import client, print_response
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -60,9 +59,9 @@ def _add_plugin_commands(commands: Any) -> None:
 def _prepare(settings: Settings, *, migrate_database: bool = True) -> None:
     from tqdm import tqdm
 
+    from meterway.db import migrate
     from models.catalog import load_catalog
     from models.store.importer import import_catalog
-    from service.db import migrate
 
     catalog = load_catalog()
     with tqdm(total=len(catalog), desc="model store", unit="model") as bar:
@@ -98,7 +97,7 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _migrate(_args: argparse.Namespace) -> None:
-    from service.db import migrate
+    from meterway.db import migrate
 
     migrate(Settings.from_env().database_url)
 
@@ -106,31 +105,6 @@ def _migrate(_args: argparse.Namespace) -> None:
 def _config(_args: argparse.Namespace) -> None:
     for name, default, doc in describe():
         print(f"{name:36} {default!s:24} {doc}")
-
-
-def client(settings: Settings | None = None) -> httpx.Client:
-    """An HTTP client for the server at METERWAY_URL with METERWAY_API_KEY (or the local admin key)."""
-    settings = settings or Settings.from_env()
-    url = os.environ.get("METERWAY_URL", f"http://{settings.server.host}:{settings.server.port}")
-    key = os.environ.get("METERWAY_API_KEY") or settings.auth.admin_key
-    if not key:
-        from service.secrets import admin_key_file
-
-        path = admin_key_file(settings)
-        key = path.read_text().strip() if path.exists() else ""
-    if not key:
-        raise SystemExit("meterway: set METERWAY_API_KEY (or METERWAY_ADMIN_KEY) to talk to the server")
-    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
-
-
-def print_response(response: httpx.Response) -> Any:
-    """Print a JSON response; an error body becomes the exit message."""
-    body = response.json() if response.content else {}
-    if response.status_code >= 400:
-        message = body.get("error", {}).get("message") if isinstance(body, dict) else response.text
-        raise SystemExit(f"meterway: {response.status_code}: {message}")
-    print(json.dumps(body, indent=2))
-    return body
 
 
 def _add_key_commands(commands: Any) -> None:

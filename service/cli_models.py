@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from service.cli_client import client, print_response
+
 if TYPE_CHECKING:
     import argparse
 
@@ -32,25 +34,13 @@ def add_model_commands(commands: Any) -> None:
     upload.add_argument("--chunk-mb", type=int, default=8, help="bytes per request, in MiB")
     upload.set_defaults(run=_upload)
     listing = models.add_parser("list", help="list your fine-tuned models")
-    listing.set_defaults(run=lambda a: _print(_client().get("/v1/fine_tuned_models")))
+    listing.set_defaults(run=lambda a: print_response(client().get("/v1/fine_tuned_models")))
     get = models.add_parser("get", help="show one fine-tuned model")
     get.add_argument("model")
-    get.set_defaults(run=lambda a: _print(_client().get(f"/v1/fine_tuned_models/{a.model}")))
+    get.set_defaults(run=lambda a: print_response(client().get(f"/v1/fine_tuned_models/{a.model}")))
     remove = models.add_parser("delete", help="delete a fine-tuned model")
     remove.add_argument("model")
-    remove.set_defaults(run=lambda a: _print(_client().delete(f"/v1/fine_tuned_models/{a.model}")))
-
-
-def _client() -> Any:
-    from service.cli import client
-
-    return client()
-
-
-def _print(response: Any) -> Any:
-    from service.cli import print_response
-
-    return print_response(response)
+    remove.set_defaults(run=lambda a: print_response(client().delete(f"/v1/fine_tuned_models/{a.model}")))
 
 
 def _upload(args: argparse.Namespace) -> None:
@@ -78,7 +68,7 @@ def _upload(args: argparse.Namespace) -> None:
             bar.refresh()
 
         try:
-            created = ResumableUploader(_client(), default_cache(), progress).upload(job)
+            created = ResumableUploader(client(), default_cache(), progress).upload(job)
         except UploadFailed as exc:
             raise SystemExit(f"meterway: {exc.status}: {exc.message}") from None
     print(json.dumps(created, indent=2))

@@ -9,7 +9,6 @@ unused part of the reservation to the throttle.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 import structlog
 
 from billing.events import UsageEvent
+from meterway.failures import tolerated
 from models.runtime.api import TokenDelta
 
 if TYPE_CHECKING:
@@ -184,9 +184,10 @@ class Run:
         # cancel reached it: the pool resolves ``final`` with the sequence's last delta.
         for choice, stream in zip(self.choices, self._streams, strict=False):
             if choice.finish_reason is None:
-                with contextlib.suppress(Exception):
+                with tolerated("inference.close_stream"):
                     await stream.aclose()
-                with contextlib.suppress(Exception):
+                # Without the engine's final count, the tokens delivered are billed (counted as they went out).
+                with tolerated("inference.final_count"):
                     last = await asyncio.wait_for(asyncio.shield(stream.final), FINAL_WAIT_S)
                     choice.completion_tokens = max(choice.completion_tokens, last.completion_tokens)
 

@@ -11,9 +11,9 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from meterway.errors import ContextTooLong, InvalidRequest
 from models.pool.api import EmbeddingJob, GenerationJob
 from models.runtime.api import SamplingParams
-from service.errors import ContextTooLong, InvalidRequest
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

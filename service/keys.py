@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from meterway.errors import AuthenticationFailed, InvalidRequest, NotFound
 from service.auth import KeyHasher, Principal, looks_like_key, lookup_prefix, new_secret
-from service.errors import AuthenticationFailed, InvalidRequest, NotFound
 from service.tables import ApiKeyRow, TenantRow
 from service.throttle import KeyLimits
 from service.warm_cache import WarmCache
@@ -19,7 +19,7 @@ from service.warm_cache import WarmCache
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-    from service.settings import LimitSettings
+    from meterway.settings import LimitSettings
 
 LIMIT_FIELDS = ("rpm", "tpm", "rpd", "max_concurrency", "budget_amount", "budget_period")
 # Verified keys are kept in ``WarmCache``: another replica may still accept a key revoked elsewhere for

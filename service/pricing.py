@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from service.errors import NotFound
+from meterway.errors import NotFound
 from service.inference import Prices
 from service.warm_cache import WarmCache
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from meterway.errors import ModelNotFound
 from models.catalog import ModelSpec
 from service.auth import Principal
-from service.errors import ModelNotFound
 
 TenantModels = Callable[[Principal], Awaitable[list[ModelSpec]]]
 FindModel = Callable[[str, Principal], Awaitable[ModelSpec | None]]

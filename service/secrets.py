@@ -16,7 +16,7 @@ from service.auth import KeyHasher, new_secret
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from service.settings import Settings
+    from meterway.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ resolve → tokenize/validate → billing available → throttle admit → pool 
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
@@ -14,7 +13,8 @@ from typing import TYPE_CHECKING, Protocol
 import structlog
 
 from billing.events import UsageEvent
-from service.errors import ModelNotFound
+from meterway.errors import ModelNotFound
+from meterway.failures import tolerated
 from service.inference import Admission, Meter, Prices, Run
 from service.jobs import EmbeddingPlan, Plan, plan_chat, plan_completion, plan_embeddings
 
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator
     from decimal import Decimal
 
+    from meterway.settings import Settings
     from models.catalog import ModelSpec
     from models.pool.api import ModelPool
     from models.runtime.api import TokenDelta
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
     from service.arrivals import Arrivals
     from service.auth import Principal
     from service.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
-    from service.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -144,7 +144,7 @@ class ServingService:
         try:
             first = await anext(events)
         except BaseException:
-            with contextlib.suppress(Exception):
+            with tolerated("serving.close_events"):
                 await events.aclose()
             await run.finish("failed")
             raise

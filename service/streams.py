@@ -11,8 +11,8 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
+from meterway.errors import GenerationTimeout, MeterwayError, WorkerCrashed
 from models.runtime.api import TokenDelta
-from service.errors import GenerationTimeout, MeterwayError, WorkerCrashed
 from service.protocol import (
     SSE_DONE,
     ChatCompletionChunk,

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
+from meterway import failures
+
 if TYPE_CHECKING:
     from models.pool.api import ModelPool
 
@@ -27,4 +29,4 @@ class Telemetry:
         self.latency.observe(seconds)
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry) + self._pool.metrics_text().encode()
+        return generate_latest(self.registry) + failures.exposition() + self._pool.metrics_text().encode()

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from service.errors import InvalidRequest, NotFound
+from meterway.errors import InvalidRequest, NotFound
 from service.keys import check_limits, check_name
 from service.tables import TenantRow
 

@@ -31,7 +31,7 @@ def store_dir() -> Path:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     """A new SQLite database file, migrated to head."""
-    from service.db import migrate
+    from meterway.db import migrate
 
     url = f"sqlite+aiosqlite:///{tmp_path / 'meterway.db'}"
     migrate(url)
@@ -56,7 +56,7 @@ def _pg_admin(statement: str) -> None:
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A new PostgreSQL database on the machine's server, migrated by Alembic, dropped afterwards."""
-    from service.db import migrate
+    from meterway.db import migrate
 
     name = f"mw_{uuid.uuid4().hex[:12]}"
     _pg_admin(f'CREATE DATABASE "{name}"')

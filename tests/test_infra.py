@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from service.settings import describe
+from meterway.settings import describe
 
 INFRA = Path(__file__).resolve().parent.parent / "infra"
 SETTINGS = {name for name, _default, _doc in describe()}

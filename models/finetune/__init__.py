@@ -4,8 +4,8 @@ Public API (the rest is private to the package)::
 
     catalog.tenant_models(session, tenant, *, catalog=None) -> list[ModelSpec]
     catalog.resolve(session, model_id, principal, *, catalog=None) -> ModelSpec | None
-    catalog.FineTuneCatalog(sessions, store, catalog_by_id, *, limits=None, prices=None)
-        .dependencies (Litestar: "fine_tunes", "uploads"), .handlers, .visible, .find, .spec_for_pool
+    fine_tunes.FineTuneCatalog(sessions, store, catalog_by_id, *, limits=None, prices=None)
+        .visible, .find, .spec_for_pool (its routes: service/routes/fine_tunes.py)
     service.FineTuneService  — create / list / get / delete, scoped to the caller's tenant
     uploads.UploadSessions   — resumable upload sessions
     client.ResumableUploader — the client side (``meterway models upload``)

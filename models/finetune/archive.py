@@ -12,8 +12,8 @@ import tarfile
 import zipfile
 from typing import IO, TYPE_CHECKING, Protocol
 
+from meterway.errors import UploadRejected
 from models.finetune.names import safe_relative
-from service.errors import UploadRejected
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

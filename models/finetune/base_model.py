@@ -9,9 +9,9 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from meterway.errors import UploadRejected
 from models.finetune.safetensors_header import TensorInfo, read_header
 from models.store.layout import is_imported, model_dir
-from service.errors import UploadRejected
 
 if TYPE_CHECKING:
     from pathlib import Path

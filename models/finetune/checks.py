@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Protocol
 
+from meterway.errors import UploadRejected
 from models.finetune.safetensors_header import FLOAT_DTYPES, TensorInfo, read_header
-from service.errors import UploadRejected
 
 if TYPE_CHECKING:
     from models.finetune.base_model import BaseModel

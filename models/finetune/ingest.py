@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from meterway.errors import UploadRejected
 from models.finetune.archive import expand_archive
 from models.finetune.base_model import load_base
 from models.finetune.blobs import BlobStore
 from models.finetune.checks import check_upload
 from models.finetune.names import check_file_type, is_archive_name
-from service.errors import UploadRejected
 
 if TYPE_CHECKING:
     from models.finetune.staging import StagingArea

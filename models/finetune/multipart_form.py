@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from multipart import MultipartError, MultipartSegment, PushMultipartParser, parse_options_header
 
-from service.errors import InvalidRequest, UploadRejected
+from meterway.errors import InvalidRequest, UploadRejected
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterable, AsyncIterator

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import PurePosixPath
 
-from service.errors import UploadRejected
+from meterway.errors import UploadRejected
 
 # Loading any of these runs pickle, i.e. arbitrary code from the uploader.
 PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib", ".npy", ".npz"})

@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from service.errors import UploadRejected
+from meterway.errors import UploadRejected
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 import structlog
 from sqlalchemy import select
 
+from meterway.errors import Conflict, InvalidRequest, ModelNotFound, UploadRejected
 from models.finetune.blobs import BlobStore
 from models.finetune.catalog import FINE_TUNE_PREFIX, Caller, model_id
 from models.finetune.ingest import ingest
 from models.finetune.staging import StagingArea
 from models.finetune.tables import FineTunedModelRow
-from service.errors import Conflict, InvalidRequest, ModelNotFound, UploadRejected
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -12,8 +12,8 @@ import uuid
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
+from meterway.errors import PayloadTooLarge, UploadRejected
 from models.finetune.names import check_file_type, is_archive_name, safe_relative
-from service.errors import PayloadTooLarge, UploadRejected
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterable, Iterable

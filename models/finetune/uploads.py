@@ -17,7 +17,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from service.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
+from meterway.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterable

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from meterway.settings import Settings
     from models.catalog import ModelSpec
     from models.pool.api import ModelPool
-    from service.settings import Settings
 
 PoolFactory = Callable[..., "ModelPool"]
 

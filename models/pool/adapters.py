@@ -12,7 +12,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from service.errors import ModelOverloaded
+from meterway.errors import ModelOverloaded
 
 if TYPE_CHECKING:
     from models.pool.hosts import ModelHost

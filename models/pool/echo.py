@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from meterway.errors import InvalidRequest
 from models.pool import protocol as wire
 from models.runtime.api import EmbeddingResult, EmitDelta, GenerationRequest, TokenDelta
-from service.errors import InvalidRequest
 
 if TYPE_CHECKING:
     from models.catalog import ModelSpec

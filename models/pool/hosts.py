@@ -11,21 +11,21 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Protocol
 
+from meterway.errors import InvalidRequest, ModelNotFound
 from models.pool import protocol as wire
 from models.pool.echo import EchoHost
 from models.pool.memory import estimate_bytes
 from models.pool.worker_host import WorkerHost
 from models.store.layout import model_dir
-from service.errors import InvalidRequest, ModelNotFound
 
 if TYPE_CHECKING:
     import asyncio
     from collections.abc import Awaitable, Callable
     from pathlib import Path
 
+    from meterway.settings import PoolSettings
     from models.catalog import ModelSpec
     from models.runtime.api import EmbeddingResult, EmitDelta, GenerationRequest
-    from service.settings import PoolSettings
 
 
 class ModelHost(Protocol):

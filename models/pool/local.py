@@ -21,15 +21,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from models.pool.adapters import DEFAULT_MAX_ADAPTERS, AdapterSlots
-from models.pool.api import EmbeddingJob, GenerationJob, ModelState
-from models.pool.hosts import HostContext, ModelHost, host_kind
-from models.pool.metrics import PoolMetrics
-from models.pool.residency import Resident, choose_victims, reserved_bytes
-from models.pool.standby import StandbyWorker
-from models.pool.stream import GenerationStream
-from models.runtime.api import EmbeddingResult, EmitDelta, GenerationRequest, TokenDelta
-from service.errors import (
+from meterway.errors import (
     InternalFailure,
     MeterwayError,
     ModelLoading,
@@ -38,14 +30,22 @@ from service.errors import (
     Unavailable,
     WorkerCrashed,
 )
+from models.pool.adapters import DEFAULT_MAX_ADAPTERS, AdapterSlots
+from models.pool.api import EmbeddingJob, GenerationJob, ModelState
+from models.pool.hosts import HostContext, ModelHost, host_kind
+from models.pool.metrics import PoolMetrics
+from models.pool.residency import Resident, choose_victims, reserved_bytes
+from models.pool.standby import StandbyWorker
+from models.pool.stream import GenerationStream
+from models.runtime.api import EmbeddingResult, EmitDelta, GenerationRequest, TokenDelta
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from prometheus_client import CollectorRegistry
 
+    from meterway.settings import PoolSettings
     from models.catalog import ModelSpec
-    from service.settings import PoolSettings
 
 # The next standby starts once the pool is quiet (nothing running or waiting) at least this long after a load,
 # or at the latest after the longer wait when it never gets quiet.

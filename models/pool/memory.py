@@ -13,8 +13,8 @@ import json
 import struct
 from typing import TYPE_CHECKING
 
+from meterway.errors import Unavailable
 from models.runtime.api import prefix_cache_bytes
-from service.errors import Unavailable
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

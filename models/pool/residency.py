@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from meterway.errors import ModelOverloaded, Unavailable
 from models.pool.adapters import AdapterSlots
 from models.pool.api import ModelState
-from service.errors import ModelOverloaded, Unavailable
 
 if TYPE_CHECKING:
     import asyncio

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 import psutil
 import structlog
 
+from meterway.errors import InternalFailure, InvalidRequest, WorkerCrashed
 from models.pool import protocol as wire
 from models.runtime.api import EmbeddingResult, EmitDelta, GenerationRequest, TokenDelta
-from service.errors import InternalFailure, InvalidRequest, WorkerCrashed
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

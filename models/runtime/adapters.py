@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import structlog
 import torch
 
+from meterway.errors import InvalidRequest, ModelOverloaded
 from models.runtime.lora_inplace import attach_in_place
-from service.errors import InvalidRequest, ModelOverloaded
 
 if TYPE_CHECKING:
     from collections.abc import Callable

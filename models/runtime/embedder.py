@@ -10,8 +10,8 @@ import threading
 
 import torch
 
+from meterway.errors import ContextTooLong
 from models.runtime.api import EmbeddingResult
-from service.errors import ContextTooLong
 
 # Inputs per forward pass: bounds padding waste and peak memory for large requests.
 _CHUNK = 32

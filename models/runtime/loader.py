@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 import torch
 
-from service.errors import InvalidRequest
+from meterway.errors import InvalidRequest
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

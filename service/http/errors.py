@@ -10,7 +10,7 @@ import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from service.errors import InternalFailure, MeterwayError
+from meterway.errors import InternalFailure, MeterwayError
 
 log = structlog.get_logger("meterway.http")
 

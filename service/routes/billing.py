@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 from litestar import Response, get, post
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody, QueryParameter
 
 from billing.money import Price, format_decimal, parse_amount
 from billing.prices import PriceBook
 from billing.reports import UsageQuery, UsageReports, parse_bound, parse_group_by
+from meterway.errors import NotFound, PermissionDenied
 from service.auth import Principal
-from service.errors import NotFound, PermissionDenied
+
+if TYPE_CHECKING:
+    from billing.wiring import Billing
 
 
 class PriceCreate(msgspec.Struct, kw_only=True):
@@ -84,3 +87,9 @@ async def usage_report(
 
 
 billing_handlers = [list_prices, create_price, usage_report]
+
+
+def billing_dependencies(billing: Billing) -> dict[str, Provide]:
+    """What the billing handlers take: ``price_book`` and ``usage_reports``."""
+    return {"price_book": Provide(lambda: billing.prices, use_cache=True, sync_to_thread=False),
+            "usage_reports": Provide(lambda: billing.reports, use_cache=True, sync_to_thread=False)}

@@ -10,17 +10,19 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 from litestar import Request, delete, get, post, put
+from litestar.di import Provide
 
+from meterway.errors import InvalidRequest, PayloadTooLarge
 from models.finetune.catalog import epoch_seconds
 from models.finetune.multipart_form import receive_form
 from models.finetune.service import FineTuneService
 from models.finetune.uploads import UploadSessions
 from service.auth import Principal
-from service.errors import InvalidRequest, PayloadTooLarge
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from models.finetune.fine_tunes import FineTuneCatalog
     from models.finetune.tables import FineTunedModelRow
 
 MAX_JSON_BYTES = 64 * 1024
@@ -224,3 +226,9 @@ fine_tune_handlers = [
     get_fine_tune,
     delete_fine_tune,
 ]
+
+
+def fine_tune_dependencies(catalog: FineTuneCatalog) -> dict[str, Provide]:
+    """What the fine-tune handlers take: ``fine_tunes`` and ``uploads``."""
+    return {"fine_tunes": Provide(lambda: catalog.service, use_cache=True, sync_to_thread=False),
+            "uploads": Provide(lambda: catalog.uploads, use_cache=True, sync_to_thread=False)}

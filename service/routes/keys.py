@@ -9,8 +9,8 @@ from litestar import delete, get, patch, post
 from litestar.params import Parameter
 from msgspec import Meta
 
+from meterway.errors import PermissionDenied
 from service.auth import Principal
-from service.errors import PermissionDenied
 from service.keys import KeyService
 
 if TYPE_CHECKING:

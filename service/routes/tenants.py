@@ -8,8 +8,8 @@ import msgspec
 from litestar import get, patch
 from msgspec import Meta
 
+from meterway.errors import PermissionDenied
 from service.auth import Principal
-from service.errors import PermissionDenied
 from service.tenants import TenantService
 
 if TYPE_CHECKING:

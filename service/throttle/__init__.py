@@ -31,7 +31,8 @@ storage keys), ``store`` (the store Protocol and registry), ``memory`` / ``redis
 from service.throttle.admission import Admission
 from service.throttle.headers import format_reset
 from service.throttle.policy import KeyLimits, Subject
-from service.throttle.store import STORES, ReservationStore, open_store
+from service.throttle.store import ReservationStore
+from service.throttle.stores import STORES, open_store
 from service.throttle.throttle import LimitThrottle, Throttle, build_throttle
 
 __all__ = [

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import structlog
 
-from service.errors import MeterwayError
+from meterway.errors import MeterwayError
 from service.throttle.policy import money_to_units
 from service.throttle.store import Adjustment
 

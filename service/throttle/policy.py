@@ -19,7 +19,7 @@ from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerMinute
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from service.settings import LimitSettings
+    from meterway.settings import LimitSettings
 
 Scope = Literal["key", "tenant"]
 RuleName = Literal["budget", "rpd", "rpm", "tpm", "max_concurrency"]

@@ -35,7 +35,7 @@ from limits.storage import storage_from_string
 from redis.asyncio import Connection, Redis
 from redis.exceptions import RedisError
 
-from service.errors import Unavailable
+from meterway.errors import Unavailable
 from service.throttle.batching import Arg, ScriptBatcher, Tally
 from service.throttle.store import Adjustment, Check, Outcome
 

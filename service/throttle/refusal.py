@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from service.errors import BudgetExhausted, MeterwayError, RateLimited
+from meterway.errors import BudgetExhausted, MeterwayError, RateLimited
 from service.throttle.headers import format_reset
 from service.throttle.policy import units_to_money
 from service.throttle.store import fits

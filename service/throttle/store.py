@@ -14,9 +14,10 @@ Stores are picked by the URL scheme of ``METERWAY_REDIS_URL`` (empty = ``memory:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from types import MappingProxyType
-from typing import Literal, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 CheckKind = Literal["window", "lease", "budget"]
 
@@ -91,37 +92,3 @@ class ReservationStore(Protocol):
     async def close(self) -> None:
         """Close connections."""
         ...
-
-
-StoreFactory = Callable[[str], ReservationStore]
-
-
-def _memory(url: str) -> ReservationStore:
-    from service.throttle.memory import MemoryStore
-
-    return MemoryStore()
-
-
-def _redis(url: str) -> ReservationStore:
-    from service.throttle.redis_store import RedisStore
-
-    return RedisStore.from_url(url)
-
-
-#: URL scheme → store factory. Read-only; pass another mapping to ``open_store`` to plug in a store.
-STORES: Mapping[str, StoreFactory] = MappingProxyType({
-    "memory": _memory,
-    "redis": _redis,
-    "rediss": _redis,
-    "unix": _redis,
-})
-
-
-def open_store(url: str, stores: Mapping[str, StoreFactory] = STORES) -> ReservationStore:
-    """The store for ``url`` (``memory://``, ``redis://host:port/db``...); connects lazily, no I/O here."""
-    scheme = url.split("://", 1)[0] if "://" in url else url
-    try:
-        factory = stores[scheme]
-    except KeyError:
-        raise ValueError(f"no limit store for {url!r}; known schemes: {sorted(stores)}") from None
-    return factory(url)

@@ -17,15 +17,16 @@ from service.throttle.headers import rate_limit_headers
 from service.throttle.plan import KeyPlan, plan_key
 from service.throttle.policy import money_to_units
 from service.throttle.refusal import refusal
-from service.throttle.store import STORES, open_store
+from service.throttle.stores import STORES, open_store
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from decimal import Decimal
 
-    from service.settings import Settings
+    from meterway.settings import Settings
     from service.throttle.policy import KeyLimits, Subject
-    from service.throttle.store import ReservationStore, StoreFactory
+    from service.throttle.store import ReservationStore
+    from service.throttle.stores import StoreFactory
 
 #: A lease outlives the longest request by this much before it counts as leaked by a dead gateway.
 LEASE_MARGIN_S = 60

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from billing.events import UsageEvent
-from service.db import Database
-from service.settings import DatabaseSettings, Settings
+from meterway.db import Database
+from meterway.settings import DatabaseSettings, Settings
 from tests.billing.stripe_server import StripeServer
 
 if TYPE_CHECKING:

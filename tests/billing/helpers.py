@@ -10,7 +10,7 @@ from sqlalchemy import select
 from billing.tables import LedgerEntryRow
 
 if TYPE_CHECKING:
-    from service.db import Database
+    from meterway.db import Database
 
 
 async def ledger_rows(database: Database) -> list[Any]:

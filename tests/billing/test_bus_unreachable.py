@@ -18,8 +18,8 @@ from billing.local_bus import LocalOutboxBus
 from billing.meter import Meter
 from billing.nats_bus import NatsJetStreamBus
 from billing.spool import FileSpool
-from service.db import Database
-from service.errors import BillingUnavailable
+from meterway.db import Database
+from meterway.errors import BillingUnavailable
 from tests.billing.helpers import ledger_rows
 from tests.server import free_port
 

@@ -16,7 +16,7 @@ from sqlalchemy import text
 
 from billing.bus import BusOptions
 from billing.local_bus import LocalOutboxBus
-from service.db import Database
+from meterway.db import Database
 
 REPO = Path(__file__).resolve().parents[2]
 

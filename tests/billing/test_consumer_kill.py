@@ -19,7 +19,7 @@ from billing.bus import BusOptions
 from billing.local_bus import LocalOutboxBus
 from billing.nats_bus import NatsJetStreamBus
 from billing.tables import LedgerEntryRow
-from service.db import Database
+from meterway.db import Database
 from tests.billing.conftest import T0
 
 if TYPE_CHECKING:

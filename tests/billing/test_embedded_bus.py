@@ -12,7 +12,7 @@ from billing.ledger import LedgerWriter
 from billing.local_bus import LocalOutboxBus
 from billing.periods import PeriodCloser
 from billing.prices import PriceBook
-from service.db import Database
+from meterway.db import Database
 from tests.billing.conftest import T0
 from tests.billing.helpers import ledger_rows
 

@@ -13,7 +13,7 @@ from billing.consumer import LedgerConsumer
 from billing.ledger import LedgerWriter
 from billing.local_bus import LocalOutboxBus
 from billing.prices import PriceBook
-from service.errors import NotFound
+from meterway.errors import NotFound
 from tests.billing.conftest import T0
 from tests.billing.helpers import ledger_rows
 

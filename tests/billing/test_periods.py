@@ -15,7 +15,7 @@ from billing.ledger import LedgerWriter
 from billing.money import to_minor_units
 from billing.periods import PeriodCloser, statements_csv, statements_json
 from billing.prices import PriceBook
-from service.errors import Conflict
+from meterway.errors import Conflict
 from tests.billing.conftest import T0
 from tests.billing.helpers import ledger_rows
 

@@ -20,9 +20,10 @@ from billing.ledger import LedgerWriter
 from billing.prices import PriceBook
 from billing.reports import GROUPS, UsageQuery, UsageReports
 from billing.wiring import build_billing
+from meterway.db import Database
+from meterway.errors import MeterwayError
 from service.auth import Principal
-from service.db import Database
-from service.errors import MeterwayError
+from service.routes.billing import billing_dependencies, billing_handlers
 from tests.billing.conftest import T0
 from tests.billing.helpers import ledger_rows, total_cost
 
@@ -84,8 +85,8 @@ def _app(billing) -> Litestar:
 
         return Response(exc.body(), status_code=exc.status)
 
-    return Litestar(route_handlers=billing.handlers,
-                    dependencies={"principal": Provide(principal), **billing.dependencies},
+    return Litestar(route_handlers=billing_handlers,
+                    dependencies={"principal": Provide(principal), **billing_dependencies(billing)},
                     exception_handlers={MeterwayError: errors})
 
 

@@ -14,7 +14,7 @@ from billing.ledger import LedgerWriter
 from billing.prices import PriceBook
 from billing.stripe_export import StripeExporter, link_stripe_customer
 from billing.stripe_sink import MeterEvent, StripeMeterEventSink
-from service.errors import NotFound
+from meterway.errors import NotFound
 from tests.billing.conftest import T0
 from tests.billing.helpers import ledger_rows
 

@@ -20,6 +20,7 @@ import pytest
 from litestar import Request  # noqa: TC002 (Litestar reads the dependency signature at runtime)
 
 from service.auth import Principal
+from service.routes.fine_tunes import fine_tune_dependencies, fine_tune_handlers
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -110,11 +111,11 @@ def build_app(store: Path, database_url: str, max_upload_bytes: int) -> Any:
     from litestar.di import Provide
 
     from billing.prices import PriceBook
+    from meterway.db import Database
+    from meterway.errors import MeterwayError
     from models.catalog import load_catalog
-    from models.finetune.catalog import FineTuneCatalog
+    from models.finetune.fine_tunes import FineTuneCatalog
     from models.finetune.limits import UploadLimits
-    from service.db import Database
-    from service.errors import MeterwayError
     from service.http.errors import handle_exception
 
     database = Database.connect(database_url)
@@ -132,8 +133,8 @@ def build_app(store: Path, database_url: str, max_upload_bytes: int) -> Any:
         return Principal(tenant=tenant, key_id=f"key-{tenant}", is_admin=tenant is None)
 
     app = Litestar(
-        route_handlers=fine_tunes.handlers,
-        dependencies={"principal": Provide(principal), **fine_tunes.dependencies},
+        route_handlers=fine_tune_handlers,
+        dependencies={"principal": Provide(principal), **fine_tune_dependencies(fine_tunes)},
         exception_handlers={Exception: handle_exception, MeterwayError: handle_exception},
         on_shutdown=[database.close],
         request_max_body_size=1024 * 1024,

@@ -6,9 +6,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from meterway.db import Database
 from models.finetune.catalog import resolve, tenant_models
 from service.auth import Principal
-from service.db import Database
 from tests.finetune.conftest import BASE, dir_files, lora_fields, multipart
 
 FT_ID = f"ft:{BASE}:acme:support-bot"

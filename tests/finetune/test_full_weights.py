@@ -124,9 +124,9 @@ async def test_full_weights_are_stored_inherit_the_tokenizer_and_load(
     assert response.status_code == 201, response.text
     assert response.json()["kind"] == "full"
 
+    from meterway.db import Database
     from models.finetune.catalog import resolve, tenant_models
     from service.auth import Principal
-    from service.db import Database
 
     database = Database.connect(server.database_url)
     try:

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from meterway.errors import UploadRejected
 from models.finetune.safetensors_header import read_header
-from service.errors import UploadRejected
 
 if TYPE_CHECKING:
     from pathlib import Path

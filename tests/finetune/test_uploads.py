@@ -56,7 +56,7 @@ def test_real_adapter_is_accepted_stored_and_priced(upload_server: UploadServer,
 
 async def _quote(server: UploadServer, model: str) -> object:
     from billing.prices import PriceBook
-    from service.db import Database
+    from meterway.db import Database
 
     database = Database.connect(server.database_url)
     try:

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 import pytest
 from sqlalchemy import update
 
+from meterway.db import Database, migrate
+from meterway.errors import AuthenticationFailed
 from service.auth import KeyHasher, Principal
-from service.db import Database, migrate
-from service.errors import AuthenticationFailed
 from service.keys import KeyService
 from service.tables import ApiKeyRow
 from service.warm_cache import WarmCache

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from meterway.settings import PoolSettings
 from models.catalog import ModelSpec, load_catalog
 from models.pool.api import GenerationJob, ModelState
 from models.pool.local import LocalPool
 from models.runtime.api import SamplingParams, TokenDelta
-from service.settings import PoolSettings
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from meterway.errors import ModelOverloaded
 from models.pool.api import ModelState
-from service.errors import ModelOverloaded
 from tests.pool.conftest import ECHO, collect, job
 
 

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from meterway.errors import ModelOverloaded
 from models.pool.api import EmbeddingJob, ModelState
-from service.errors import ModelOverloaded
 from tests.pool.conftest import MINILM, SMOLLM, collect, job
 
 if TYPE_CHECKING:

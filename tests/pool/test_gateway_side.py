@@ -26,7 +26,7 @@ GATEWAY_SIDE = textwrap.dedent("""
     from models.catalog import load_catalog
     from models.pool.api import GenerationJob
     from models.runtime.api import SamplingParams
-    from service.settings import PoolSettings, Settings
+    from meterway.settings import PoolSettings, Settings
 
     async def main():
         catalog = load_catalog(include_test_model=True)

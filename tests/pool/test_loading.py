@@ -7,9 +7,9 @@ import asyncio
 import psutil
 import pytest
 
+from meterway.errors import ModelLoading, ModelOverloaded
 from models.pool import local
 from models.pool.api import ModelState
-from service.errors import ModelLoading, ModelOverloaded
 from tests.pool.conftest import SMOLLM, collect, job, wait_for_state
 
 pytestmark = pytest.mark.slow

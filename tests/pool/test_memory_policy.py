@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from meterway.errors import ModelOverloaded, Unavailable
 from models.pool.api import ModelState
 from models.pool.memory import estimate_bytes
 from models.pool.residency import Resident, choose_victims
-from service.errors import ModelOverloaded, Unavailable
 from tests.pool.conftest import MINILM, SMOLLM
 
 MB = 1 << 20

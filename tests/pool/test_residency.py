@@ -8,8 +8,8 @@ import signal
 import psutil
 import pytest
 
+from meterway.errors import ModelOverloaded, WorkerCrashed
 from models.pool.api import EmbeddingJob, ModelState
-from service.errors import ModelOverloaded, WorkerCrashed
 from tests.pool.conftest import MINILM, SMOLLM, SMOLLM_BF16, collect, job, wait_for_state
 
 pytestmark = pytest.mark.slow

@@ -109,8 +109,8 @@ def test_lru_evicts_the_least_recently_used_idle_adapter(smollm_dir: Path,
     import torch
     from transformers import AutoModelForCausalLM
 
+    from meterway.errors import ModelOverloaded
     from models.runtime.adapters import AdapterSet
-    from service.errors import ModelOverloaded
 
     busy: set[str] = set()
     base = AutoModelForCausalLM.from_pretrained(smollm_dir, dtype=torch.float32)

@@ -69,7 +69,7 @@ def test_batched_equals_a_plain_unbatched_computation(embedder: Any, encoded: li
 
 
 def test_empty_request_and_too_long_input(embedder: Any) -> None:
-    from service.errors import ContextTooLong
+    from meterway.errors import ContextTooLong
 
     assert embedder.embed([]).vectors == []
     with pytest.raises(ContextTooLong):

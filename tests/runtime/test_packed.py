@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import torch
 
+from meterway.errors import InvalidRequest
 from models.runtime.packed import (
     KernelTimes,
     PackedLinear,
@@ -16,7 +17,6 @@ from models.runtime.packed import (
     pack_linears_in_slices,
     time_kernels,
 )
-from service.errors import InvalidRequest
 from tests.runtime.conftest import SMOLLM, chat, request, run, warmed
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from service.errors import BudgetExhausted, MeterwayError, RateLimited
+from meterway.errors import BudgetExhausted, MeterwayError, RateLimited
 from service.throttle import Admission, KeyLimits, Subject
 
 if TYPE_CHECKING:

@@ -34,7 +34,7 @@ INPUT_PRICE, OUTPUT_PRICE = Decimal("1.00") / 10**6, Decimal("2.00") / 10**6
 @pytest.fixture(scope="module")
 def shared_database() -> Iterator[str]:
     """One PostgreSQL database for both gateways (keys created on one authenticate on the other)."""
-    from service.db import migrate
+    from meterway.db import migrate
 
     name = f"mw_{uuid.uuid4().hex[:12]}"
     _pg_admin(f'CREATE DATABASE "{name}"')

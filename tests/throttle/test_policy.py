@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from service.errors import BudgetExhausted, RateLimited
-from service.settings import LimitSettings
+from meterway.errors import BudgetExhausted, RateLimited
+from meterway.settings import LimitSettings
 from service.throttle import KeyLimits, format_reset
 from service.throttle.policy import money_to_units
 from service.throttle.windows import Window, budget_period, wait_to_fit

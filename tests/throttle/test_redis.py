@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from service.errors import BudgetExhausted, RateLimited, Unavailable
-from service.settings import LimitSettings, ServerSettings, Settings
+from meterway.errors import BudgetExhausted, RateLimited, Unavailable
+from meterway.settings import LimitSettings, ServerSettings, Settings
 from service.throttle import KeyLimits, LimitThrottle, Subject, build_throttle
 from service.throttle.memory import MemoryStore
 from service.throttle.redis_store import RedisStore
