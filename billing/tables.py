@@ -7,39 +7,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Integer, Numeric, String, Text, UniqueConstraint
-from sqlalchemy.engine import Dialect  # noqa: TC002
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator, TypeEngine
+from sqlalchemy import BigInteger, Boolean, DateTime, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
 
-# SQLite's INTEGER PRIMARY KEY is its rowid; BIGINT would not autoincrement there.
-BigId = BigInteger().with_variant(Integer(), "sqlite")
-
-
-class ExactDecimal(TypeDecorator[Decimal]):
-    """An exact decimal: NUMERIC(38, 18) on PostgreSQL, a decimal string on SQLite (which would round)."""
-
-    impl = Numeric(38, 18)
-    cache_ok = True
-
-    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        if dialect.name == "sqlite":
-            return dialect.type_descriptor(String(64))
-        return dialect.type_descriptor(Numeric(38, 18))
-
-    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
-        if value is None:
-            return None
-        return format(value, "f") if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
-        return None if value is None else Decimal(str(value))
-
-
-class Base(DeclarativeBase):
-    """Metadata of the billing tables."""
+from meterway.tables import Base, BigId, ExactDecimal
 
 
 class OutboxRow(Base):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
+from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import create_async_engine
 
 
@@ -17,8 +18,19 @@ def _url() -> str:
     return Settings.from_env().database_url
 
 
+def _metadata() -> MetaData:
+    """Every package's tables, on the one metadata ``alembic check`` compares the migrated schema with."""
+    import billing.tables
+    import models.finetune.tables
+    import service.tables  # noqa: F401  (each module registers its tables on Base)
+    from meterway.tables import Base
+
+    return Base.metadata
+
+
 def _run(connection) -> None:  # type: ignore[no-untyped-def]
-    context.configure(connection=connection, target_metadata=None, render_as_batch=True)
+    context.configure(connection=connection, target_metadata=_metadata(), render_as_batch=True,
+                      compare_type=True)
     with context.begin_transaction():
         context.run_migrations()
 

@@ -6,11 +6,9 @@ from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import DateTime, Integer, Numeric, String
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
-
-class Base(DeclarativeBase):
-    """Metadata of the gateway's tables (billing and models keep their own)."""
+from meterway.tables import Base
 
 
 class TenantRow(Base):

@@ -14,7 +14,7 @@ depends_on = None
 
 
 def _decimal() -> sa.types.TypeEngine:
-    # Mirrors billing.tables.ExactDecimal: exact NUMERIC on PostgreSQL, a decimal string on SQLite.
+    # Mirrors meterway.tables.ExactDecimal: exact NUMERIC on PostgreSQL, a decimal string on SQLite.
     return sa.Numeric(38, 18).with_variant(sa.String(64), "sqlite")
 
 

@@ -1,4 +1,4 @@
-"""ORM table of uploaded fine-tunes (the models package keeps its own metadata, migrated by 0003)."""
+"""ORM table of uploaded fine-tunes (migrated by 0003)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,12 @@ from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import BigInteger, DateTime, String
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
-from billing.tables import ExactDecimal
-
-
-class FineTuneBase(DeclarativeBase):
-    """Metadata of the fine-tune tables."""
+from meterway.tables import Base, ExactDecimal
 
 
-class FineTunedModelRow(FineTuneBase):
+class FineTunedModelRow(Base):
     """One tenant's fine-tune of a catalog model. Deleting sets ``deleted_at`` (usage keeps its model id)."""
 
     __tablename__ = "fine_tuned_models"
