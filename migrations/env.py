@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from alembic import context
-from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import create_async_engine
+
+if TYPE_CHECKING:
+    from sqlalchemy import MetaData
 
 
 def _url() -> str:
@@ -20,8 +23,6 @@ def _url() -> str:
 
 def _metadata() -> MetaData:
     """Every package's tables, on the one metadata ``alembic check`` compares the migrated schema with."""
-    import billing.tables
-    import models.finetune.tables
     import service.tables  # noqa: F401  (each module registers its tables on Base)
     from meterway.tables import Base
 

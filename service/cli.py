@@ -8,6 +8,7 @@ with ``METERWAY_API_KEY`` (or, on the server's own machine, the generated admin 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from typing import Any
 
@@ -57,20 +58,13 @@ def _add_plugin_commands(commands: Any) -> None:
 
 
 def _prepare(settings: Settings, *, migrate_database: bool = True) -> None:
-    from tqdm import tqdm
-
+    """Import the demo models into a cold store (in a process of its own: it imports torch), then migrate."""
     from meterway.db import migrate
     from models.catalog import load_catalog
-    from models.store.importer import import_catalog
+    from models.store.importer import pending
 
-    catalog = load_catalog()
-    with tqdm(total=len(catalog), desc="model store", unit="model") as bar:
-        def progress(message: str) -> None:
-            bar.set_postfix_str(message)
-
-        for spec in catalog:
-            import_catalog([spec], settings.store_dir, progress)
-            bar.update(1)
+    if pending(load_catalog(), settings.store_dir):
+        subprocess.run([sys.executable, "-m", "models.store.importer", str(settings.store_dir)], check=True)
     if migrate_database:
         migrate(settings.database_url)
 

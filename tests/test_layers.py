@@ -9,6 +9,7 @@ Imports under ``if TYPE_CHECKING:`` are for annotations only and do not run, so 
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -121,3 +122,20 @@ def test_the_worker_process_imports_neither_the_http_layer_nor_litestar() -> Non
              "print(sorted(m for m in sys.modules if m.split('.')[0] in ('service', 'litestar')))")
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_serve_prepares_a_cold_store_in_a_process_of_its_own(store_dir: Path, tmp_path: Path) -> None:
+    """``meterway serve`` on a store that lacks a model imports it (torch) in a child; the gateway stays lean."""
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "smollm2-135m-instruct").symlink_to(store_dir / "smollm2-135m-instruct")  # all-minilm is missing
+    probe = ("import sys; from meterway.settings import Settings; from service.cli import _prepare; "
+             "from service.app import create_app; settings = Settings.from_env(); _prepare(settings); "
+             "create_app(settings); print(sorted(m for m in sys.modules if m.split('.')[0] in "
+             "('torch', 'transformers')))")
+    env = {**os.environ, "METERWAY_HOME": str(tmp_path / "home"), "METERWAY_STORE": str(store)}
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert (store / "all-minilm-l6-v2" / ".meterway-complete").exists()
+    assert "model store" in out.stderr  # the child's progress bar

@@ -1,13 +1,15 @@
 """Import the demo catalog into the store once: GGUF or packaged weights become safetensors + tokenizer.
 
 This is the only place GGUF is parsed; serving always loads safetensors from the store (mmap, fast cold
-start). Runs in the CLI process (it imports torch), never in the gateway.
+start). It imports torch, so ``meterway serve`` runs it as a process of its own
+(``python -m models.store.importer STORE``, with a progress bar) and the gateway never imports torch.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -33,13 +35,17 @@ def package_path(relative: str) -> Path:
 def import_catalog(specs: list[ModelSpec], store: Path, progress: Progress = print) -> list[str]:
     """Import every catalog model not yet in the store; returns the names imported now."""
     done = []
-    for spec in specs:
-        if spec.builtin or spec.source.startswith(("alias:", "store:")) or is_imported(store, spec.store_name):
-            continue
+    for spec in pending(specs, store):
         progress(f"importing {spec.id} from {spec.source}")
         import_model(spec, store)
         done.append(spec.id)
     return done
+
+
+def pending(specs: list[ModelSpec], store: Path) -> list[ModelSpec]:
+    """The catalog models whose weights still have to be imported into ``store``."""
+    return [spec for spec in specs if not (spec.builtin or spec.source.startswith(("alias:", "store:"))
+                                           or is_imported(store, spec.store_name))]
 
 
 def import_model(spec: ModelSpec, store: Path) -> Path:
@@ -83,3 +89,22 @@ def _from_dir(source: Path, staging: Path) -> None:
             destination = staging / item.relative_to(source)
             destination.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(item, destination)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Import the catalog's pending models into the store named on the command line, with a progress bar."""
+    from tqdm import tqdm
+
+    from models.catalog import load_catalog
+
+    store = Path((argv if argv is not None else sys.argv[1:])[0])
+    todo = pending(load_catalog(), store)
+    with tqdm(total=len(todo), desc="model store", unit="model") as bar:
+        for spec in todo:
+            import_catalog([spec], store, bar.set_postfix_str)
+            bar.update(1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
