@@ -207,7 +207,7 @@ def test_cli_upload_command(
     import argparse
 
     monkeypatch.setenv("METERWAY_UPLOAD_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr("service.cli_models._client", lambda: upload_server.client("acme"))
+    monkeypatch.setattr("service.cli_models.client", lambda: upload_server.client("acme"))
     parser = argparse.ArgumentParser()
     add_model_commands(parser.add_subparsers())
     args = parser.parse_args(
