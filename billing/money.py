@@ -62,11 +62,6 @@ def as_utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def period_of(moment: datetime) -> str:
-    """The billing period (a UTC calendar month, 'YYYY-MM') a moment falls in."""
-    return as_utc(moment).strftime("%Y-%m")
-
-
 def next_period(period: str) -> str:
     """The month after ``period``."""
     year, month = (int(part) for part in period.split("-"))

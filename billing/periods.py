@@ -98,11 +98,6 @@ class PeriodCloser:
         return [Statement(r.period, r.tenant, r.currency, r.requests, r.prompt_tokens, r.completion_tokens,
                           r.cost, r.amount_minor, json.loads(r.lines)) for r in rows]
 
-    async def is_closed(self, period: str) -> bool:
-        async with self._sessions() as session:
-            return await session.get(ClosedPeriodRow, period) is not None
-
-
 async def _compute(session: AsyncSession, period: str) -> list[Statement]:
     entry = LedgerEntryRow
     groups = (entry.tenant, entry.currency, entry.model, entry.input_per_million, entry.output_per_million)

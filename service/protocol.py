@@ -192,17 +192,6 @@ class ModelList(Struct, kw_only=True):
     data: list[Model]
 
 
-class ErrorDetail(Struct, kw_only=True):
-    message: str
-    type: str
-    param: str | None
-    code: str | None
-
-
-class ErrorBody(Struct, kw_only=True):
-    error: ErrorDetail
-
-
 def sse(payload: Any) -> bytes:
     """One server-sent event carrying ``payload`` as JSON."""
     return b"data: " + msgspec.json.encode(payload) + b"\n\n"

@@ -38,6 +38,5 @@ class CatalogResolver:
             raise ModelNotFound(model_id)
         return spec
 
-    def catalog_spec(self, model_id: str) -> ModelSpec | None:
-        return self._catalog.get(model_id)
+
 

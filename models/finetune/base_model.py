@@ -47,14 +47,6 @@ class BaseModel:
             return None
         return weight.shape[0], weight.shape[1]
 
-    def module_names(self) -> set[str]:
-        """Every module that owns a 2-D weight (candidates for LoRA)."""
-        return {
-            name.removesuffix(".weight")
-            for name, t in self.tensors.items()
-            if name.endswith(".weight") and len(t.shape) == 2
-        }
-
     def tokenizer_files(self) -> list[Path]:
         """The base's tokenizer and chat template files, inherited by full fine-tunes that ship none."""
         return [self.directory / n for n in TOKENIZER_FILES if (self.directory / n).is_file()]

@@ -6,7 +6,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -71,7 +71,3 @@ def _incoming_id(scope: Scope) -> str | None:
             text = value.decode("latin-1")
             return text if _CLIENT_ID.match(text) else None
     return None
-
-
-def request_id_of(scope: dict[str, Any]) -> str:
-    return str(scope.get("state", {}).get("request_id") or f"req_{secrets.token_hex(12)}")
