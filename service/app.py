@@ -26,11 +26,11 @@ from models.catalog import ModelSpec, load_catalog
 from models.finetune.fine_tunes import FineTuneCatalog
 from models.pool import build_pool
 from models.tokenizer import TokenizerCache
-from service.admission import KeyThrottle
 from service.arrivals import Arrivals
 from service.auth import Principal, secret_from_headers
 from service.http.errors import handle_exception
 from service.http.middleware import arrivals_middleware, request_id_middleware
+from service.key_throttle import KeyThrottle
 from service.keys import KeyService
 from service.logs import configure_logging
 from service.pricing import BookQuotes
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 
     from meterway.settings import Settings
     from models.pool.api import ModelPool
-    from service.inference import Meter
+    from service.inference import UsageRecorder
 
 
 @dataclass
@@ -76,7 +76,7 @@ class AppParts:
     arrivals: Arrivals
 
 
-def build_parts(settings: Settings, *, meter: Meter | None = None) -> AppParts:
+def build_parts(settings: Settings, *, meter: UsageRecorder | None = None) -> AppParts:
     """Construct (without starting) every service of the app.
 
     ``meter`` replaces billing's meter on the request path; only benchmarks that isolate the gateway's own
@@ -111,7 +111,7 @@ def _freeze_startup_heap() -> None:
     gc.freeze()
 
 
-def create_app(settings: Settings, *, meter: Meter | None = None) -> Litestar:
+def create_app(settings: Settings, *, meter: UsageRecorder | None = None) -> Litestar:
     """The meterway HTTP app for ``settings`` (``meter``: see ``build_parts``)."""
     configure_logging(settings.server.log_level)
     parts = build_parts(settings, meter=meter)

@@ -33,6 +33,11 @@ class Principal:
         """The tenant whose usage this caller's requests are (the admin's own calls bill to 'admin')."""
         return self.tenant or "admin"
 
+    @property
+    def billing_key(self) -> str:
+        """The key this caller's usage and limits are counted under (the admin's own calls: 'admin')."""
+        return self.key_id or "admin"
+
 
 def new_secret() -> str:
     """A fresh key secret."""

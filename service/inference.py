@@ -12,7 +12,6 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
 import structlog
@@ -23,7 +22,9 @@ from models.runtime.api import TokenDelta
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator
+    from decimal import Decimal
 
+    from billing.money import Price
     from models.pool.api import DeltaStream, ModelPool
     from service.auth import Principal
     from service.jobs import Plan
@@ -32,7 +33,7 @@ log = structlog.get_logger("meterway.inference")
 FINAL_WAIT_S = 10.0
 
 
-class Meter(Protocol):
+class UsageRecorder(Protocol):
     """Where usage events go (``billing``): durable before ``record`` returns."""
 
     async def record(self, event: UsageEvent) -> None: ...
@@ -47,18 +48,6 @@ class Admission(Protocol):
     async def settle(self, tokens_used: int, cost_used: Decimal) -> None: ...
 
     async def release(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class Prices:
-    """Per-million-token prices in force for a request."""
-
-    input_per_million: Decimal
-    output_per_million: Decimal
-
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
-        million = Decimal(1_000_000)
-        return (self.input_per_million * prompt_tokens + self.output_per_million * completion_tokens) / million
 
 
 @dataclass
@@ -76,8 +65,8 @@ class Choice:
 class Run:
     """One admitted generation request streaming from the pool."""
 
-    def __init__(self, plan: Plan, principal: Principal, pool: ModelPool, meter: Meter, admission: Admission,
-                 prices: Prices, timeout_s: float) -> None:
+    def __init__(self, plan: Plan, principal: Principal, pool: ModelPool, meter: UsageRecorder, admission: Admission,
+                 prices: Price, timeout_s: float) -> None:
         self.plan = plan
         self.principal = principal
         self.choices = [Choice(i) for i in range(len(plan.jobs))]
@@ -199,7 +188,7 @@ class Run:
             return
         event = UsageEvent(
             request_id=self.plan.request_id, tenant=self.principal.billing_tenant,
-            key_id=self.principal.key_id or "admin", model=self.plan.model.id, endpoint=self.plan.endpoint,
+            key_id=self.principal.billing_key, model=self.plan.model.id, endpoint=self.plan.endpoint,
             prompt_tokens=self.prompt_tokens, completion_tokens=completion, started_at=self.started_at,
             finished_at=datetime.now(UTC), status=status, base_model=self.plan.model.base)
         settle = self._admission.settle(self.prompt_tokens + completion,

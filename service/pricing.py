@@ -9,8 +9,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from billing.money import Price
 from meterway.errors import NotFound
-from service.inference import Prices
 from service.warm_cache import WarmCache
 
 if TYPE_CHECKING:
@@ -25,10 +25,10 @@ class BookQuotes:
     def __init__(self, book: Any) -> None:
         self._book = book
         self._specs: dict[str, ModelSpec] = {}
-        self._quotes: WarmCache[str, Prices] = WarmCache(self._read, self._read_many, fresh_s=FRESH_S,
+        self._quotes: WarmCache[str, Price] = WarmCache(self._read, self._read_many, fresh_s=FRESH_S,
                                                          refresh_s=REFRESH_S, active_s=ACTIVE_S, name="prices")
 
-    async def quote(self, model: ModelSpec, at: datetime) -> Prices:
+    async def quote(self, model: ModelSpec, at: datetime) -> Price:
         self._specs[model.id] = model
         return await self._quotes.get(model.id)
 
@@ -38,13 +38,14 @@ class BookQuotes:
     async def close(self) -> None:
         await self._quotes.close()
 
-    async def _read(self, model_id: str) -> Prices:
+    async def _read(self, model_id: str) -> Price:
         model = self._specs[model_id]
         try:
             price = await self._book.quote(model_id, datetime.now(UTC))
         except NotFound:
-            return Prices(model.input_price_per_million, model.output_price_per_million)
-        return Prices(price.input_per_million, price.output_per_million)
+            return Price(model_id, model.input_price_per_million, model.output_price_per_million,
+                         self._book.currency)
+        return price
 
-    async def _read_many(self, model_ids: list[str]) -> dict[str, Prices]:
+    async def _read_many(self, model_ids: list[str]) -> dict[str, Price]:
         return {model_id: await self._read(model_id) for model_id in model_ids}

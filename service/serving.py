@@ -15,13 +15,14 @@ import structlog
 from billing.events import UsageEvent
 from meterway.errors import ModelNotFound
 from meterway.failures import tolerated
-from service.inference import Admission, Meter, Prices, Run
+from service.inference import Admission, Run, UsageRecorder
 from service.jobs import EmbeddingPlan, Plan, plan_chat, plan_completion, plan_embeddings
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator
     from decimal import Decimal
 
+    from billing.money import Price
     from meterway.settings import Settings
     from models.catalog import ModelSpec
     from models.pool.api import ModelPool
@@ -42,7 +43,7 @@ class ModelResolver(Protocol):
     async def resolve(self, model_id: str, principal: Principal) -> ModelSpec: ...
 
 
-class Throttle(Protocol):
+class AdmissionControl(Protocol):
     """Admission control: reserve before the model runs, settle after."""
 
     async def admit(self, principal: Principal, tokens: int, cost: Decimal) -> Admission: ...
@@ -51,7 +52,7 @@ class Throttle(Protocol):
 class PriceQuotes(Protocol):
     """The prices in force for a model at a moment (the price book)."""
 
-    async def quote(self, model: ModelSpec, at: datetime) -> Prices: ...
+    async def quote(self, model: ModelSpec, at: datetime) -> Price: ...
 
 
 class BillingGate(Protocol):
@@ -74,7 +75,7 @@ class ServingService:
     """Runs chat, completion and embedding requests for a principal."""
 
     def __init__(self, settings: Settings, resolver: ModelResolver, tokenizers: TokenizerCache, pool: ModelPool,
-                 throttle: Throttle, meter: Meter, prices: PriceQuotes, gate: BillingGate,
+                 throttle: AdmissionControl, meter: UsageRecorder, prices: PriceQuotes, gate: BillingGate,
                  arrivals: Arrivals) -> None:
         self._settings = settings
         self._resolver = resolver
@@ -86,13 +87,13 @@ class ServingService:
         self._gate = gate
         self._arrivals = arrivals
 
-    async def models(self, principal: Principal) -> list[tuple[ModelSpec, str, Prices]]:
+    async def models(self, principal: Principal) -> list[tuple[ModelSpec, str, Price]]:
         """The caller's catalog with each model's live state and current prices."""
         now = datetime.now(UTC)
         return [(spec, str(self._pool.state(spec.id)), await self._prices.quote(spec, now))
                 for spec in await self._resolver.visible(principal)]
 
-    async def model(self, principal: Principal, model_id: str) -> tuple[ModelSpec, str, Prices]:
+    async def model(self, principal: Principal, model_id: str) -> tuple[ModelSpec, str, Price]:
         spec = await self._resolver.resolve(model_id, principal)
         return spec, str(self._pool.state(spec.id)), await self._prices.quote(spec, datetime.now(UTC))
 
@@ -122,7 +123,7 @@ class ServingService:
             await admission.release()
             raise
         event = UsageEvent(request_id=request_id, tenant=principal.billing_tenant,
-                           key_id=principal.key_id or "admin", model=spec.id, endpoint="embeddings",
+                           key_id=principal.billing_key, model=spec.id, endpoint="embeddings",
                            prompt_tokens=result.prompt_tokens, completion_tokens=0, started_at=started,
                            finished_at=datetime.now(UTC))
         try:

@@ -20,7 +20,7 @@ class KeyThrottle:
 
     async def admit(self, principal: Principal, tokens: int, cost: Decimal) -> Admission:
         limits = principal.limits if isinstance(principal.limits, KeyLimits) else KeyLimits()
-        subject = Subject(principal.key_id or "admin", principal.billing_tenant)
+        subject = Subject(principal.billing_key, principal.billing_tenant)
         return await self._throttle.admit(subject, limits, tokens, cost)
 
     async def start(self) -> None:
