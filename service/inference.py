@@ -25,12 +25,22 @@ if TYPE_CHECKING:
     from decimal import Decimal
 
     from billing.money import Price
+    from models.catalog import ModelSpec
     from models.pool.api import DeltaStream, ModelPool
     from service.auth import Principal
     from service.jobs import Plan
 
 log = structlog.get_logger("meterway.inference")
 FINAL_WAIT_S = 10.0
+
+
+def usage_event(request_id: str, principal: Principal, model: ModelSpec, endpoint: str, prompt_tokens: int,
+                completion_tokens: int, started_at: datetime, status: str = "completed") -> UsageEvent:
+    """The one place a served request becomes its usage event (finished now)."""
+    return UsageEvent(request_id=request_id, tenant=principal.billing_tenant, key_id=principal.billing_key,
+                      model=model.id, endpoint=endpoint, prompt_tokens=prompt_tokens,
+                      completion_tokens=completion_tokens, started_at=started_at, finished_at=datetime.now(UTC),
+                      status=status, base_model=model.base)
 
 
 class UsageRecorder(Protocol):
@@ -186,11 +196,8 @@ class Run:
         if not produced:
             await self._admission.release()
             return
-        event = UsageEvent(
-            request_id=self.plan.request_id, tenant=self.principal.billing_tenant,
-            key_id=self.principal.billing_key, model=self.plan.model.id, endpoint=self.plan.endpoint,
-            prompt_tokens=self.prompt_tokens, completion_tokens=completion, started_at=self.started_at,
-            finished_at=datetime.now(UTC), status=status, base_model=self.plan.model.base)
+        event = usage_event(self.plan.request_id, self.principal, self.plan.model, self.plan.endpoint,
+                            self.prompt_tokens, completion, self.started_at, status)
         settle = self._admission.settle(self.prompt_tokens + completion,
                                         self._prices.cost(self.prompt_tokens, completion))
         # Independent: the event's durability and the throttle's refund need not wait for each other.

@@ -12,10 +12,9 @@ from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
-from billing.events import UsageEvent
 from meterway.errors import ModelNotFound
 from meterway.failures import tolerated
-from service.inference import Admission, Run, UsageRecorder
+from service.inference import Admission, Run, UsageRecorder, usage_event
 from service.jobs import EmbeddingPlan, Plan, plan_chat, plan_completion, plan_embeddings
 
 if TYPE_CHECKING:
@@ -122,10 +121,7 @@ class ServingService:
         except BaseException:
             await admission.release()
             raise
-        event = UsageEvent(request_id=request_id, tenant=principal.billing_tenant,
-                           key_id=principal.billing_key, model=spec.id, endpoint="embeddings",
-                           prompt_tokens=result.prompt_tokens, completion_tokens=0, started_at=started,
-                           finished_at=datetime.now(UTC))
+        event = usage_event(request_id, principal, spec, "embeddings", result.prompt_tokens, 0, started)
         try:
             await self._meter.record(event)
         finally:
