@@ -12,10 +12,10 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Protocol
 
 from meterway.errors import InvalidRequest, ModelNotFound
-from models.pool import protocol as wire
 from models.pool.echo import EchoHost
 from models.pool.memory import estimate_bytes
 from models.pool.worker_host import WorkerHost
+from models.runtime.api import LoadSpec
 from models.store.layout import model_dir
 
 if TYPE_CHECKING:
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from meterway.settings import PoolSettings
     from models.catalog import ModelSpec
+    from models.pool import protocol as wire
     from models.runtime.api import EmbeddingResult, EmitDelta, GenerationRequest
 
 
@@ -91,7 +92,7 @@ class WorkerKind:
 
     def create(self, spec: ModelSpec, context: HostContext) -> ModelHost:
         settings = context.settings
-        load = wire.Load(model_id=spec.id, path=str(model_dir(context.store_dir, spec.store_name).resolve()),
+        load = LoadSpec(model_id=spec.id, path=str(model_dir(context.store_dir, spec.store_name).resolve()),
                          task=spec.task, dtype=spec.dtype, device=settings.device,
                          max_batch=settings.max_batch, threads=settings.threads, extra=dict(spec.extra))
         return WorkerHost(load, spawn=context.spawn_worker, on_exit=context.on_exit,

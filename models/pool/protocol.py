@@ -5,9 +5,9 @@ the worker's stdin and reads its stdout; the worker's stderr carries its logs. R
 (``Embed``, ``AttachAdapter``, ``DetachAdapter``,
 ``StatsRequest``) carry a ``request_id`` that the answer echoes.
 
-Gateway → worker: ``Load`` (first frame, once), ``Generate``, ``Cancel``, ``Embed``, ``AttachAdapter``,
+Gateway → worker: ``LoadSpec`` (first frame, once), ``GenerationRequest``, ``Cancel``, ``Embed``, ``AttachAdapter``,
 ``DetachAdapter``, ``StatsRequest``, ``Shutdown``. Worker → gateway: ``Loaded`` / ``LoadFailed`` (once),
-``Delta``, ``Embedded``, ``AdapterAttached``, ``AdapterDetached``, ``Stats``, ``Failed``.
+``TokenDelta``, ``Embedded``, ``AdapterAttached``, ``AdapterDetached``, ``Stats``, ``Failed``.
 """
 
 from __future__ import annotations
@@ -16,21 +16,10 @@ import struct
 
 import msgspec
 
+from models.runtime.api import GenerationRequest, LoadSpec, TokenDelta
+
 HEADER = struct.Struct(">I")
 MAX_FRAME = 256 * 1024 * 1024  # an embedding batch is the largest frame; anything past this is corruption
-
-
-class Load(msgspec.Struct, tag="load"):
-    """Load one model (a ``models.runtime.api.LoadSpec`` on the wire)."""
-
-    model_id: str
-    path: str
-    task: str
-    dtype: str = "float32"
-    device: str = "auto"
-    max_batch: int = 16
-    threads: int = 0
-    extra: dict[str, str] = {}
 
 
 class Loaded(msgspec.Struct, tag="loaded"):
@@ -42,31 +31,6 @@ class Loaded(msgspec.Struct, tag="loaded"):
 
 class LoadFailed(msgspec.Struct, tag="load_failed"):
     error: str
-
-
-class Generate(msgspec.Struct, tag="generate"):
-    """One sequence to decode (a ``GenerationRequest`` on the wire)."""
-
-    request_id: str
-    prompt_ids: list[int]
-    max_tokens: int
-    temperature: float = 1.0
-    top_p: float = 1.0
-    seed: int | None = None
-    stop: list[str] = []
-    adapter: str | None = None
-
-
-class Delta(msgspec.Struct, tag="delta"):
-    """A ``TokenDelta`` on the wire."""
-
-    request_id: str
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    finish_reason: str | None = None
-    error: str | None = None
-    cached_tokens: int = 0
 
 
 class Cancel(msgspec.Struct, tag="cancel"):
@@ -133,7 +97,7 @@ class Shutdown(msgspec.Struct, tag="shutdown"):
     """Release the model and exit."""
 
 
-Message = (Load | Loaded | LoadFailed | Generate | Delta | Cancel | Embed | Embedded | AttachAdapter
+Message = (LoadSpec | Loaded | LoadFailed | GenerationRequest | TokenDelta | Cancel | Embed | Embedded | AttachAdapter
            | AdapterAttached | DetachAdapter | AdapterDetached | StatsRequest | Stats | Failed | Shutdown)
 
 

@@ -22,7 +22,7 @@ import psutil
 import structlog
 
 from models.pool import protocol as wire
-from models.runtime.api import GenerationRequest, LoadSpec, SamplingParams, TokenDelta
+from models.runtime.api import GenerationRequest, LoadSpec, TokenDelta
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -83,7 +83,7 @@ class WorkerServer:
         self._model = model
         self._writer = writer
         self._handlers: dict[type, Callable[[Any], None]] = {
-            wire.Generate: self._generate,
+            GenerationRequest: self._generate,
             wire.Cancel: self._cancel,
             wire.Embed: self._embed,
             wire.AttachAdapter: self._attach,
@@ -101,25 +101,15 @@ class WorkerServer:
                 continue
             handler(message)
 
-    def _generate(self, message: wire.Generate) -> None:
-        request = GenerationRequest(
-            request_id=message.request_id,
-            prompt_ids=tuple(message.prompt_ids),
-            params=SamplingParams(max_tokens=message.max_tokens, temperature=message.temperature,
-                                  top_p=message.top_p, seed=message.seed, stop=tuple(message.stop)),
-            adapter=message.adapter,
-        )
+    def _generate(self, request: GenerationRequest) -> None:
         try:
             self._model.submit(request, self._emit)
         except Exception as exc:  # a refused submit must still end its stream, or the caller waits forever
-            log.exception("submit failed", request_id=message.request_id)
-            self._writer.send(wire.Delta(message.request_id, "", len(message.prompt_ids), 0, "error",
-                                         str(exc)))
+            log.exception("submit failed", request_id=request.request_id)
+            self._writer.send(TokenDelta(request.request_id, "", len(request.prompt_ids), 0, "error", str(exc)))
 
     def _emit(self, delta: TokenDelta) -> None:
-        self._writer.send(wire.Delta(delta.request_id, delta.text, delta.prompt_tokens,
-                                     delta.completion_tokens, delta.finish_reason, delta.error,
-                                     delta.cached_tokens))
+        self._writer.send(delta)
 
     def _cancel(self, message: wire.Cancel) -> None:
         self._model.cancel(message.request_id)
@@ -175,12 +165,9 @@ def resolve_loader(loader_path: str) -> Callable[[LoadSpec], Any]:
     return loader
 
 
-def load_model(loader: Callable[[LoadSpec], Any], message: wire.Load) -> Any:
+def load_model(loader: Callable[[LoadSpec], Any], message: LoadSpec) -> Any:
     """Load the model ``message`` names."""
-    spec = LoadSpec(model_id=message.model_id, path=message.path, task=message.task, dtype=message.dtype,
-                    device=message.device, max_batch=message.max_batch, threads=message.threads,
-                    extra=dict(message.extra))
-    return loader(spec)
+    return loader(message)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     if first is None:  # a standby the pool no longer needs
         writer.close()
         return 0
-    if not isinstance(first, wire.Load):
+    if not isinstance(first, LoadSpec):
         log.error("first frame was not Load", kind=type(first).__name__)
         writer.close()
         return 2

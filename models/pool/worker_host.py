@@ -19,7 +19,7 @@ import structlog
 
 from meterway.errors import InternalFailure, InvalidRequest, WorkerCrashed
 from models.pool import protocol as wire
-from models.runtime.api import EmbeddingResult, EmitDelta, GenerationRequest, TokenDelta
+from models.runtime.api import EmbeddingResult, EmitDelta, GenerationRequest, LoadSpec, TokenDelta
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -37,7 +37,7 @@ class _OpenStream:
 class WorkerHost:
     """A model served by a ``python -m models.pool.worker`` child process."""
 
-    def __init__(self, load: wire.Load, *, spawn: Callable[[], Awaitable[asyncio.subprocess.Process]],
+    def __init__(self, load: LoadSpec, *, spawn: Callable[[], Awaitable[asyncio.subprocess.Process]],
                  on_exit: Callable[[Any], None], close_timeout_s: float = 10.0, call_timeout_s: float = 120.0,
                  load_timeout_s: float = 600.0) -> None:
         self._load = load
@@ -57,7 +57,7 @@ class WorkerHost:
         self._exited = False
         self._closing = False
         self._handlers: dict[type, Callable[[Any], None]] = {
-            wire.Delta: self._deliver,
+            TokenDelta: self._deliver,
             wire.Loaded: self._settle_load,
             wire.LoadFailed: self._settle_load,
             wire.Failed: lambda m: self._settle(m.request_id, error=m.error),
@@ -89,10 +89,7 @@ class WorkerHost:
             sink(TokenDelta(request.request_id, "", prompt_tokens, 0, "error", self._exit_message()))
             return
         self._streams[request.request_id] = _OpenStream(sink, prompt_tokens)
-        params = request.params
-        self._send(wire.Generate(request.request_id, list(request.prompt_ids), params.max_tokens,
-                                 params.temperature, params.top_p, params.seed, list(params.stop),
-                                 request.adapter))
+        self._send(request)
 
     def cancel(self, request_id: str) -> None:
         """Ask the worker to stop a sequence (its ``cancelled`` delta follows)."""
@@ -201,16 +198,14 @@ class WorkerHost:
         if handler is not None:
             handler(message)
 
-    def _deliver(self, message: wire.Delta) -> None:
+    def _deliver(self, message: TokenDelta) -> None:
         stream = self._streams.get(message.request_id)
         if stream is None:
             return  # a late delta for a stream already ended
         stream.completion_tokens = message.completion_tokens
         if message.finish_reason is not None:
             del self._streams[message.request_id]
-        stream.sink(TokenDelta(message.request_id, message.text, message.prompt_tokens,
-                               message.completion_tokens, message.finish_reason, message.error,
-                               message.cached_tokens))
+        stream.sink(message)
 
     def _settle_load(self, message: wire.Loaded | wire.LoadFailed) -> None:
         if self._loaded is None or self._loaded.done():

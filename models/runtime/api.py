@@ -1,18 +1,21 @@
 """The runtime's contract: what a worker process asks of a loaded model.
 
-These types are plain dataclasses so that the pool can serialise them across the process boundary; the
-runtime implementations (transformers + accelerate, in worker processes only) live beside this module.
+``LoadSpec``, ``GenerationRequest`` (with its ``SamplingParams``) and ``TokenDelta`` are msgspec Structs
+that cross the process boundary as they are: the pool's wire protocol (``models/pool/protocol.py``) sends
+these very types. The runtime implementations (transformers + accelerate, in worker processes only) live
+beside this module.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
+import msgspec
 
-@dataclass(frozen=True)
-class SamplingParams:
+
+class SamplingParams(msgspec.Struct, frozen=True):
     """How to pick tokens. ``temperature == 0`` is greedy; ``seed`` makes sampling reproducible."""
 
     max_tokens: int
@@ -22,8 +25,7 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class GenerationRequest:
+class GenerationRequest(msgspec.Struct, frozen=True, tag="generate"):
     """One sequence to generate: already tokenized prompt, sampling, optional LoRA adapter name."""
 
     request_id: str
@@ -32,8 +34,7 @@ class GenerationRequest:
     adapter: str | None = None
 
 
-@dataclass(frozen=True)
-class TokenDelta:
+class TokenDelta(msgspec.Struct, frozen=True, tag="delta"):
     """A streamed piece of one sequence.
 
     ``text`` is the newly decoded text (may be empty while a multi-byte character or a possible stop string
@@ -91,8 +92,7 @@ class Embedder(Protocol):
         """Release the model."""
 
 
-@dataclass(frozen=True)
-class LoadSpec:
+class LoadSpec(msgspec.Struct, frozen=True, tag="load"):
     """What a worker must load: a store directory, its task, precision and device."""
 
     model_id: str
@@ -102,7 +102,7 @@ class LoadSpec:
     device: str = "auto"
     max_batch: int = 16
     threads: int = 0
-    extra: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, str] = {}
 
 
 DEFAULT_PREFIX_CACHE_MB = 64
