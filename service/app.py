@@ -32,6 +32,7 @@ from service.http.errors import handle_exception
 from service.http.middleware import arrivals_middleware, request_id_middleware
 from service.key_throttle import KeyThrottle
 from service.keys import KeyService
+from service.lifecycle import Finishes
 from service.logs import configure_logging
 from service.pricing import BookQuotes
 from service.resolver import CatalogResolver
@@ -42,8 +43,7 @@ from service.routes.keys import key_handlers
 from service.routes.openai import openai_handlers
 from service.routes.tenants import tenant_handlers
 from service.secrets import load_secrets
-from service.serving import ServingService
-from service.streams import StreamWriter
+from service.serving import Gates, ServingService
 from service.telemetry import Telemetry
 from service.tenants import TenantService
 from service.throttle import build_throttle
@@ -67,7 +67,7 @@ class AppParts:
     pool: ModelPool
     billing: Billing
     serving: ServingService
-    writer: StreamWriter
+    finishes: Finishes
     telemetry: Telemetry
     throttle: KeyThrottle
     fine_tunes: FineTuneCatalog
@@ -94,9 +94,10 @@ def build_parts(settings: Settings, *, meter: UsageRecorder | None = None) -> Ap
     resolver = CatalogResolver(catalog, fine_tunes.visible, fine_tunes.find)
     quotes = BookQuotes(billing.prices)
     arrivals = Arrivals(hold_s=settings.server.burst_hold_ms / 1000)
-    serving = ServingService(settings, resolver, TokenizerCache(settings.store_dir), pool, throttle,
-                             meter or billing.meter, quotes, billing.meter, arrivals)
-    return AppParts(settings, database, keys, pool, billing, serving, StreamWriter(), Telemetry(pool),
+    finishes = Finishes()
+    gates = Gates(throttle, meter or billing.meter, billing.meter, arrivals, finishes)
+    serving = ServingService(settings, resolver, TokenizerCache(settings.store_dir), pool, quotes, gates)
+    return AppParts(settings, database, keys, pool, billing, serving, finishes, Telemetry(pool),
                       throttle, fine_tunes, catalog, quotes, arrivals)
 
 
@@ -126,7 +127,6 @@ def create_app(settings: Settings, *, meter: UsageRecorder | None = None) -> Lit
         "keys": Provide(lambda: parts.keys, use_cache=True, sync_to_thread=False),
         "tenants": Provide(lambda: tenants, use_cache=True, sync_to_thread=False),
         "serving": Provide(lambda: parts.serving, use_cache=True, sync_to_thread=False),
-        "writer": Provide(lambda: parts.writer, use_cache=True, sync_to_thread=False),
         "telemetry": Provide(lambda: parts.telemetry, use_cache=True, sync_to_thread=False),
         **billing_dependencies(parts.billing),
         **fine_tune_dependencies(parts.fine_tunes),
@@ -162,7 +162,7 @@ def _lifespan(parts: AppParts) -> Callable[[Litestar], AbstractAsyncContextManag
             yield
         finally:
             await tokenizers
-            await parts.writer.drain()
+            await parts.finishes.drain()
             await parts.pool.close()
             await parts.keys.close()
             await parts.quotes.close()

@@ -13,19 +13,17 @@ from typing import TYPE_CHECKING, Protocol
 import structlog
 
 from meterway.errors import ModelNotFound
-from meterway.failures import tolerated
 from service.inference import Admission, Run, UsageRecorder, usage_event
 from service.jobs import EmbeddingPlan, Plan, plan_chat, plan_completion, plan_embeddings
+from service.lifecycle import Finishes, Generation
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, AsyncIterator
     from decimal import Decimal
 
     from billing.money import Price
     from meterway.settings import Settings
     from models.catalog import ModelSpec
     from models.pool.api import ModelPool
-    from models.runtime.api import TokenDelta
     from models.tokenizer import PromptTokenizer, TokenizerCache
     from service.arrivals import Arrivals
     from service.auth import Principal
@@ -61,30 +59,31 @@ class BillingGate(Protocol):
 
 
 @dataclass(frozen=True)
-class Started:
-    """A generation admitted and under way, with the first delta already in hand."""
+class Gates:
+    """What stands between a planned request and the pool: billing's availability, throttle, arrivals."""
 
-    run: Run
-    first: tuple[int, TokenDelta]
-    rest: AsyncIterator[tuple[int, TokenDelta]]
-    model_state: str
+    throttle: AdmissionControl
+    meter: UsageRecorder
+    billing: BillingGate
+    arrivals: Arrivals
+    finishes: Finishes
 
 
 class ServingService:
     """Runs chat, completion and embedding requests for a principal."""
 
     def __init__(self, settings: Settings, resolver: ModelResolver, tokenizers: TokenizerCache, pool: ModelPool,
-                 throttle: AdmissionControl, meter: UsageRecorder, prices: PriceQuotes, gate: BillingGate,
-                 arrivals: Arrivals) -> None:
+                 prices: PriceQuotes, gates: Gates) -> None:
         self._settings = settings
         self._resolver = resolver
         self._tokenizers = tokenizers
         self._pool = pool
-        self._throttle = throttle
-        self._meter = meter
         self._prices = prices
-        self._gate = gate
-        self._arrivals = arrivals
+        self._throttle = gates.throttle
+        self._meter = gates.meter
+        self._gate = gates.billing
+        self._arrivals = gates.arrivals
+        self._finishes = gates.finishes
 
     async def models(self, principal: Principal) -> list[tuple[ModelSpec, str, Price]]:
         """The caller's catalog with each model's live state and current prices."""
@@ -96,13 +95,13 @@ class ServingService:
         spec = await self._resolver.resolve(model_id, principal)
         return spec, str(self._pool.state(spec.id)), await self._prices.quote(spec, datetime.now(UTC))
 
-    async def chat(self, principal: Principal, request: ChatCompletionRequest, request_id: str) -> Started:
+    async def chat(self, principal: Principal, request: ChatCompletionRequest, request_id: str) -> Generation:
         spec = await self._resolver.resolve(request.model, principal)
         plan = plan_chat(request, spec, self._tokenizer(spec), request_id=request_id,
                          max_n=self._settings.pool.max_n)
         return await self._start(principal, plan)
 
-    async def completion(self, principal: Principal, request: CompletionRequest, request_id: str) -> Started:
+    async def completion(self, principal: Principal, request: CompletionRequest, request_id: str) -> Generation:
         spec = await self._resolver.resolve(request.model, principal)
         plan = plan_completion(request, spec, self._tokenizer(spec), request_id=request_id,
                                max_n=self._settings.pool.max_n)
@@ -128,7 +127,7 @@ class ServingService:
             await admission.settle(result.prompt_tokens, prices.cost(result.prompt_tokens, 0))
         return plan, result.vectors, admission.headers
 
-    async def _start(self, principal: Principal, plan: Plan) -> Started:
+    async def _start(self, principal: Principal, plan: Plan) -> Generation:
         state = str(self._pool.state(plan.model.id if not plan.model.base else plan.model.base))
         await self._gate.ensure_available()
         prices = await self._prices.quote(plan.model, datetime.now(UTC))
@@ -137,15 +136,7 @@ class ServingService:
                                                prices.cost(plan.prompt_tokens, plan.reserved_completion_tokens))
         run = Run(plan, principal, self._pool, self._meter, admission, prices,
                   self._settings.server.request_timeout_s)
-        events: AsyncGenerator[tuple[int, TokenDelta]] = run.events()
-        try:
-            first = await anext(events)
-        except BaseException:
-            with tolerated("serving.close_events"):
-                await events.aclose()
-            await run.finish("failed")
-            raise
-        return Started(run, first, events, state)
+        return await Generation.begin(run, state, self._finishes)
 
     def preload_tokenizers(self, catalog: list[ModelSpec]) -> None:
         """Build the catalog models' tokenizers now (a thread at startup), so that the first request for a

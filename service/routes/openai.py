@@ -32,8 +32,8 @@ from service.protocol import (
     Model,
     ModelList,
 )
-from service.serving import ServingService, Started
-from service.streams import StreamWriter, chat_chunks, collect, completion_chunks, usage_of
+from service.serving import ServingService
+from service.streams import chat_chunks, completion_chunks
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
@@ -42,45 +42,42 @@ def _bind(principal: Principal, model: str) -> None:
     structlog.contextvars.bind_contextvars(tenant=principal.billing_tenant, model=model)
 
 
-def _headers(started: Started) -> dict[str, str]:
-    return {**started.run.headers, "x-meterway-model-state": started.model_state}
-
-
 @post("/v1/chat/completions", summary="Create a chat completion", tags=["OpenAI"], status_code=200)
-async def create_chat_completion(data: ChatCompletionRequest, principal: Principal, serving: ServingService,
-                                 writer: StreamWriter) -> Response[Any]:
+async def create_chat_completion(data: ChatCompletionRequest, principal: Principal,
+                                 serving: ServingService) -> Response[Any]:
     """OpenAI's chat completions, streamed (SSE) or not; ``usage`` is the engine's own count."""
     _bind(principal, data.model)
     request_id = new_request_id("chatcmpl")
-    started = await serving.chat(principal, data, request_id)
+    generation = await serving.chat(principal, data, request_id)
     created = int(time.time())
     if data.stream:
-        chunks = writer.write(started, chat_chunks(started, data.model, created))
-        return Stream(chunks, media_type="text/event-stream", headers={**_headers(started), **SSE_HEADERS})
-    await collect(started, writer)
+        body = generation.stream(chat_chunks(request_id, generation.choice_count, data.model, created))
+        return Stream(body, media_type="text/event-stream", headers={**generation.headers, **SSE_HEADERS})
+    outcome = await generation.collect()
     choices = [ChatChoice(index=c.index, message=AssistantMessage(content="".join(c.text)),
-                          finish_reason=c.finish_reason or "stop") for c in started.run.choices]
-    body = ChatCompletion(id=request_id, choices=choices, created=created, model=data.model,
-                          usage=usage_of(started))
-    return Response(body, headers=_headers(started))
+                          finish_reason=c.finish_reason or "stop") for c in outcome.choices]
+    completion = ChatCompletion(id=request_id, choices=choices, created=created, model=data.model,
+                                usage=outcome.usage)
+    return Response(completion, headers=generation.headers)
 
 
 @post("/v1/completions", summary="Create a completion (legacy)", tags=["OpenAI"], status_code=200)
-async def create_completion(data: CompletionRequest, principal: Principal, serving: ServingService,
-                            writer: StreamWriter) -> Response[Any]:
+async def create_completion(data: CompletionRequest, principal: Principal,
+                            serving: ServingService) -> Response[Any]:
     """OpenAI's legacy prompt completions; a list of prompts gives ``n`` choices per prompt."""
     _bind(principal, data.model)
     request_id = new_request_id("cmpl")
-    started = await serving.completion(principal, data, request_id)
+    generation = await serving.completion(principal, data, request_id)
     created = int(time.time())
     if data.stream:
-        chunks = writer.write(started, completion_chunks(started, data.model, created))
-        return Stream(chunks, media_type="text/event-stream", headers={**_headers(started), **SSE_HEADERS})
-    await collect(started, writer)
+        body = generation.stream(completion_chunks(request_id, data.model, created))
+        return Stream(body, media_type="text/event-stream", headers={**generation.headers, **SSE_HEADERS})
+    outcome = await generation.collect()
     choices = [CompletionChoice(text="".join(c.text), index=c.index, finish_reason=c.finish_reason or "stop")
-               for c in started.run.choices]
-    body = Completion(id=request_id, choices=choices, created=created, model=data.model, usage=usage_of(started))
-    return Response(body, headers=_headers(started))
+               for c in outcome.choices]
+    completion = Completion(id=request_id, choices=choices, created=created, model=data.model,
+                            usage=outcome.usage)
+    return Response(completion, headers=generation.headers)
 
 
 @post("/v1/embeddings", summary="Create embeddings", tags=["OpenAI"], status_code=200)
