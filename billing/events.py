@@ -26,3 +26,4 @@ class UsageEvent(msgspec.Struct, frozen=True, kw_only=True):
     status: str = "completed"  # "completed", "abandoned" (client left mid-stream), "failed" (partial output)
     base_model: str | None = None  # for fine-tunes: the catalog model underneath
     billable: bool = True  # False for mirrored traffic: recorded, not charged to the customer
+    user: str | None = None  # the caller's end user (OpenAI's ``user`` field), for reports grouped by it

@@ -90,7 +90,8 @@ class LedgerWriter:
             period, kind = next_period(period), "adjustment"
         return {
             "request_id": event.request_id, "tenant": event.tenant, "key_id": event.key_id,
-            "model": event.model, "base_model": event.base_model, "endpoint": event.endpoint,
+            "model": event.model, "base_model": event.base_model, "end_user": event.user,
+            "endpoint": event.endpoint,
             "prompt_tokens": event.prompt_tokens, "completion_tokens": event.completion_tokens,
             "input_per_million": price.input_per_million, "output_per_million": price.output_per_million,
             "cost": price.cost(event.prompt_tokens, event.completion_tokens), "currency": price.currency,

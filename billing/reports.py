@@ -22,8 +22,8 @@ from meterway.errors import InvalidRequest
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-GROUPS = {"day": LedgerEntryRow.usage_day, "model": LedgerEntryRow.model, "key": LedgerEntryRow.key_id,
-          "tenant": LedgerEntryRow.tenant}
+GROUPS: dict[str, Any] = {"day": LedgerEntryRow.usage_day, "model": LedgerEntryRow.model, "key": LedgerEntryRow.key_id,
+          "tenant": LedgerEntryRow.tenant, "user": func.coalesce(LedgerEntryRow.end_user, "")}
 _COUNTS = ("requests", "prompt_tokens", "completion_tokens", "total_tokens")
 
 

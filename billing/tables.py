@@ -36,6 +36,7 @@ class LedgerEntryRow(Base):
     key_id: Mapped[str] = mapped_column(String(40))
     model: Mapped[str] = mapped_column(String(128))
     base_model: Mapped[str | None] = mapped_column(String(128))
+    end_user: Mapped[str | None] = mapped_column(String(256))  # the request's ``user``
     endpoint: Mapped[str] = mapped_column(String(64))
     prompt_tokens: Mapped[int] = mapped_column(Integer)
     completion_tokens: Mapped[int] = mapped_column(Integer)

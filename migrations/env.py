@@ -23,7 +23,9 @@ def _url() -> str:
 
 def _metadata() -> MetaData:
     """Every package's tables, on the one metadata ``alembic check`` compares the migrated schema with."""
-    import service.tables  # noqa: F401  (each module registers its tables on Base)
+    import billing.tables  # noqa: F401  (each module registers its tables on Base)
+    import models.finetune.tables  # noqa: F401
+    import service.tables  # noqa: F401
     from meterway.tables import Base
 
     return Base.metadata

@@ -6,10 +6,14 @@ added by ``models.finetune``. A ``ModelSpec`` is what the pool needs to load and
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+
+# Bumped when the engine changes what a seed produces (sampling, kernels): part of every model's fingerprint.
+ENGINE_REVISION = "engine-2"
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,14 @@ class ModelSpec:
     default_temperature: float = 1.0
     default_top_p: float = 1.0
     extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def fingerprint(self) -> str:
+        """OpenAI's ``system_fingerprint``: changes when the weights (source, revision, adapter), precision or
+        engine options do, so that a caller relying on ``seed`` can tell when outputs may differ."""
+        parts = [self.id, self.source, self.dtype, self.base or "", self.adapter_path or "", str(self.created),
+                 *(f"{k}={v}" for k, v in sorted(self.extra.items())), ENGINE_REVISION]
+        return "fp_" + hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
 
     @property
     def builtin(self) -> bool:

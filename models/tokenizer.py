@@ -9,6 +9,7 @@ gateway refuse an over-long prompt and reserve tokens before a model runs.
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Any, Protocol
 
 from jinja2.exceptions import TemplateError
@@ -25,8 +26,18 @@ class PromptTokenizer(Protocol):
     def encode(self, text: str) -> list[int]:
         """Token ids of plain text as the model sees it (special tokens as the model adds them)."""
 
-    def encode_chat(self, messages: Sequence[dict[str, str]]) -> list[int]:
-        """Token ids of a conversation rendered with the model's chat template, ready for the reply."""
+    def encode_chat(self, messages: Sequence[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+                    ) -> list[int]:
+        """Token ids of a conversation rendered with the model's chat template, ready for the reply;
+        ``tools`` go to the template (only where ``takes_tools``)."""
+
+    @property
+    def takes_tools(self) -> bool:
+        """Whether the chat template renders ``tools`` itself."""
+
+    @property
+    def vocab_size(self) -> int:
+        """Token ids below this are valid."""
 
 
 class HuggingFaceTokenizer:
@@ -39,17 +50,28 @@ class HuggingFaceTokenizer:
         self._tokenizer.no_truncation()
         self._tokenizer.no_padding()
         self._add_special = add_special_tokens
-        self._template = _load_template(model_dir)
+        self._template, self._takes_tools = _load_template(model_dir)
         self._special = _special_tokens(model_dir)
+
+    @property
+    def takes_tools(self) -> bool:
+        return self._takes_tools
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self._tokenizer.get_vocab_size(with_added_tokens=True))
 
     def encode(self, text: str) -> list[int]:
         return list(self._tokenizer.encode(text, add_special_tokens=self._add_special).ids)
 
-    def encode_chat(self, messages: Sequence[dict[str, str]]) -> list[int]:
+    def encode_chat(self, messages: Sequence[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+                    ) -> list[int]:
         if self._template is None:
             raise ValueError("this model has no chat template")
+        extra = {"tools": tools} if tools else {}
         try:
-            text = self._template.render(messages=list(messages), add_generation_prompt=True, **self._special)
+            text = self._template.render(messages=list(messages), add_generation_prompt=True, **self._special,
+                                         **extra)
         except TemplateError as exc:
             raise ValueError(f"the conversation does not fit the model's chat template: {exc}") from exc
         # transformers tokenizes a rendered template without adding special tokens again.
@@ -62,25 +84,30 @@ class HuggingFaceTokenizer:
 class WordTokenizer:
     """The built-in test model's tokenizer: one token per whitespace-separated word."""
 
+    takes_tools = False
+    vocab_size = 1 << 16
+
     def encode(self, text: str) -> list[int]:
         return [len(word) for word in text.split()]
 
-    def encode_chat(self, messages: Sequence[dict[str, str]]) -> list[int]:
+    def encode_chat(self, messages: Sequence[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+                    ) -> list[int]:
         return [len(word) for message in messages for word in f"{message['role']}: {message['content']}".split()]
 
 
-def _load_template(model_dir: Path) -> Any:
+def _load_template(model_dir: Path) -> tuple[Any, bool]:
+    """The compiled chat template, and whether it renders ``tools``."""
     template_file = model_dir / "chat_template.jinja"
     if template_file.exists():
         source = template_file.read_text()
     else:
         configured = _read_json(model_dir / "tokenizer_config.json").get("chat_template")
         if not isinstance(configured, str):
-            return None
+            return None, False
         source = configured
     environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
     environment.globals["raise_exception"] = _raise_exception
-    return environment.from_string(source)
+    return environment.from_string(source), re.search(r"\btools\b", source) is not None
 
 
 def _raise_exception(message: str) -> None:

@@ -18,7 +18,7 @@ import structlog
 
 from billing.events import UsageEvent
 from meterway.failures import tolerated
-from models.runtime.api import TokenDelta
+from models.runtime.api import TokenDelta, TokenLogprob
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator
@@ -35,12 +35,13 @@ FINAL_WAIT_S = 10.0
 
 
 def usage_event(request_id: str, principal: Principal, model: ModelSpec, endpoint: str, prompt_tokens: int,
-                completion_tokens: int, started_at: datetime, status: str = "completed") -> UsageEvent:
+                completion_tokens: int, started_at: datetime, status: str = "completed",
+                user: str | None = None) -> UsageEvent:
     """The one place a served request becomes its usage event (finished now)."""
     return UsageEvent(request_id=request_id, tenant=principal.billing_tenant, key_id=principal.billing_key,
                       model=model.id, endpoint=endpoint, prompt_tokens=prompt_tokens,
                       completion_tokens=completion_tokens, started_at=started_at, finished_at=datetime.now(UTC),
-                      status=status, base_model=model.base)
+                      status=status, base_model=model.base, user=user)
 
 
 class UsageRecorder(Protocol):
@@ -70,6 +71,7 @@ class Choice:
     cached_tokens: int = 0  # prompt tokens the engine took from its prefix cache
     finish_reason: str | None = None
     error: str | None = None
+    logprobs: list[TokenLogprob] = field(default_factory=list)  # when the request asked for them
 
 
 class Run:
@@ -125,6 +127,8 @@ class Run:
             choice.cached_tokens = max(choice.cached_tokens, delta.cached_tokens)
             if delta.text:
                 choice.text.append(delta.text)
+            if delta.logprobs:
+                choice.logprobs.extend(delta.logprobs)
             if delta.finish_reason:
                 choice.finish_reason, choice.error = delta.finish_reason, delta.error
             yield index, delta
@@ -197,7 +201,7 @@ class Run:
             await self._admission.release()
             return
         event = usage_event(self.plan.request_id, self.principal, self.plan.model, self.plan.endpoint,
-                            self.prompt_tokens, completion, self.started_at, status)
+                            self.prompt_tokens, completion, self.started_at, status, self.plan.user)
         settle = self._admission.settle(self.prompt_tokens + completion,
                                         self._prices.cost(self.prompt_tokens, completion))
         # Independent: the event's durability and the throttle's refund need not wait for each other.

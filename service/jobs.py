@@ -7,13 +7,16 @@ tokenizer; the engine later reports what it really produced, and that is what bi
 
 from __future__ import annotations
 
+import json
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from meterway.errors import ContextTooLong, InvalidRequest
 from models.pool.api import EmbeddingJob, GenerationJob
 from models.runtime.api import SamplingParams
+from service.surface import Options, chat_options, completion_options, refuse_chat_fields, refuse_unsupported
+from service.tools import ToolPlan, call_text, plan_tools, tool_prompt
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -37,6 +40,9 @@ class Plan:
     reserved_completion_tokens: int
     stream: bool
     include_usage: bool
+    tools: ToolPlan | None = None  # the request offered tools (its output may hold calls)
+    logprobs: bool = False  # log probabilities go into the response
+    user: str | None = None  # the caller's end user, recorded with the usage event
 
     @property
     def reserved_tokens(self) -> int:
@@ -61,34 +67,42 @@ def plan_chat(request: ChatCompletionRequest, model: ModelSpec, tokenizer: Promp
               request_id: str, max_n: int) -> Plan:
     """Validate a chat completion request against ``model``."""
     _require_task(model, "chat", "chat completions")
-    if request.logprobs:
-        raise InvalidRequest("logprobs are not supported by meterway models.", param="logprobs")
-    messages = [_message_dict(i, m) for i, m in enumerate(request.messages)]
+    refuse_chat_fields(request)
+    tools = plan_tools(request)
+    options = chat_options(request, tokenizer, tools.grammar if tools else None)
+    native = tokenizer.takes_tools
+    messages = [_message_dict(i, m, native) for i, m in enumerate(request.messages)]
+    if tools is not None and not native:
+        messages.insert(0, {"role": "system", "content": tool_prompt(tools.functions)})
     try:
-        prompt = tokenizer.encode_chat(messages)
+        prompt = tokenizer.encode_chat(messages, tools.for_template() if tools is not None and native else None)
     except ValueError as exc:
         raise InvalidRequest(str(exc), param="messages") from exc
     max_tokens = request.max_completion_tokens or request.max_tokens
-    return _plan(request_id, "chat.completions", model, [prompt], request, max_tokens, max_n, "messages")
+    plan = _plan(request_id, "chat.completions", model, [prompt], request, max_tokens, max_n, "messages", options)
+    return replace(plan, tools=tools, logprobs=options.logprobs >= 0)
 
 
 def plan_completion(request: CompletionRequest, model: ModelSpec, tokenizer: PromptTokenizer, *,
                     request_id: str, max_n: int) -> Plan:
     """Validate a legacy completion request: one or several prompts, text or token ids."""
     _require_task(model, "chat", "completions")
-    if request.echo or request.logprobs or request.suffix:
-        param = "echo" if request.echo else "logprobs" if request.logprobs else "suffix"
+    if request.echo or request.suffix:
+        param = "echo" if request.echo else "suffix"
         raise InvalidRequest(f"'{param}' is not supported by meterway models.", param=param)
+    options = completion_options(request, tokenizer)
     prompts = [_prompt_ids(p, tokenizer) for p in _prompt_list(request.prompt)]
     if not prompts or len(prompts) > 16:
         raise InvalidRequest("'prompt' must hold between 1 and 16 prompts.", param="prompt")
-    return _plan(request_id, "completions", model, prompts, request, request.max_tokens, max_n, "prompt")
+    plan = _plan(request_id, "completions", model, prompts, request, request.max_tokens, max_n, "prompt", options)
+    return replace(plan, logprobs=options.logprobs >= 0)
 
 
 def plan_embeddings(request: EmbeddingRequest, model: ModelSpec, tokenizer: PromptTokenizer, *,
                     request_id: str) -> EmbeddingPlan:
     """Validate an embedding request: each input within the model's context."""
     _require_task(model, "embedding", "embeddings")
+    refuse_unsupported(request)
     if request.dimensions is not None:
         raise InvalidRequest("'dimensions' is not supported by this model.", param="dimensions")
     inputs = [_prompt_ids(p, tokenizer) for p in _prompt_list(request.input, "input")]
@@ -104,7 +118,7 @@ def plan_embeddings(request: EmbeddingRequest, model: ModelSpec, tokenizer: Prom
 
 def _plan(request_id: str, endpoint: str, model: ModelSpec, prompts: list[list[int]],
           request: ChatCompletionRequest | CompletionRequest, max_tokens: int | None, max_n: int,
-          prompt_param: str) -> Plan:
+          prompt_param: str, options: Options) -> Plan:
     if request.n > max_n:
         raise InvalidRequest(f"'n' must be at most {max_n}.", param="n")
     longest = max(len(p) for p in prompts)
@@ -123,12 +137,16 @@ def _plan(request_id: str, endpoint: str, model: ModelSpec, prompts: list[list[i
     for p_index, prompt in enumerate(prompts):
         for choice in range(request.n):
             seed = None if request.seed is None else request.seed + choice
-            params = SamplingParams(max_tokens=limit, temperature=temperature, top_p=top_p, seed=seed, stop=stop)
+            params = SamplingParams(max_tokens=limit, temperature=temperature, top_p=top_p, seed=seed, stop=stop,
+                                    presence_penalty=options.presence_penalty,
+                                    frequency_penalty=options.frequency_penalty, logit_bias=options.logit_bias,
+                                    logprobs=options.logprobs, grammar=options.grammar)
             jobs.append(GenerationJob(f"{request_id}/{p_index * request.n + choice}", model, tuple(prompt),
                                       params))
-    options = request.stream_options
-    return Plan(request_id, endpoint, model, tuple(jobs), sum(len(p) for p in prompts),
-                limit * len(jobs), request.stream, bool(request.stream and options and options.include_usage))
+    stream_options = request.stream_options
+    return Plan(request_id, endpoint, model, tuple(jobs), sum(len(p) for p in prompts), limit * len(jobs),
+                request.stream, bool(request.stream and stream_options and stream_options.include_usage),
+                user=request.user)
 
 
 def _require_task(model: ModelSpec, task: str, what: str) -> None:
@@ -137,13 +155,43 @@ def _require_task(model: ModelSpec, task: str, what: str) -> None:
                              code="model_not_supported")
 
 
-def _message_dict(index: int, message: ChatMessage) -> dict[str, str]:
+def _message_dict(index: int, message: ChatMessage, native_tools: bool) -> dict[str, Any]:
+    """One message for the chat template; tool calls written as the model writes them (``service.tools``)
+    unless the template renders them itself."""
     content = message.content
     if isinstance(content, list):
         if any(part.type != "text" or part.text is None for part in content):
-            raise InvalidRequest("Only text content parts are supported.", param=f"messages.[{index}].content")
+            raise InvalidRequest("Only text content parts are supported.", param=f"messages[{index}].content")
         content = "".join(part.text or "" for part in content)
-    return {"role": "system" if message.role == "developer" else message.role, "content": content or ""}
+    out: dict[str, Any] = {"role": "system" if message.role == "developer" else message.role,
+                           "content": content or ""}
+    if message.tool_calls and message.role != "assistant":
+        raise InvalidRequest("Only assistant messages carry 'tool_calls'.", param=f"messages[{index}].tool_calls")
+    if message.role == "tool":
+        if not message.tool_call_id:
+            raise InvalidRequest("A 'tool' message needs the 'tool_call_id' it answers.",
+                                 param=f"messages[{index}].tool_call_id")
+        out["tool_call_id"] = message.tool_call_id
+    elif message.tool_call_id is not None:
+        raise InvalidRequest("Only 'tool' messages carry 'tool_call_id'.", param=f"messages[{index}].tool_call_id")
+    if message.tool_calls and native_tools:
+        out["tool_calls"] = [{"id": c.id, "type": "function", "function": {
+            "name": c.function.name, "arguments": _arguments(index, c.function.arguments)}}
+            for c in message.tool_calls]
+    elif message.tool_calls:
+        out["content"] += "".join(call_text(c.function.name, json.dumps(_arguments(index, c.function.arguments)))
+                                  for c in message.tool_calls)
+    if message.name is not None:
+        out["name"] = message.name
+    return out
+
+
+def _arguments(index: int, arguments: str) -> Any:
+    try:
+        return json.loads(arguments)
+    except ValueError as exc:
+        raise InvalidRequest("A tool call's 'arguments' must be a JSON string.",
+                             param=f"messages[{index}].tool_calls") from exc
 
 
 def _prompt_list(prompt: str | list[Any], param: str = "prompt") -> list[str | list[int]]:

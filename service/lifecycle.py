@@ -22,6 +22,7 @@ from service.protocol import SSE_DONE, PromptTokensDetails, Usage, sse
 if TYPE_CHECKING:
     from models.runtime.api import TokenDelta
     from service.inference import Choice, Run
+    from service.jobs import Plan
 
 ChunkMaker = Callable[[int, "TokenDelta"], Any]
 
@@ -89,6 +90,14 @@ class Generation:
         return self._run.plan.request_id
 
     @property
+    def plan(self) -> Plan:
+        return self._run.plan
+
+    @property
+    def fingerprint(self) -> str:
+        return self._run.plan.model.fingerprint
+
+    @property
     def choice_count(self) -> int:
         return len(self._run.choices)
 
@@ -120,8 +129,9 @@ class Generation:
                         status = "failed"
                         yield sse(_worker_error(delta).body())
                         return
-                    if delta.text or delta.finish_reason:
-                        yield sse(encoding.chunk(index, delta))
+                    if (delta.text or delta.finish_reason or delta.logprobs) and (
+                            chunk := encoding.chunk(index, delta)) is not None:
+                        yield sse(chunk)
             except TimeoutError:
                 status = "failed"
                 yield sse(_timeout(self.request_id).body())

@@ -120,7 +120,8 @@ class ServingService:
         except BaseException:
             await admission.release()
             raise
-        event = usage_event(request_id, principal, spec, "embeddings", result.prompt_tokens, 0, started)
+        event = usage_event(request_id, principal, spec, "embeddings", result.prompt_tokens, 0, started,
+                            user=request.user)
         try:
             await self._meter.record(event)
         finally:

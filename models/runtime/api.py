@@ -15,14 +15,32 @@ from typing import Protocol
 import msgspec
 
 
+class Grammar(msgspec.Struct, frozen=True):
+    """A constraint on the output, enforced by a per-row token mask: ``json_schema`` (``source`` is the
+    schema as JSON text) or ``json_object`` (any JSON object; ``source`` is empty)."""
+
+    kind: str
+    source: str = ""
+
+
 class SamplingParams(msgspec.Struct, frozen=True):
-    """How to pick tokens. ``temperature == 0`` is greedy; ``seed`` makes sampling reproducible."""
+    """How to pick tokens. ``temperature == 0`` is greedy; ``seed`` makes sampling reproducible.
+
+    ``presence_penalty`` / ``frequency_penalty`` lower the logits of tokens already generated (once, and per
+    occurrence); ``logit_bias`` adds to chosen token ids' logits; ``logprobs`` is -1 for none, else the
+    number of alternatives reported beside each sampled token (0: only the token itself).
+    """
 
     max_tokens: int
     temperature: float = 1.0
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    logprobs: int = -1
+    grammar: Grammar | None = None
 
 
 class GenerationRequest(msgspec.Struct, frozen=True, tag="generate"):
@@ -32,6 +50,23 @@ class GenerationRequest(msgspec.Struct, frozen=True, tag="generate"):
     prompt_ids: tuple[int, ...]
     params: SamplingParams
     adapter: str | None = None
+
+
+class TopLogprob(msgspec.Struct, frozen=True, array_like=True):
+    """One alternative for a position: the token's text, its UTF-8 bytes and its log probability."""
+
+    token: str
+    bytes: tuple[int, ...]
+    logprob: float
+
+
+class TokenLogprob(msgspec.Struct, frozen=True, array_like=True):
+    """A sampled token with its log probability (from the logits it was sampled from) and alternatives."""
+
+    token: str
+    bytes: tuple[int, ...]
+    logprob: float
+    top: tuple[TopLogprob, ...] = ()
 
 
 class TokenDelta(msgspec.Struct, frozen=True, tag="delta"):
@@ -50,6 +85,7 @@ class TokenDelta(msgspec.Struct, frozen=True, tag="delta"):
     finish_reason: str | None = None
     error: str | None = None
     cached_tokens: int = 0  # prompt tokens whose keys and values came from the prefix cache
+    logprobs: tuple[TokenLogprob, ...] = ()  # the tokens since the previous delta, when asked for
 
 
 EmitDelta = Callable[[TokenDelta], None]

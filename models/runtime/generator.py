@@ -25,10 +25,12 @@ import torch
 
 from models.runtime.adapters import BASE_ADAPTER, AdapterSet
 from models.runtime.batch import Forward, KvBatch, Prefix, prefill_groups
+from models.runtime.grammar import GrammarCache
 from models.runtime.lean_decode import LeanDecoder
 from models.runtime.prefix_cache import PrefixCache
 from models.runtime.sampling import row_sampling
 from models.runtime.sequence import Sequence
+from models.runtime.token_text import TokenText
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
     from models.runtime.api import EmitDelta, GenerationRequest
+    from models.runtime.sampling import Picks
 
 log = structlog.get_logger(__name__)
 
@@ -76,6 +79,8 @@ class BatchingGenerator:
         self._gather = (gather_gap_s, gather_max_s)  # ``_gather_arrivals``
         self._deferred = 0  # decode steps put off in a row (``_defer_step``)
         self._prefixes = PrefixCache(max_bytes=prefix_cache_bytes)
+        self._token_text = TokenText(tokenizer)
+        self._grammars = GrammarCache(tokenizer, eos_ids, _vocab_size(model))
         self._threads = threads
         self._device = next(model.parameters()).device
         self._cond = threading.Condition()
@@ -103,9 +108,10 @@ class BatchingGenerator:
         """Queue a sequence; it joins the running batch at the next step. Thread-safe."""
         params = request.params
         room = self._context - len(request.prompt_ids)  # the guard: prompt + completion must fit the context
+        grammar = self._grammars.matcher(params.grammar) if params.grammar is not None else None
         seq = Sequence(request, emit, tokenizer=self._tokenizer, eos_ids=self._eos_ids,
-                       max_tokens=min(params.max_tokens, room),
-                       sampling=row_sampling(params.temperature, params.top_p, params.seed, self._device))
+                       max_tokens=min(params.max_tokens, room), token_text=self._token_text,
+                       sampling=row_sampling(params, self._device, grammar))
         with self._cond:
             if self._closed:
                 raise RuntimeError("the generator is closed")
@@ -316,7 +322,7 @@ class BatchingGenerator:
                 fresh, logits = KvBatch.prefill_packed(self.adapters.run, rows, self._device, extra, prefix)
             else:
                 fresh, logits = KvBatch.prefill(self.adapters.run, rows, self._pad_id, self._device, extra, prefix)
-            tokens = fresh.plan.sample(logits)
+            picks = fresh.plan.sample(logits)
         except Exception as exc:
             log.exception("prefill_failed", rows=len(rows))
             for seq in rows:
@@ -330,7 +336,7 @@ class BatchingGenerator:
         with self._cond:
             self._counters["prompt_tokens_total"] += sum(len(s.request.prompt_ids) for s in rows)
             self._counters["prefill_passes_total"] += 1
-        self._accept(fresh, tokens)
+        self._accept(fresh, picks)
         if len(fresh) and self._batch is not None:
             self._batch.merge(fresh)
         elif len(fresh):
@@ -352,12 +358,13 @@ class BatchingGenerator:
             return True
         return False
 
-    def _accept(self, batch: KvBatch, tokens: list[int]) -> None:
+    def _accept(self, batch: KvBatch, picks: Picks) -> None:
         """Hand each row its token (emitting text or a final delta), then drop finished rows."""
+        tokens = picks.tokens
         batch.set_next(tokens)
-        for seq, token in zip(batch.seqs, tokens, strict=True):
+        for seq, token, logprob in zip(batch.seqs, tokens, picks.logprobs, strict=True):
             try:
-                seq.accept(token)
+                seq.accept(token, logprob)
             except Exception as exc:
                 log.exception("token_accept_failed", request_id=seq.request_id)
                 seq.finish("error", error=str(exc))
@@ -396,3 +403,10 @@ class BatchingGenerator:
         for seq in pending + (batch.seqs if batch is not None else []):
             seq.finish("error", error="the model was unloaded")
 
+
+def _vocab_size(model: torch.nn.Module) -> int:
+    """The width of the model's logits (may exceed the tokenizer's vocabulary)."""
+    head = model.get_output_embeddings()  # type: ignore[operator]
+    if head is not None:
+        return int(head.weight.shape[0])
+    return int(model.config.vocab_size)  # type: ignore[union-attr,arg-type]

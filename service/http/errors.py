@@ -61,6 +61,10 @@ def _validation_message(exc: HTTPException) -> tuple[str, str | None]:
     if isinstance(extra, list) and extra and isinstance(extra[0], dict):
         first = extra[0]
         text = str(first.get("message", exc.detail))
+        if unknown := _UNKNOWN.search(text):
+            at = _param_of(text)
+            name = f"{at}.{unknown.group(1)}" if at else unknown.group(1)
+            return f"Unrecognized request argument supplied: {name}", name
         param = _param_of(text) or (first.get("key") if first.get("key") != "data" else None)
         return (f"Invalid value for '{param}': {text}" if param else text), param
     detail = str(exc.detail)
@@ -70,6 +74,7 @@ def _validation_message(exc: HTTPException) -> tuple[str, str | None]:
 
 
 _AT = re.compile(r"at `\$\.?([^`]*)`")
+_UNKNOWN = re.compile(r"unknown field `([^`]+)`")
 _MISSING = re.compile(r"missing required field `([^`]+)`")
 
 

@@ -18,12 +18,9 @@ from litestar.response import Stream
 from service.auth import Principal
 from service.jobs import new_request_id
 from service.protocol import (
-    AssistantMessage,
-    ChatChoice,
     ChatCompletion,
     ChatCompletionRequest,
     Completion,
-    CompletionChoice,
     CompletionRequest,
     Embedding,
     EmbeddingList,
@@ -32,6 +29,7 @@ from service.protocol import (
     Model,
     ModelList,
 )
+from service.responses import chat_choice, completion_choice
 from service.serving import ServingService
 from service.streams import chat_chunks, completion_chunks
 
@@ -51,13 +49,12 @@ async def create_chat_completion(data: ChatCompletionRequest, principal: Princip
     generation = await serving.chat(principal, data, request_id)
     created = int(time.time())
     if data.stream:
-        body = generation.stream(chat_chunks(request_id, generation.choice_count, data.model, created))
+        body = generation.stream(chat_chunks(generation.plan, generation.choice_count, data.model, created))
         return Stream(body, media_type="text/event-stream", headers={**generation.headers, **SSE_HEADERS})
     outcome = await generation.collect()
-    choices = [ChatChoice(index=c.index, message=AssistantMessage(content="".join(c.text)),
-                          finish_reason=c.finish_reason or "stop") for c in outcome.choices]
+    choices = [chat_choice(c, generation.plan) for c in outcome.choices]
     completion = ChatCompletion(id=request_id, choices=choices, created=created, model=data.model,
-                                usage=outcome.usage)
+                                system_fingerprint=generation.fingerprint, usage=outcome.usage)
     return Response(completion, headers=generation.headers)
 
 
@@ -70,13 +67,12 @@ async def create_completion(data: CompletionRequest, principal: Principal,
     generation = await serving.completion(principal, data, request_id)
     created = int(time.time())
     if data.stream:
-        body = generation.stream(completion_chunks(request_id, data.model, created))
+        body = generation.stream(completion_chunks(generation.plan, data.model, created))
         return Stream(body, media_type="text/event-stream", headers={**generation.headers, **SSE_HEADERS})
     outcome = await generation.collect()
-    choices = [CompletionChoice(text="".join(c.text), index=c.index, finish_reason=c.finish_reason or "stop")
-               for c in outcome.choices]
+    choices = [completion_choice(c, generation.plan) for c in outcome.choices]
     completion = Completion(id=request_id, choices=choices, created=created, model=data.model,
-                            usage=outcome.usage)
+                            system_fingerprint=generation.fingerprint, usage=outcome.usage)
     return Response(completion, headers=generation.headers)
 
 
