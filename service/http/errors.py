@@ -62,7 +62,8 @@ def _validation_message(exc: HTTPException) -> tuple[str, str | None]:
         first = extra[0]
         text = str(first.get("message", exc.detail))
         if unknown := _UNKNOWN.search(text):
-            at = _param_of(text)
+            key = first.get("key")
+            at = _param_of(text) or (key if key not in (None, "", "data") else None)
             name = f"{at}.{unknown.group(1)}" if at else unknown.group(1)
             return f"Unrecognized request argument supplied: {name}", name
         param = _param_of(text) or (first.get("key") if first.get("key") != "data" else None)

@@ -51,7 +51,8 @@ async def test_worker_killed_mid_stream(server: ServerProcess, tenant_key: str) 
         assert error is not None and error["code"] == "worker_crashed", error
         assert 3 <= delivered < 200
 
-        retry = await http.post("/v1/chat/completions", json={**body, "stream": False, "max_tokens": 5})
+        retry = await http.post("/v1/chat/completions", json={**body, "stream": False, "stream_options": None,
+                                                            "max_tokens": 5})
         assert retry.status_code == 200 and retry.json()["usage"]["completion_tokens"] == 5
 
     row = (await ledger_rows(server, [request_id]))["by_id"][request_id]

@@ -70,9 +70,10 @@ def _batch_of(generator: Any, adapters: list[str | None], tokenizer: Any) -> KvB
     from models.runtime.sampling import row_sampling
     from models.runtime.sequence import Sequence
 
-    seqs: list[Sequence] = [
-        Sequence(request(f"r{i}", chat(tokenizer, "Hi"), adapter=a), lambda _d: None, tokenizer=generator._tokenizer,
-                 eos_ids=frozenset({2}), max_tokens=4, sampling=row_sampling(0.0, 1.0, None, torch.device("cpu")))
-        for i, a in enumerate(adapters)]
+    seqs: list[Sequence] = []
+    for i, a in enumerate(adapters):
+        req = request(f"r{i}", chat(tokenizer, "Hi"), adapter=a)
+        seqs.append(Sequence(req, lambda _d: None, tokenizer=generator._tokenizer, eos_ids=frozenset({2}),
+                             max_tokens=4, sampling=row_sampling(req.params, torch.device("cpu"))))
     mask = torch.ones(len(seqs), 3, dtype=torch.bool)
     return KvBatch(seqs, new_cache(), mask, torch.full((len(seqs),), 3))
