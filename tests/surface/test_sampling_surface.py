@@ -111,7 +111,8 @@ async def test_completion_logprobs_in_the_legacy_shape(client: openai.AsyncOpenA
     assert logprobs.text_offset == [sum(len(t) for t in (logprobs.tokens or [])[:i]) for i in range(8)]
     stream = await client.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=8, temperature=0,
                                              logprobs=3, stream=True)
-    tokens = [t async for c in stream if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.tokens or []]
+    tokens = [t async for c in stream if c.choices and c.choices[0].logprobs
+              for t in c.choices[0].logprobs.tokens or []]
     assert tokens == logprobs.tokens
 
 
