@@ -121,6 +121,10 @@ def _plan(request_id: str, endpoint: str, model: ModelSpec, prompts: list[list[i
           prompt_param: str, options: Options) -> Plan:
     if request.n > max_n:
         raise InvalidRequest(f"'n' must be at most {max_n}.", param="n")
+    if model.builtin and options != Options():
+        raise InvalidRequest(f"The model '{model.id}' echoes its prompt: it does not take penalties, "
+                             "logit_bias, logprobs, tools or response_format.", param="model",
+                             code="model_not_supported")
     longest = max(len(p) for p in prompts)
     room = model.context_length - longest
     if room < 1 or (max_tokens is not None and max_tokens > room):

@@ -3,14 +3,12 @@
 Callers (the pool's worker) ``submit`` from any thread; the decode thread admits queued sequences at the start
 of each step (prefilled together, then merged into the running batch; each row's first token is emitted right
 after), decodes one token for all rows, and drops finished or cancelled rows at once; every delta is emitted
-from the decode thread. A step admits only the
-queued prompts that fit ``prefill_tokens`` (at least one), so long prompts are sliced between steps. For a
-burst: base-model rows are prefilled as one packed sequence (``KvBatch.prefill_packed``), an idle engine
-gathers arrivals a few milliseconds apart (``_gather_arrivals``), and prompts that arrived during a prefill
-go before the next decode step (``_defer_step``); docs/performance.md, "Latest".
-
-Locks: ``_cond`` guards the queues and counters (held briefly); ``_model_lock`` is held for a whole step so
-that attaching or detaching an adapter never changes the model under a running forward pass.
+from the decode thread. A step admits only the queued prompts that fit ``prefill_tokens`` (at least one), so
+long prompts are sliced between steps. For a burst: base-model rows are prefilled as one packed sequence
+(``KvBatch.prefill_packed``), an idle engine gathers arrivals a few milliseconds apart (``_gather_arrivals``),
+and prompts that arrived during a prefill go before the next decode step (``_defer_step``);
+docs/performance.md, "Latest". Locks: ``_cond`` guards the queues and counters (held briefly); ``_model_lock``
+is held for a whole step, so that attaching or detaching an adapter never changes the model under a forward pass.
 """
 
 from __future__ import annotations
@@ -25,7 +23,7 @@ import torch
 
 from models.runtime.adapters import BASE_ADAPTER, AdapterSet
 from models.runtime.batch import Forward, KvBatch, Prefix, prefill_groups
-from models.runtime.grammar import GrammarCache
+from models.runtime.grammar import GrammarCache, logits_width
 from models.runtime.lean_decode import LeanDecoder
 from models.runtime.prefix_cache import PrefixCache
 from models.runtime.sampling import row_sampling
@@ -80,7 +78,7 @@ class BatchingGenerator:
         self._deferred = 0  # decode steps put off in a row (``_defer_step``)
         self._prefixes = PrefixCache(max_bytes=prefix_cache_bytes)
         self._token_text = TokenText(tokenizer)
-        self._grammars = GrammarCache(tokenizer, eos_ids, _vocab_size(model))
+        self._grammars = GrammarCache(tokenizer, eos_ids, logits_width(model))
         self._threads = threads
         self._device = next(model.parameters()).device
         self._cond = threading.Condition()
@@ -271,13 +269,13 @@ class BatchingGenerator:
                 self._pending.remove(seq)
             room = self._max_batch - (len(self._batch) if self._batch is not None else 0)
             newcomers = self._pop_newcomers(room)
-        for seq in ended:
-            self._end(seq, *endings[seq.request_id])
-        if self._batch is not None and endings:
-            for seq in self._batch.seqs:
-                if seq.request_id in endings:
-                    self._end(seq, *endings[seq.request_id])
-            self._drop_finished(self._batch)
+        batch = self._batch
+        running = [s for s in batch.seqs if s.request_id in endings] if batch is not None else []
+        for seq in [*ended, *running]:
+            reason, error = endings[seq.request_id]
+            seq.finish(reason, error=error)
+        if batch is not None and running:
+            self._drop_finished(batch)
         return newcomers
 
     def _pop_newcomers(self, room: int) -> list[Sequence]:
@@ -326,7 +324,7 @@ class BatchingGenerator:
         except Exception as exc:
             log.exception("prefill_failed", rows=len(rows))
             for seq in rows:
-                self._end(seq, "error", f"prefill failed: {exc}")
+                seq.finish("error", error=f"prefill failed: {exc}")
             return
         lengths = prefix.lengths if prefix is not None else [0] * len(rows)
         for row, seq in enumerate(rows):
@@ -347,11 +345,11 @@ class BatchingGenerator:
         prompt_len = len(seq.request.prompt_ids)
         adapter = seq.request.adapter
         if prompt_len == 0 or prompt_len >= self._context:
-            self._end(seq, "error", f"a prompt of {prompt_len} tokens does not fit the context")
+            seq.finish("error", error=f"a prompt of {prompt_len} tokens does not fit the context")
         elif adapter and adapter not in self.adapters:
-            self._end(seq, "error", f"adapter '{adapter}' is not attached")
+            seq.finish("error", error=f"adapter '{adapter}' is not attached")
         elif seq.max_tokens <= 0:
-            self._end(seq, "length")
+            seq.finish("length")
         else:
             if adapter:
                 self.adapters.touch(adapter)
@@ -386,9 +384,6 @@ class BatchingGenerator:
         else:
             batch.seqs = []
 
-    def _end(self, seq: Sequence, reason: str, error: str | None = None) -> None:
-        seq.finish(reason, error=error)
-
     def _fail_batch(self, exc: Exception) -> None:
         """After an unexpected failure, end every running sequence with an error and drop the cache."""
         batch, self._batch = self._batch, None
@@ -403,10 +398,3 @@ class BatchingGenerator:
         for seq in pending + (batch.seqs if batch is not None else []):
             seq.finish("error", error="the model was unloaded")
 
-
-def _vocab_size(model: torch.nn.Module) -> int:
-    """The width of the model's logits (may exceed the tokenizer's vocabulary)."""
-    head = model.get_output_embeddings()  # type: ignore[operator]
-    if head is not None:
-        return int(head.weight.shape[0])
-    return int(model.config.vocab_size)  # type: ignore[union-attr,arg-type]

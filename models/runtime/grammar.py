@@ -82,3 +82,11 @@ def apply_bitmask(logits: torch.Tensor, bitmask: torch.Tensor, rows: torch.Tenso
     allowed = ((bitmask.unsqueeze(-1) >> _BITS) & 1).bool().flatten(1)[:, :vocab].to(logits.device)
     picked = logits.index_select(0, rows).masked_fill_(~allowed, float("-inf"))
     logits.index_copy_(0, rows, picked)
+
+
+def logits_width(model: torch.nn.Module) -> int:
+    """The width of the model's logits (may exceed the tokenizer's vocabulary)."""
+    head = model.get_output_embeddings()  # type: ignore[operator]
+    if head is not None:
+        return int(head.weight.shape[0])
+    return int(model.config.vocab_size)  # type: ignore[union-attr,arg-type]
