@@ -54,10 +54,9 @@ class BatchingGenerator:
     admitted), ``tokens_generated_total``, ``prompt_tokens_total`` (prefilled), ``sequences_finished_total``,
     ``steps_total`` (decode steps), ``prefill_passes_total`` (forward passes over new prompts),
     ``adapters_attached``, ``adapter_loads_total``, ``adapter_cache_hits_total`` (attach calls for an adapter
-    already attached), ``adapter_evictions_total``,
-    ``adapter_last_attach_seconds``, ``prefix_cache_hits_total`` (prompts that started from cached blocks),
-    ``prefix_cache_tokens_reused_total`` (prompt tokens not recomputed), ``prefix_cache_bytes``,
-    ``warming_up`` (1 while the weights are still being packed).
+    already attached), ``adapter_evictions_total``, ``adapter_last_attach_seconds``, ``prefix_cache_hits_total``
+    (prompts that started from cached blocks), ``prefix_cache_tokens_reused_total`` (prompt tokens not
+    recomputed), ``prefix_cache_bytes``, ``warming_up`` (1 while the weights are still being packed).
     """
 
     def __init__(self, model: torch.nn.Module, tokenizer: Tokenizer, *, eos_ids: frozenset[int], pad_id: int,
