@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from billing.money import EPOCH, Price, as_utc
 from billing.tables import PriceRow
-from meterway.errors import InvalidRequest, NotFound
+from meterway.errors import Conflict, InvalidRequest, NotFound
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -88,8 +88,8 @@ class PriceBook:
             clash = await session.scalar(select(PriceRow.id).where(
                 PriceRow.model == model, PriceRow.effective_from == start))
             if clash is not None:
-                raise InvalidRequest(f"a price for '{model}' already starts at {start.isoformat()}",
-                                     param="effective_from", code="price_exists")
+                raise Conflict(f"a price for '{model}' already starts at {start.isoformat()}",
+                               param="effective_from", code="price_exists")
             session.add(_row(model, input_per_million, output_per_million, self.currency, start))
         return Price(model, input_per_million, output_per_million, self.currency, start)
 

@@ -29,7 +29,8 @@ from models.tokenizer import TokenizerCache
 from service.arrivals import Arrivals
 from service.auth import Principal, secret_from_headers
 from service.http.errors import handle_exception
-from service.http.middleware import arrivals_middleware, request_id_middleware
+from service.http.middleware import allow_middleware, arrivals_middleware, request_id_middleware
+from service.http.openapi import StrictStructSchemas, accurate_components, document_csv, document_errors
 from service.key_throttle import KeyThrottle
 from service.keys import KeyService
 from service.lifecycle import Finishes
@@ -131,19 +132,25 @@ def create_app(settings: Settings, *, meter: UsageRecorder | None = None) -> Lit
         **billing_dependencies(parts.billing),
         **fine_tune_dependencies(parts.fine_tunes),
     }
-    return Litestar(
-        route_handlers=[*openai_handlers, *key_handlers, *tenant_handlers, *health_handlers, *billing_handlers,
-                        *fine_tune_handlers],
+    handlers = [*openai_handlers, *key_handlers, *tenant_handlers, *health_handlers, *billing_handlers,
+                *fine_tune_handlers]
+    document_errors(handlers)
+    app = Litestar(
+        route_handlers=handlers,
         dependencies=dependencies,
         exception_handlers={Exception: handle_exception, MeterwayError: handle_exception},
         middleware=[DefineMiddleware(request_id_middleware, observe=parts.telemetry.observe),
-                    DefineMiddleware(arrivals_middleware, arrivals=parts.arrivals)],
+                    DefineMiddleware(arrivals_middleware, arrivals=parts.arrivals), allow_middleware],
         lifespan=[_lifespan(parts)],
         request_max_body_size=settings.server.max_body_bytes,
         openapi_config=_openapi(),
+        plugins=[StrictStructSchemas()],
         logging_config=None,
         debug=False,
     )
+    accurate_components(app)
+    document_csv(app, "/v1/usage")
+    return app
 
 
 def _lifespan(parts: AppParts) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:

@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from meterway.errors import ContextTooLong, InvalidRequest
+from meterway.errors import ContextTooLong, InvalidRequest, NotFound
 from models.pool.api import EmbeddingJob, GenerationJob
 from models.runtime.api import SamplingParams
 from service.surface import Options, chat_options, completion_options, refuse_chat_fields, refuse_unsupported
@@ -87,9 +87,7 @@ def plan_completion(request: CompletionRequest, model: ModelSpec, tokenizer: Pro
                     request_id: str, max_n: int) -> Plan:
     """Validate a legacy completion request: one or several prompts, text or token ids."""
     _require_task(model, "chat", "completions")
-    if request.echo or request.suffix:
-        param = "echo" if request.echo else "suffix"
-        raise InvalidRequest(f"'{param}' is not supported by meterway models.", param=param)
+    refuse_unsupported(request)
     options = completion_options(request, tokenizer)
     prompts = [_prompt_ids(p, tokenizer) for p in _prompt_list(request.prompt)]
     if not prompts or len(prompts) > 16:
@@ -154,9 +152,10 @@ def _plan(request_id: str, endpoint: str, model: ModelSpec, prompts: list[list[i
 
 
 def _require_task(model: ModelSpec, task: str, what: str) -> None:
+    """OpenAI answers 404 for a model of another kind on an endpoint; so does meterway."""
     if model.task != task:
-        raise InvalidRequest(f"The model '{model.id}' does not support {what}.", param="model",
-                             code="model_not_supported")
+        raise NotFound(f"The model '{model.id}' does not support {what}: it is a {model.task} model.",
+                       param="model", code="model_not_supported")
 
 
 def _message_dict(index: int, message: ChatMessage, native_tools: bool) -> dict[str, Any]:

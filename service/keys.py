@@ -129,9 +129,13 @@ class KeyService:
         await session.flush()
         return IssuedKey(row, secret)
 
-    async def list(self, principal: Principal, tenant: str | None = None) -> list[ApiKeyRow]:
-        """Keys the caller may see: the admin sees all (or one tenant's), a tenant its own."""
+    async def list(self, principal: Principal, tenant: str | None = None, *,
+                   include_revoked: bool = False) -> list[ApiKeyRow]:
+        """Keys the caller may see: the admin sees all (or one tenant's), a tenant its own; revoked keys only
+        when asked for (an audit)."""
         query = select(ApiKeyRow).order_by(ApiKeyRow.created_at)
+        if not include_revoked:
+            query = query.where(ApiKeyRow.revoked_at.is_(None))
         scope = tenant if principal.is_admin else principal.tenant
         if scope is not None:
             query = query.where(ApiKeyRow.tenant == scope)
@@ -139,10 +143,11 @@ class KeyService:
             return list(await session.scalars(query))
 
     async def get(self, principal: Principal, key_id: str) -> ApiKeyRow:
-        """One key the caller may see; another tenant's key is a 404, like a missing one."""
+        """One live key the caller may see; another tenant's key is a 404, like a missing or revoked one
+        (``DELETE`` revokes: the key is gone from the API, its row stays for the audit)."""
         async with self._sessions() as session:
             row = await session.get(ApiKeyRow, key_id)
-        if row is None or not (principal.is_admin or row.tenant == principal.tenant):
+        if row is None or row.revoked_at is not None or not (principal.is_admin or row.tenant == principal.tenant):
             raise NotFound(f"No API key with id '{key_id}'.", param="key_id")
         return row
 
@@ -166,7 +171,7 @@ class KeyService:
         async with self._sessions.begin() as session:
             row = await session.get(ApiKeyRow, key_id)
             assert row is not None
-            row.revoked_at = row.revoked_at or _now()
+            row.revoked_at = _now()
         self._verified.clear()
         return row
 

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
+from service.http.fields import Body
+
 Temperature = Annotated[float, Meta(ge=0.0, le=2.0)]
 TopP = Annotated[float, Meta(ge=0.0, le=1.0)]
 PositiveInt = Annotated[int, Meta(ge=1)]
@@ -20,11 +22,12 @@ Penalty = Annotated[float, Meta(ge=-2.0, le=2.0)]
 
 
 TopLogprobs = Annotated[int, Meta(ge=0, le=20)]
-Unsupported = Any  # declared so that it is refused by name (``service.jobs``), never dropped
+# Declared so that it is refused by name (``service.surface``), never dropped; documented as always null.
+Unsupported = Annotated[Any, Meta(extra_json_schema={"type": "null", "description": "not supported by meterway: "
+                                                                              "a 400 names it when it is set"})]
 
 
-class Request(Struct, kw_only=True, forbid_unknown_fields=True):
-    """A request body: a field it does not declare is refused."""
+Request = Body  # a field a request does not declare is refused
 
 
 class ContentPart(Request, kw_only=True):
@@ -112,7 +115,7 @@ class ChatCompletionRequest(Request, kw_only=True):
     seed: int | None = None
     service_tier: Literal["auto", "default"] | None = None  # one tier: both mean it
     stop: str | list[str] | None = None
-    store: bool | None = None  # refused when true: meterway does not store completions
+    store: Literal[False] | None = None  # meterway does not store completions
     stream: bool = False
     stream_options: StreamOptions | None = None
     temperature: Temperature | None = None
@@ -139,8 +142,8 @@ class CompletionRequest(Request, kw_only=True):
 
     model: str
     prompt: str | list[Any]  # a string, strings, token ids, or lists of token ids (checked in service.jobs)
-    best_of: PositiveInt | None = None
-    echo: bool = False
+    best_of: Literal[1] | None = None  # every generated choice is returned
+    echo: Literal[False] = False  # not supported: the prompt is not echoed
     frequency_penalty: Penalty | None = None
     logit_bias: dict[str, Annotated[float, Meta(ge=-100, le=100)]] | None = None
     logprobs: Annotated[int, Meta(ge=0, le=5)] | None = None
@@ -151,7 +154,7 @@ class CompletionRequest(Request, kw_only=True):
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    suffix: str | None = None
+    suffix: Unsupported = None
     temperature: Temperature | None = None
     top_p: TopP | None = None
     user: str | None = None

@@ -36,6 +36,7 @@ _UNSUPPORTED = {
     "image_url": "only text content parts are supported",
     "input_audio": "only text content parts are supported",
     "file": "only text content parts are supported",
+    "suffix": "insertion (a 'suffix' after the completion) is not supported by meterway models",
 }
 
 

@@ -51,7 +51,7 @@ def _from_http(exc: HTTPException) -> MeterwayError:
         message = "Unknown request URL. Please check the URL and method."
     elif exc.status_code == 413:
         message = "Request body too large."
-    error = MeterwayError(message, param=param, code=code)
+    error = MeterwayError(message, param=param, code=code, headers=dict(exc.headers or {}))
     error.status, error.type = exc.status_code, kind
     return error
 

@@ -71,3 +71,27 @@ def _incoming_id(scope: Scope) -> str | None:
             text = value.decode("latin-1")
             return text if _CLIENT_ID.match(text) else None
     return None
+
+
+def allow_middleware(app: ASGIApp) -> ASGIApp:
+    """``OPTIONS`` answers ``Allow`` with every method of the path (litestar's own lists only some when
+    several handlers share a path)."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") != "OPTIONS":
+            await app(scope, receive, send)
+            return
+        handler = scope.get("route_handler")
+        paths = set(getattr(handler, "paths", ()))
+        methods = sorted({m for route in scope["litestar_app"].routes if route.path in paths
+                          for m in getattr(route, "methods", ())})
+
+        async def send_allow(message: Message) -> None:
+            if message["type"] == "http.response.start" and methods:
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
+                message["headers"] = [*headers, (b"allow", ", ".join(methods).encode())]
+            await send(message)
+
+        await app(scope, receive, send_allow)
+
+    return middleware

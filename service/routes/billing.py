@@ -8,22 +8,28 @@ import msgspec
 from litestar import Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody, QueryParameter
+from msgspec import Meta
 
 from billing.money import Price, format_decimal, parse_amount
 from billing.prices import PriceBook
 from billing.reports import UsageQuery, UsageReports, parse_bound, parse_group_by
 from meterway.errors import NotFound, PermissionDenied
 from service.auth import Principal
+from service.http.fields import MOMENT_FORMS, Body, ModelId, Moment, PricePerMillion
 
 if TYPE_CHECKING:
     from billing.wiring import Billing
 
 
-class PriceCreate(msgspec.Struct, kw_only=True):
-    model: str
-    input_per_million: str  # decimal strings: money never travels as a float
-    output_per_million: str
-    effective_from: str | int | None = None  # unix seconds or ISO datetime; default now
+class PriceCreate(Body, kw_only=True):
+    model: ModelId
+    input_per_million: PricePerMillion  # decimal strings: money never travels as a float
+    output_per_million: PricePerMillion
+    effective_from: Moment | Annotated[int, Meta(ge=0, le=99_999_999_999)] | None = None  # default: now
+
+
+GROUP_BY = r"^(day|model|key|tenant|user)(,(day|model|key|tenant|user)){0,4}$"
+MOMENT_QUERY = {"anyOf": [{"maxLength": 0}, *MOMENT_FORMS]}  # empty: unbounded
 
 
 class PriceView(msgspec.Struct, kw_only=True):
@@ -68,9 +74,9 @@ async def create_price(data: JSONBody[PriceCreate], principal: NamedDependency[P
 @get("/v1/usage", summary="Usage report", tags=["Billing"])
 async def usage_report(
     principal: NamedDependency[Principal], usage_reports: NamedDependency[UsageReports],
-    start: Annotated[str | None, QueryParameter()] = None,
-    end: Annotated[str | None, QueryParameter()] = None,
-    group_by: Annotated[str, QueryParameter()] = "day,model",
+    start: Annotated[str, QueryParameter(schema_extra=MOMENT_QUERY)] = "",
+    end: Annotated[str, QueryParameter(schema_extra=MOMENT_QUERY)] = "",
+    group_by: Annotated[str, QueryParameter(pattern=GROUP_BY)] = "day,model",
     output: Annotated[Literal["json", "csv"], QueryParameter(name="format")] = "json",
     tenant: Annotated[str | None, QueryParameter()] = None,
 ) -> Response[Any]:

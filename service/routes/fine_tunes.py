@@ -6,11 +6,12 @@ upload routes are streamed to disk (``request_max_body_size=None`` here; the ser
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 from litestar import Request, delete, get, post, put
 from litestar.di import Provide
+from msgspec import Meta
 
 from meterway.errors import InvalidRequest, PayloadTooLarge
 from models.finetune.catalog import epoch_seconds
@@ -32,7 +33,7 @@ UPLOAD_FILENAME = "upload.tar"
 class CreateUpload(msgspec.Struct, kw_only=True):
     """``POST /v1/uploads``: how many bytes will follow (and, optionally, the archive's name)."""
 
-    bytes: int
+    bytes: Annotated[int, Meta(ge=1)]
     filename: str = UPLOAD_FILENAME
 
 

@@ -7,13 +7,14 @@ from litestar import Response, get
 from service.telemetry import Telemetry
 
 
-@get("/health", summary="Health check", tags=["Operations"], include_in_schema=True)
+@get("/health", summary="Health check", tags=["Operations"], include_in_schema=True, security=[{}])
 async def health() -> dict[str, str]:
     """200 once the server takes requests (the pool and the database are up)."""
     return {"status": "ok"}
 
 
-@get("/metrics", summary="Prometheus metrics", tags=["Operations"], media_type="text/plain; version=0.0.4")
+@get("/metrics", summary="Prometheus metrics", tags=["Operations"], media_type="text/plain; version=0.0.4",
+     security=[{}])
 async def metrics(telemetry: Telemetry) -> Response[bytes]:
     """Gateway and pool metrics in Prometheus' text format."""
     return Response(telemetry.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")

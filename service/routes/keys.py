@@ -11,6 +11,7 @@ from msgspec import Meta
 
 from meterway.errors import PermissionDenied
 from service.auth import Principal
+from service.http.fields import Body, BudgetAmount, BudgetPeriod, LabelText, Limit, Name
 from service.keys import KeyService
 
 if TYPE_CHECKING:
@@ -21,25 +22,25 @@ if TYPE_CHECKING:
 PositiveInt = Annotated[int, Meta(ge=1)]
 
 
-class KeyCreate(msgspec.Struct, kw_only=True):
-    tenant: str
-    name: str = "default"
-    rpm: PositiveInt | None = None
-    tpm: PositiveInt | None = None
-    rpd: PositiveInt | None = None
-    max_concurrency: PositiveInt | None = None
-    budget_amount: str | None = None
-    budget_period: str | None = None
+class KeyCreate(Body, kw_only=True):
+    tenant: Name
+    name: LabelText = "default"
+    rpm: Limit | None = None
+    tpm: Limit | None = None
+    rpd: Limit | None = None
+    max_concurrency: Limit | None = None
+    budget_amount: BudgetAmount | None = None
+    budget_period: BudgetPeriod | None = None
 
 
-class KeyUpdate(msgspec.Struct, kw_only=True, omit_defaults=True):
-    name: str | None = None
-    rpm: PositiveInt | None = None
-    tpm: PositiveInt | None = None
-    rpd: PositiveInt | None = None
-    max_concurrency: PositiveInt | None = None
-    budget_amount: str | None = None
-    budget_period: str | None = None
+class KeyUpdate(Body, kw_only=True, omit_defaults=True):
+    name: LabelText | None = None
+    rpm: Limit | None = None
+    tpm: Limit | None = None
+    rpd: Limit | None = None
+    max_concurrency: Limit | None = None
+    budget_amount: BudgetAmount | None = None
+    budget_period: BudgetPeriod | None = None
 
 
 class ApiKey(msgspec.Struct, kw_only=True):
@@ -99,9 +100,12 @@ async def create_key(data: KeyCreate, principal: Principal, keys: KeyService) ->
 
 @get("/v1/keys", summary="List API keys", tags=["Keys"])
 async def list_keys(principal: Principal, keys: KeyService,
-                    tenant: Annotated[str | None, Parameter(query="tenant")] = None) -> ApiKeyList:
-    """Keys without secrets: all (or one tenant's) for the admin, the caller's own tenant's otherwise."""
-    return ApiKeyList(data=[_view(row) for row in await keys.list(principal, tenant)])
+                    tenant: Annotated[str | None, Parameter(query="tenant")] = None,
+                    include_revoked: Annotated[bool, Parameter(query="include_revoked")] = False) -> ApiKeyList:
+    """Keys without secrets: all (or one tenant's) for the admin, the caller's own tenant's otherwise;
+    revoked keys only with ``include_revoked=true``."""
+    return ApiKeyList(data=[_view(row) for row in await keys.list(principal, tenant,
+                                                                  include_revoked=include_revoked)])
 
 
 @get("/v1/keys/{key_id:str}", summary="Retrieve an API key", tags=["Keys"])

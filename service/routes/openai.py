@@ -16,6 +16,7 @@ from litestar import Response, get, post
 from litestar.response import Stream
 
 from service.auth import Principal
+from service.http.openapi import RATE_HEADERS
 from service.jobs import new_request_id
 from service.protocol import (
     ChatCompletion,
@@ -40,7 +41,8 @@ def _bind(principal: Principal, model: str) -> None:
     structlog.contextvars.bind_contextvars(tenant=principal.billing_tenant, model=model)
 
 
-@post("/v1/chat/completions", summary="Create a chat completion", tags=["OpenAI"], status_code=200)
+@post("/v1/chat/completions", summary="Create a chat completion", tags=["OpenAI"], status_code=200,
+      response_headers=RATE_HEADERS)
 async def create_chat_completion(data: ChatCompletionRequest, principal: Principal,
                                  serving: ServingService) -> Response[Any]:
     """OpenAI's chat completions, streamed (SSE) or not; ``usage`` is the engine's own count."""
@@ -58,7 +60,8 @@ async def create_chat_completion(data: ChatCompletionRequest, principal: Princip
     return Response(completion, headers=generation.headers)
 
 
-@post("/v1/completions", summary="Create a completion (legacy)", tags=["OpenAI"], status_code=200)
+@post("/v1/completions", summary="Create a completion (legacy)", tags=["OpenAI"], status_code=200,
+      response_headers=RATE_HEADERS)
 async def create_completion(data: CompletionRequest, principal: Principal,
                             serving: ServingService) -> Response[Any]:
     """OpenAI's legacy prompt completions; a list of prompts gives ``n`` choices per prompt."""
@@ -76,7 +79,8 @@ async def create_completion(data: CompletionRequest, principal: Principal,
     return Response(completion, headers=generation.headers)
 
 
-@post("/v1/embeddings", summary="Create embeddings", tags=["OpenAI"], status_code=200)
+@post("/v1/embeddings", summary="Create embeddings", tags=["OpenAI"], status_code=200,
+      response_headers=RATE_HEADERS)
 async def create_embeddings(data: EmbeddingRequest, principal: Principal, serving: ServingService) -> Response[Any]:
     """OpenAI's embeddings: a string or a list of inputs; billed per input token."""
     _bind(principal, data.model)

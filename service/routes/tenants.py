@@ -6,25 +6,28 @@ from typing import TYPE_CHECKING, Annotated
 
 import msgspec
 from litestar import get, patch
+from litestar.params import Parameter
 from msgspec import Meta
 
 from meterway.errors import PermissionDenied
 from service.auth import Principal
+from service.http.fields import NAME_PATTERN, Body, BudgetAmount, BudgetPeriod, Limit, StripeCustomer
 from service.tenants import TenantService
 
 if TYPE_CHECKING:
     from service.tables import TenantRow
 
 PositiveInt = Annotated[int, Meta(ge=1)]
+TenantId = Annotated[str, Parameter(pattern=NAME_PATTERN, description="the tenant's name")]
 
 
-class TenantUpdate(msgspec.Struct, kw_only=True, omit_defaults=True):
-    rpm: PositiveInt | None = None
-    tpm: PositiveInt | None = None
-    max_concurrency: PositiveInt | None = None
-    budget_amount: str | None = None
-    budget_period: str | None = None
-    stripe_customer_id: str | None = None
+class TenantUpdate(Body, kw_only=True, omit_defaults=True):
+    rpm: Limit | None = None
+    tpm: Limit | None = None
+    max_concurrency: Limit | None = None
+    budget_amount: BudgetAmount | None = None
+    budget_period: BudgetPeriod | None = None
+    stripe_customer_id: StripeCustomer | None = None
 
 
 class Tenant(msgspec.Struct, kw_only=True):
@@ -63,13 +66,14 @@ async def list_tenants(principal: Principal, tenants: TenantService) -> TenantLi
 
 
 @get("/v1/tenants/{tenant_id:str}", summary="Retrieve a tenant (admin)", tags=["Tenants"])
-async def get_tenant(tenant_id: str, principal: Principal, tenants: TenantService) -> Tenant:
+async def get_tenant(tenant_id: TenantId, principal: Principal, tenants: TenantService) -> Tenant:
     _admin(principal)
     return _view(await tenants.get(tenant_id))
 
 
 @patch("/v1/tenants/{tenant_id:str}", summary="Set a tenant's limits or Stripe customer (admin)", tags=["Tenants"])
-async def update_tenant(tenant_id: str, data: TenantUpdate, principal: Principal, tenants: TenantService) -> Tenant:
+async def update_tenant(tenant_id: TenantId, data: TenantUpdate, principal: Principal,
+                        tenants: TenantService) -> Tenant:
     """Limits here cap every key of the tenant together; creates the tenant if it does not exist."""
     _admin(principal)
     changes = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not None}

@@ -56,7 +56,7 @@ async def test_embedding_errors(client: openai.AsyncOpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as too_long:
         await client.embeddings.create(model=EMBEDDER, input="word " * 600)
     assert too_long.value.code == "context_length_exceeded"
-    with pytest.raises(openai.BadRequestError) as wrong_task:
+    with pytest.raises(openai.NotFoundError) as wrong_task:
         await client.embeddings.create(model="smollm2-135m-instruct", input="hello")
     assert wrong_task.value.code == "model_not_supported"
 
