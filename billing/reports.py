@@ -114,8 +114,9 @@ def parse_bound(raw: str | None, param: str) -> datetime | None:
 class UsageReports:
     """Reads the ledger into reports. Never writes."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], currency: str = "usd") -> None:
         self._sessions = sessions
+        self._currency = currency  # the price book's: what an empty report is in
 
     async def report(self, query: UsageQuery) -> UsageReport:
         """Billable usage matching ``query``, grouped, with exact costs."""
@@ -143,7 +144,7 @@ class UsageReports:
             line = lines.setdefault(key, UsageLine(group, row.currency))
             for target in (line, total):
                 _add(target, row)
-        total.currency = ",".join(sorted({line.currency for line in lines.values()}))
+        total.currency = ",".join(sorted({line.currency for line in lines.values()})) or self._currency
         return UsageReport(query, [lines[k] for k in sorted(lines)], total)
 
 

@@ -115,6 +115,6 @@ def build_billing(settings: Settings, database: Database, *, options: BusOptions
         sink = StripeMeterEventSink(billing_settings.stripe_api_key, billing_settings.stripe_api_base)
     exporter = StripeExporter(database.sessions, sink, billing_settings.stripe_meter_event) if sink else None
     return Billing(settings, database, bus, meter, PriceBook(database.sessions, billing_settings.currency),
-                   UsageReports(database.sessions), PeriodCloser(database.sessions),
+                   UsageReports(database.sessions, billing_settings.currency), PeriodCloser(database.sessions),
                    LedgerWriter(database.sessions, billing_settings.currency), exporter,
                    billing_settings.consumer_in_server if run_consumer is None else run_consumer)

@@ -14,6 +14,10 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 
+class SettingsError(ValueError):
+    """The environment names a setting that does not exist or gives one a value it cannot take."""
+
+
 def _env(name: str, doc: str, default: Any = None) -> Any:
     return field(default=default, metadata={"env": name, "doc": doc})
 
@@ -129,8 +133,13 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
-        """Build settings from ``environ`` (default ``os.environ``); keyword overrides win."""
+        """Build settings from ``environ`` (default ``os.environ``); keyword overrides win.
+
+        A ``METERWAY_*`` variable that no setting (nor a client-side variable) reads is an error naming it,
+        so that a misspelling stops start-up instead of being ignored.
+        """
         env = os.environ if environ is None else environ
+        _refuse_unknown(env)
         settings = _read(cls, env)
         return dataclasses.replace(settings, **overrides) if overrides else settings
 
@@ -161,15 +170,35 @@ def _read(kind: type, env: Any) -> Any:
     return kind(**values)
 
 
+# Read by the CLI and the client side, not by the server; and the test suite's own prefix.
+CLIENT_VARIABLES = {"METERWAY_URL": "the server the CLI talks to",
+                    "METERWAY_API_KEY": "the key the CLI sends",
+                    "METERWAY_UPLOAD_CACHE": "where the CLI keeps resumable uploads' state"}
+TEST_PREFIX = "METERWAY_TEST_"
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+
+
+def _refuse_unknown(env: Any) -> None:
+    known = {name for name, _default, _doc in describe()} | set(CLIENT_VARIABLES)
+    unknown = sorted(name for name in env if name.startswith("METERWAY_") and name not in known
+                     and not name.startswith(TEST_PREFIX))
+    if unknown:
+        raise SettingsError(f"unknown setting {', '.join(unknown)}: no METERWAY_* variable has this name "
+                         "(`meterway config` lists them)")
+
+
 def _convert(raw: str, hint: Any, name: str) -> Any:
+    if hint is bool:
+        word = raw.strip().lower()
+        if word not in _TRUE | _FALSE:
+            raise SettingsError(f"{name}={raw!r} is not a boolean: use one of 1/0, true/false, yes/no, on/off")
+        return word in _TRUE
     try:
-        if hint is bool:
-            return raw.strip().lower() in {"1", "true", "yes", "on"}
         if hint in (int, float, Decimal, Path):
             return hint(raw)
         return raw
     except (ValueError, ArithmeticError) as exc:
-        raise ValueError(f"{name}={raw!r} is not a valid {getattr(hint, '__name__', hint)}") from exc
+        raise SettingsError(f"{name}={raw!r} is not a valid {getattr(hint, '__name__', hint)}") from exc
 
 
 def describe() -> list[tuple[str, str, str]]:

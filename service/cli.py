@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from meterway.settings import Settings, describe
+from meterway.settings import Settings, SettingsError, describe
 from service.cli_client import client, print_response
 
 
@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> None:
         args.run(args)
     except httpx.HTTPError as exc:
         raise SystemExit(f"meterway: cannot reach the server: {exc}") from exc
+    except SettingsError as exc:
+        raise SystemExit(f"meterway: {exc}") from exc
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -10,7 +10,7 @@ import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from meterway.errors import InternalFailure, MeterwayError
+from meterway.errors import InternalFailure, InvalidRequest, MeterwayError
 
 log = structlog.get_logger("meterway.http")
 
@@ -39,6 +39,8 @@ def to_meterway(exc: Exception) -> MeterwayError:
         return exc
     if isinstance(exc, HTTPException):
         return _from_http(exc)
+    if isinstance(exc, RecursionError):  # only JSON decoding recurses this deep
+        return InvalidRequest("The JSON body is nested too deeply.", code="invalid_json")
     return InternalFailure("The server had an error while processing your request.")
 
 

@@ -28,7 +28,7 @@ class PriceCreate(Body, kw_only=True):
     effective_from: Moment | Annotated[int, Meta(ge=0, le=99_999_999_999)] | None = None  # default: now
 
 
-GROUP_BY = r"^(day|model|key|tenant|user)(,(day|model|key|tenant|user)){0,4}$"
+GROUP_BY = r"^((day|model|key|tenant|user)(,(day|model|key|tenant|user)){0,4})?$"  # empty: the total only
 MOMENT_QUERY = {"anyOf": [{"maxLength": 0}, *MOMENT_FORMS]}  # empty: unbounded
 
 

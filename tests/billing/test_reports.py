@@ -138,3 +138,9 @@ async def test_price_admin_api(client) -> None:
     assert not_a_number.status_code == 400
     listed = (await client.get("/v1/prices", headers={"x-tenant": "t1"})).json()["data"]
     assert [(p["model"], p["output_per_million"]) for p in listed] == [("m", "0.5")]
+
+
+async def test_an_empty_report_is_in_the_price_books_currency(database) -> None:
+    report = await UsageReports(database.sessions, "eur").report(UsageQuery(group_by=("day",)))
+    assert report.lines == [] and report.as_json()["total"]["currency"] == "eur"
+    assert report.as_json()["total"]["cost"] in ("0", "0.00", "0.000000")
