@@ -34,6 +34,8 @@ class ServerSettings:
                                  2 * 1024 * 1024 * 1024)
     log_level: str = _env("METERWAY_LOG_LEVEL", "structlog level: debug, info, warning, error", "info")
     request_timeout_s: float = _env("METERWAY_REQUEST_TIMEOUT_S", "longest a generation may run", 300.0)
+    metrics_token: str = _env("METERWAY_METRICS_TOKEN", "when set, /metrics needs 'Authorization: Bearer "
+                              "<this token>' (empty: open, without tenant-identifying labels)", "")
     enable_test_model: bool = _env("METERWAY_ENABLE_TEST_MODEL",
                                    "list and serve the built-in deterministic 'meterway-echo' model", False)
     burst_hold_ms: float = _env("METERWAY_BURST_HOLD_MS", "longest a generation request waits for others the "

@@ -103,8 +103,9 @@ def build_parts(settings: Settings, *, meter: UsageRecorder | None = None) -> Ap
     finishes = Finishes()
     gates = Gates(throttle, meter or billing.meter, billing.meter, arrivals, finishes)
     serving = ServingService(settings, resolver, TokenizerCache(settings.store_dir), pool, quotes, gates)
-    return AppParts(settings, database, keys, pool, billing, serving, finishes, Telemetry(pool),
-                      throttle, fine_tunes, catalog, quotes, arrivals)
+    telemetry = Telemetry(pool, settings.server.metrics_token)
+    return AppParts(settings, database, keys, pool, billing, serving, finishes, telemetry, throttle, fine_tunes,
+                    catalog, quotes, arrivals)
 
 
 def _freeze_startup_heap() -> None:

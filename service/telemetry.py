@@ -15,8 +15,9 @@ if TYPE_CHECKING:
 class Telemetry:
     """The gateway's counters; ``exposition`` adds the pool's own metrics."""
 
-    def __init__(self, pool: ModelPool) -> None:
+    def __init__(self, pool: ModelPool, token: str = "") -> None:
         self._pool = pool
+        self.token = token  # METERWAY_METRICS_TOKEN: when set, /metrics needs it
         self.registry = CollectorRegistry()
         self.requests = Counter("meterway_http_requests", "HTTP requests answered", ["status"],
                                 registry=self.registry)

@@ -33,7 +33,7 @@ from meterway.errors import (
 from models.pool.adapters import DEFAULT_MAX_ADAPTERS, AdapterSlots
 from models.pool.api import EmbeddingJob, GenerationJob, ModelState
 from models.pool.hosts import HostContext, ModelHost, host_kind
-from models.pool.metrics import PoolMetrics
+from models.pool.metrics import PoolMetrics, model_label
 from models.pool.residency import Resident, choose_victims, reserved_bytes
 from models.pool.standby import StandbyWorker
 from models.pool.stream import GenerationStream
@@ -139,7 +139,7 @@ class LocalPool:
         # From here the stream's final delta releases the slot, whatever happens (even a refused submit).
         stream.when_final(lambda final: self._finished(resident, adapter, job.model, final))
         host.submit(GenerationRequest(job.request_id, job.prompt_ids, job.params, adapter),
-                    self._timed_sink(stream, resident.spec.id, submitted))
+                    self._timed_sink(stream, resident.spec.id, submitted, job.model.id))
         return lambda: host.cancel(job.request_id)
 
     async def _acquire(self, spec: ModelSpec) -> Resident:
@@ -147,11 +147,11 @@ class LocalPool:
         self._specs.setdefault(spec.id, spec)
         resident = self._resident(self._host_spec(spec))
         if resident.admitted >= self.settings.queue_limit:
-            self.metrics.rejections.labels(resident.spec.id, "overloaded").inc()
+            self.metrics.rejections.labels(resident.label, "overloaded").inc()
             raise ModelOverloaded(f"{spec.id} has {resident.admitted} requests running or queued; "
                                   "retry shortly", retry_after=1.0)
         resident.admitted += 1
-        self.metrics.queue_depth.labels(resident.spec.id).set(resident.admitted)
+        self.metrics.queue_depth.labels(resident.label).set(resident.admitted)
         try:
             await self._ready(resident)
         except BaseException:
@@ -164,21 +164,36 @@ class LocalPool:
         resident.last_used = time.monotonic()
         if adapter is not None:
             resident.adapters.release(adapter)
-        self.metrics.queue_depth.labels(resident.spec.id).set(resident.admitted)
+        self.metrics.queue_depth.labels(resident.label).set(resident.admitted)
 
     def _finished(self, resident: Resident, adapter: str | None, spec: ModelSpec, final: TokenDelta) -> None:
         self._release(resident, adapter)
-        self.metrics.tokens.labels(spec.id).inc(final.completion_tokens)
+        metrics, name = self.metrics, model_label(spec.id)
+        metrics.tokens.labels(resident.label).inc(final.completion_tokens)
+        metrics.prompt_tokens.labels(name).inc(final.prompt_tokens)
+        metrics.generation_tokens.labels(name).inc(final.completion_tokens)
+        metrics.cache_queries.labels(name).inc(final.prompt_tokens)
+        metrics.cache_hits.labels(name).inc(final.cached_tokens)
 
-    def _timed_sink(self, stream: GenerationStream, model_id: str, submitted: float) -> EmitDelta:
-        """The stream's sink, observing time to first token on the way."""
-        first = True
+    def _timed_sink(self, stream: GenerationStream, model_id: str, submitted: float, requested: str
+                    ) -> EmitDelta:
+        """The stream's sink, observing time to first token, between tokens and to the end on the way
+        (``model_id``: the model that runs it; ``requested``: the model the caller named)."""
+        metrics, host_label, name = self.metrics, model_label(model_id), model_label(requested)
+        last = {"at": submitted, "tokens": 0}
 
         def sink(delta: TokenDelta) -> None:
-            nonlocal first
-            if first and delta.completion_tokens > 0:
-                first = False
-                self.metrics.ttft.labels(model_id).observe(time.monotonic() - submitted)
+            now = time.monotonic()
+            if not last["tokens"] and delta.completion_tokens > 0:
+                metrics.ttft.labels(host_label).observe(now - submitted)
+                metrics.request_ttft.labels(name).observe(now - submitted)
+            elif delta.completion_tokens > last["tokens"]:
+                gap = (now - last["at"]) / (delta.completion_tokens - last["tokens"])
+                metrics.inter_token.labels(name).observe(gap)
+            if delta.completion_tokens > last["tokens"]:
+                last["at"], last["tokens"] = now, delta.completion_tokens
+            if delta.finish_reason:
+                metrics.e2e.labels(name).observe(now - submitted)
             stream.push(delta)
 
         return sink
@@ -199,7 +214,7 @@ class LocalPool:
                                   retry_after=1.0) from None
             raise
         except TimeoutError:
-            self.metrics.rejections.labels(resident.spec.id, "loading").inc()
+            self.metrics.rejections.labels(resident.label, "loading").inc()
             raise ModelLoading(f"{resident.spec.id} is loading; retry shortly",
                                retry_after=max(1.0, round(resident.last_load_s))) from None
         if resident.state is not ModelState.READY:
@@ -235,10 +250,10 @@ class LocalPool:
         path = path if path.is_absolute() else self.store_dir / path
         use = await resident.adapters.use(self._host_of(resident), spec.id, str(path.resolve()))
         if use.hit:
-            self.metrics.adapter_hits.labels(resident.spec.id).inc()
+            self.metrics.adapter_hits.labels(resident.label).inc()
         else:
-            self.metrics.adapter_loads.labels(resident.spec.id).inc()
-            self.metrics.adapter_seconds.labels(resident.spec.id).observe(use.seconds)
+            self.metrics.adapter_loads.labels(resident.label).inc()
+            self.metrics.adapter_seconds.labels(resident.label).observe(use.seconds)
             log.info("adapter attached", adapter=spec.id, base=resident.spec.id, seconds=use.seconds)
         return spec.id
 
@@ -259,7 +274,7 @@ class LocalPool:
         try:
             return choose_victims(resident, self._residents.values(), self.settings.memory_budget_mb << 20)
         except ModelOverloaded:
-            self.metrics.rejections.labels(resident.spec.id, "memory").inc()
+            self.metrics.rejections.labels(resident.label, "memory").inc()
             raise
 
     async def _load(self, resident: Resident, closing: list[asyncio.Future[None]]) -> None:
@@ -270,7 +285,7 @@ class LocalPool:
             await host.load()
         except BaseException as exc:
             self._refill_standby()
-            self.metrics.load_failures.labels(resident.spec.id).inc()
+            self.metrics.load_failures.labels(resident.label).inc()
             resident.state, resident.loading = ModelState.COLD, None
             self._update_reserved()
             await asyncio.shield(host.close())
@@ -283,9 +298,9 @@ class LocalPool:
         seconds = time.monotonic() - started
         resident.host, resident.state, resident.loading = host, ModelState.READY, None
         resident.last_used, resident.last_load_s = time.monotonic(), seconds
-        self.metrics.loads.labels(resident.spec.id).inc()
-        self.metrics.cold_start.labels(resident.spec.id).observe(seconds)
-        self.metrics.worker_rss.labels(resident.spec.id).set(host.rss_bytes())
+        self.metrics.loads.labels(resident.label).inc()
+        self.metrics.cold_start.labels(resident.label).observe(seconds)
+        self.metrics.worker_rss.labels(resident.label).set(host.rss_bytes())
         log.info("model ready", model=resident.spec.id, seconds=round(seconds, 3), pid=host.pid)
 
     def _refill_standby(self) -> None:
@@ -314,12 +329,12 @@ class LocalPool:
         resident.adapters.clear()
         self._update_reserved()
         rss = self.metrics.value("meterway_pool_worker_rss_bytes", model=resident.spec.id)
-        self.metrics.worker_rss.labels(resident.spec.id).set(0)
+        self.metrics.worker_rss.labels(resident.label).set(0)
         if host is None:
             return _completed()
         counters = {"evicted": self.metrics.evictions, "idle": self.metrics.idle_unloads}
         if reason in counters:
-            counters[reason].labels(resident.spec.id).inc()
+            counters[reason].labels(resident.label).inc()
         log.info("model unloaded", model=resident.spec.id, reason=reason, rss_bytes=int(rss), pid=host.pid)
         task = asyncio.create_task(host.close(), name=f"unload-{resident.spec.id}")
         self._background.add(task)
@@ -331,10 +346,10 @@ class LocalPool:
         for resident in self._residents.values():
             if resident.host is host:
                 log.error("worker crashed", model=resident.spec.id, pid=host.pid)
-                self.metrics.worker_crashes.labels(resident.spec.id).inc()
+                self.metrics.worker_crashes.labels(resident.label).inc()
                 resident.host, resident.state = None, ModelState.COLD
                 resident.adapters.clear()
-                self.metrics.worker_rss.labels(resident.spec.id).set(0)
+                self.metrics.worker_rss.labels(resident.label).set(0)
                 self._update_reserved()
 
     def _update_reserved(self) -> None:
@@ -370,7 +385,7 @@ class LocalPool:
         await asyncio.gather(*(self._sample_one(resident, host) for resident, host in ready))
 
     async def _sample_one(self, resident: Resident, host: ModelHost) -> None:
-        self.metrics.worker_rss.labels(resident.spec.id).set(host.rss_bytes())
+        self.metrics.worker_rss.labels(resident.label).set(host.rss_bytes())
         try:
             stats = await host.stats()
         except MeterwayError:
@@ -378,11 +393,12 @@ class LocalPool:
         except Exception:
             log.exception("sampling a worker failed", model=resident.spec.id)
             return
-        for name, value in stats.values.items():
-            self.metrics.engine_stat.labels(resident.spec.id, name).set(value)
+        self.metrics.engine.update(resident.spec.id, stats.values)
         batch = next((stats.values[k] for k in BATCH_STAT_KEYS if k in stats.values), None)
         if batch is not None:
-            self.metrics.batch_size.labels(resident.spec.id).set(batch)
+            self.metrics.batch_size.labels(resident.label).set(batch)
+            self.metrics.running.labels(resident.label).set(batch)
+            self.metrics.waiting.labels(resident.label).set(max(0.0, resident.admitted - batch))
 
 
 def _current_task_cancelling() -> bool:

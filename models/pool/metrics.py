@@ -1,10 +1,62 @@
-"""The pool's Prometheus metrics, registered on a registry the application owns (never the global one)."""
+"""The pool's Prometheus metrics, registered on a registry the application owns (never the global one).
+
+Two sets: the pool's own ``meterway_pool_*`` series (loads, evictions, queues, adapters; label ``model``),
+and the serving set vLLM's users already chart, under the same names with meterway's prefix (label
+``model_name``): ``meterway:prompt_tokens_total``, ``meterway:generation_tokens_total``,
+``meterway:time_to_first_token_seconds``, ``meterway:inter_token_latency_seconds``,
+``meterway:e2e_request_latency_seconds``, ``meterway:num_requests_running`` / ``_waiting`` and
+``meterway:prefix_cache_queries_total`` / ``_hits_total`` (tokens, so hits / queries is the hit rate).
+The engine's own cumulative counters (``stats()``) are exported as counters (``meterway_engine_*_total``),
+so that ``rate()`` works. A tenant's fine-tune is labelled by an opaque digest (``model_label``): its id
+names the tenant, and ``/metrics`` may be open.
+"""
 
 from __future__ import annotations
 
+import hashlib
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from prometheus_client import Metric
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
+TOKEN_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5)
+FINE_TUNE_PREFIX = "ft:"
+
+
+def model_label(model_id: str) -> str:
+    """A model as metrics name it: catalog ids as they are, a fine-tune as ``ft-<digest>``."""
+    if model_id.startswith(FINE_TUNE_PREFIX):
+        return "ft-" + hashlib.sha256(model_id.encode()).hexdigest()[:16]
+    return model_id
+
+
+class EngineStats(Collector):
+    """The latest ``stats()`` of each loaded engine: ``*_total`` keys as counters, the rest as gauges."""
+
+    def __init__(self) -> None:
+        self._latest: dict[str, dict[str, float]] = {}
+
+    def update(self, model_id: str, values: dict[str, float]) -> None:
+        self._latest[model_label(model_id)] = dict(values)
+
+    def collect(self) -> Iterator[Metric]:
+        families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
+        for model, values in sorted(self._latest.items()):
+            for stat, value in sorted(values.items()):
+                counter = stat.endswith("_total")
+                name = f"meterway_engine_{stat.removesuffix('_total')}"
+                if name not in families:
+                    kind = CounterMetricFamily if counter else GaugeMetricFamily
+                    families[name] = kind(name, f"the engine's {stat} (its stats())", labels=["model"])
+                families[name].add_metric([model], value)
+        yield from families.values()
 
 
 class PoolMetrics:
@@ -30,8 +82,6 @@ class PoolMetrics:
                                  registry=r)
         self.batch_size = Gauge("meterway_pool_batch_size", "Sequences the engine decodes together now", m,
                                 registry=r)
-        self.engine_stat = Gauge("meterway_pool_engine_stat", "The engine's own counters (stats())",
-                                 ["model", "stat"], registry=r)
         self.tokens = Counter("meterway_pool_tokens_generated", "Completion tokens generated", m, registry=r)
         self.ttft = Histogram("meterway_pool_time_to_first_token_seconds",
                               "From submitting to the engine to the first generated token", m,
@@ -46,6 +96,30 @@ class PoolMetrics:
                                     "Requests whose adapter was already attached", m, registry=r)
         self.adapter_seconds = Histogram("meterway_pool_adapter_attach_seconds", "Time to attach an adapter",
                                          m, buckets=LATENCY_BUCKETS, registry=r)
+        self.engine = EngineStats()
+        r.register(self.engine)
+        self._serving_set(r)
+
+    def _serving_set(self, r: CollectorRegistry) -> None:
+        """The series vLLM's users chart, labelled ``model_name``."""
+        mn = ["model_name"]
+        self.prompt_tokens = Counter("meterway:prompt_tokens", "Prompt tokens of finished requests", mn,
+                                     registry=r)
+        self.generation_tokens = Counter("meterway:generation_tokens", "Generated tokens of finished requests",
+                                         mn, registry=r)
+        self.request_ttft = Histogram("meterway:time_to_first_token_seconds", "Time to the first token", mn,
+                                      buckets=LATENCY_BUCKETS, registry=r)
+        self.inter_token = Histogram("meterway:inter_token_latency_seconds", "Time between generated tokens",
+                                     mn, buckets=TOKEN_LATENCY_BUCKETS, registry=r)
+        self.e2e = Histogram("meterway:e2e_request_latency_seconds", "From submit to the last token", mn,
+                             buckets=LATENCY_BUCKETS, registry=r)
+        self.running = Gauge("meterway:num_requests_running", "Requests the engine decodes now", mn, registry=r)
+        self.waiting = Gauge("meterway:num_requests_waiting", "Requests admitted and not yet decoding", mn,
+                             registry=r)
+        self.cache_queries = Counter("meterway:prefix_cache_queries", "Prompt tokens looked up in the prefix "
+                                     "cache", mn, registry=r)
+        self.cache_hits = Counter("meterway:prefix_cache_hits", "Prompt tokens served from the prefix cache",
+                                  mn, registry=r)
 
     def text(self) -> str:
         """Prometheus text exposition of this registry."""
@@ -53,5 +127,7 @@ class PoolMetrics:
 
     def value(self, name: str, **labels: str) -> float:
         """One sample's current value (0 when absent): for tests and the admin console."""
-        found = self.registry.get_sample_value(name, labels)
+        named = {key: model_label(value) if key in ("model", "model_name") else value
+                 for key, value in labels.items()}
+        found = self.registry.get_sample_value(name, named)
         return 0.0 if found is None else found

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from meterway.errors import ModelOverloaded, Unavailable
 from models.pool.adapters import AdapterSlots
 from models.pool.api import ModelState
+from models.pool.metrics import model_label
 
 if TYPE_CHECKING:
     import asyncio
@@ -35,6 +36,11 @@ class Resident:
     admitted: int = 0  # requests running or waiting for the load: what queue_limit bounds
     last_used: float = 0.0
     last_load_s: float = 2.0  # the Retry-After hint while loading; updated by every load
+
+    @property
+    def label(self) -> str:
+        """The model as metrics name it (``models.pool.metrics.model_label``)."""
+        return model_label(self.spec.id)
 
     @property
     def idle(self) -> bool:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from litestar import Response, get
+import hmac
+from typing import Any
 
+from litestar import Request, Response, get
+
+from meterway.errors import AuthenticationFailed
 from service.telemetry import Telemetry
 
 
@@ -15,8 +19,11 @@ async def health() -> dict[str, str]:
 
 @get("/metrics", summary="Prometheus metrics", tags=["Operations"], media_type="text/plain; version=0.0.4",
      security=[{}])
-async def metrics(telemetry: Telemetry) -> Response[bytes]:
-    """Gateway and pool metrics in Prometheus' text format."""
+async def metrics(telemetry: Telemetry, request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Gateway and pool metrics in Prometheus' text format (behind ``METERWAY_METRICS_TOKEN`` when set)."""
+    if telemetry.token and not hmac.compare_digest(
+            request.headers.get("authorization", "").encode(), f"Bearer {telemetry.token}".encode()):
+        raise AuthenticationFailed("/metrics needs 'Authorization: Bearer <METERWAY_METRICS_TOKEN>'.")
     return Response(telemetry.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 

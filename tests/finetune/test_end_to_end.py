@@ -14,6 +14,7 @@ import openai
 import pytest
 
 from models.finetune.client import ResumableUploader, UploadJob
+from models.pool.metrics import model_label
 from tests.api.ledger import ledger_rows
 from tests.finetune.conftest import BASE
 
@@ -159,6 +160,8 @@ async def test_full_weight_fine_tune_end_to_end(
         assert tuned.choices[0].message.content == base.choices[0].message.content
         entry = (await ledger_rows(server, [tuned.id]))["by_id"][tuned.id]
         assert (entry["model"], Decimal(str(entry["output_per_million"]))) == (model, Decimal("0.5"))
+        metrics = http.get("/metrics").text  # open by default: it must not name the tenant
+        assert tenant not in metrics and f'model_name="{model_label(model)}"' in metrics
     finally:
         assert http.delete(f"/v1/fine_tuned_models/{model}").status_code == 200
         http.close()
