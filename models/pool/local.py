@@ -33,11 +33,11 @@ from meterway.errors import (
 from models.pool.adapters import DEFAULT_MAX_ADAPTERS, AdapterSlots
 from models.pool.api import EmbeddingJob, GenerationJob, ModelState
 from models.pool.hosts import HostContext, ModelHost, host_kind
-from models.pool.metrics import PoolMetrics, model_label
+from models.pool.metrics import PoolMetrics
 from models.pool.residency import Resident, choose_victims, reserved_bytes
 from models.pool.standby import StandbyWorker
 from models.pool.stream import GenerationStream
-from models.runtime.api import EmbeddingResult, EmitDelta, GenerationRequest, TokenDelta
+from models.runtime.api import EmbeddingResult, GenerationRequest, TokenDelta
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -139,7 +139,7 @@ class LocalPool:
         # From here the stream's final delta releases the slot, whatever happens (even a refused submit).
         stream.when_final(lambda final: self._finished(resident, adapter, job.model, final))
         host.submit(GenerationRequest(job.request_id, job.prompt_ids, job.params, adapter),
-                    self._timed_sink(stream, resident.spec.id, submitted, job.model.id))
+                    self.metrics.timed_sink(stream.push, resident.spec.id, submitted, job.model.id))
         return lambda: host.cancel(job.request_id)
 
     async def _acquire(self, spec: ModelSpec) -> Resident:
@@ -168,35 +168,7 @@ class LocalPool:
 
     def _finished(self, resident: Resident, adapter: str | None, spec: ModelSpec, final: TokenDelta) -> None:
         self._release(resident, adapter)
-        metrics, name = self.metrics, model_label(spec.id)
-        metrics.tokens.labels(resident.label).inc(final.completion_tokens)
-        metrics.prompt_tokens.labels(name).inc(final.prompt_tokens)
-        metrics.generation_tokens.labels(name).inc(final.completion_tokens)
-        metrics.cache_queries.labels(name).inc(final.prompt_tokens)
-        metrics.cache_hits.labels(name).inc(final.cached_tokens)
-
-    def _timed_sink(self, stream: GenerationStream, model_id: str, submitted: float, requested: str
-                    ) -> EmitDelta:
-        """The stream's sink, observing time to first token, between tokens and to the end on the way
-        (``model_id``: the model that runs it; ``requested``: the model the caller named)."""
-        metrics, host_label, name = self.metrics, model_label(model_id), model_label(requested)
-        last = {"at": submitted, "tokens": 0}
-
-        def sink(delta: TokenDelta) -> None:
-            now = time.monotonic()
-            if not last["tokens"] and delta.completion_tokens > 0:
-                metrics.ttft.labels(host_label).observe(now - submitted)
-                metrics.request_ttft.labels(name).observe(now - submitted)
-            elif delta.completion_tokens > last["tokens"]:
-                gap = (now - last["at"]) / (delta.completion_tokens - last["tokens"])
-                metrics.inter_token.labels(name).observe(gap)
-            if delta.completion_tokens > last["tokens"]:
-                last["at"], last["tokens"] = now, delta.completion_tokens
-            if delta.finish_reason:
-                metrics.e2e.labels(name).observe(now - submitted)
-            stream.push(delta)
-
-        return sink
+        self.metrics.finished(resident.label, spec.id, final)
 
     async def _ready(self, resident: Resident) -> None:
         """Wait (bounded) until ``resident`` is loaded, starting its load if it is cold."""

@@ -14,6 +14,7 @@ names the tenant, and ``/metrics`` may be open.
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from prometheus_client import Metric
+
+    from models.runtime.api import EmitDelta, TokenDelta
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
 TOKEN_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5)
@@ -120,6 +123,37 @@ class PoolMetrics:
                                      "cache", mn, registry=r)
         self.cache_hits = Counter("meterway:prefix_cache_hits", "Prompt tokens served from the prefix cache",
                                   mn, registry=r)
+
+    def finished(self, host_label: str, requested: str, final: TokenDelta) -> None:
+        """Count a finished request's tokens (``requested``: the model the caller named)."""
+        name = model_label(requested)
+        self.tokens.labels(host_label).inc(final.completion_tokens)
+        self.prompt_tokens.labels(name).inc(final.prompt_tokens)
+        self.generation_tokens.labels(name).inc(final.completion_tokens)
+        self.cache_queries.labels(name).inc(final.prompt_tokens)
+        self.cache_hits.labels(name).inc(final.cached_tokens)
+
+    def timed_sink(self, push: EmitDelta, model_id: str, submitted: float, requested: str) -> EmitDelta:
+        """``push`` observing time to first token, between tokens and to the end on the way (``model_id``:
+        the model that runs the request; ``requested``: the model the caller named)."""
+        host_label, name = model_label(model_id), model_label(requested)
+        last = {"at": submitted, "tokens": 0}
+
+        def sink(delta: TokenDelta) -> None:
+            now = time.monotonic()
+            if not last["tokens"] and delta.completion_tokens > 0:
+                self.ttft.labels(host_label).observe(now - submitted)
+                self.request_ttft.labels(name).observe(now - submitted)
+            elif delta.completion_tokens > last["tokens"]:
+                gap = (now - last["at"]) / (delta.completion_tokens - last["tokens"])
+                self.inter_token.labels(name).observe(gap)
+            if delta.completion_tokens > last["tokens"]:
+                last["at"], last["tokens"] = now, delta.completion_tokens
+            if delta.finish_reason:
+                self.e2e.labels(name).observe(now - submitted)
+            push(delta)
+
+        return sink
 
     def text(self) -> str:
         """Prometheus text exposition of this registry."""

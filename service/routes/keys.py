@@ -22,25 +22,24 @@ if TYPE_CHECKING:
 PositiveInt = Annotated[int, Meta(ge=1)]
 
 
-class KeyCreate(Body, kw_only=True):
+class KeyLimits(Body, kw_only=True, omit_defaults=True):
+    """A key's limits, each optional."""
+
+    rpm: Limit | None = None
+    tpm: Limit | None = None
+    rpd: Limit | None = None
+    max_concurrency: Limit | None = None
+    budget_amount: BudgetAmount | None = None
+    budget_period: BudgetPeriod | None = None
+
+
+class KeyCreate(KeyLimits, kw_only=True):
     tenant: Name
     name: LabelText = "default"
-    rpm: Limit | None = None
-    tpm: Limit | None = None
-    rpd: Limit | None = None
-    max_concurrency: Limit | None = None
-    budget_amount: BudgetAmount | None = None
-    budget_period: BudgetPeriod | None = None
 
 
-class KeyUpdate(Body, kw_only=True, omit_defaults=True):
+class KeyUpdate(KeyLimits, kw_only=True, omit_defaults=True):
     name: LabelText | None = None
-    rpm: Limit | None = None
-    tpm: Limit | None = None
-    rpd: Limit | None = None
-    max_concurrency: Limit | None = None
-    budget_amount: BudgetAmount | None = None
-    budget_period: BudgetPeriod | None = None
 
 
 class ApiKey(msgspec.Struct, kw_only=True):

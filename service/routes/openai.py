@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import struct
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from litestar import Response, get, post
@@ -34,7 +34,16 @@ from service.responses import chat_choice, completion_choice
 from service.serving import ServingService
 from service.streams import chat_chunks, completion_chunks
 
+if TYPE_CHECKING:
+    from service.lifecycle import Generation, StreamEncoding
+
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def _sse(generation: Generation, encoding: StreamEncoding) -> Response[Any]:
+    """A streamed answer: the generation's SSE body with its headers."""
+    return Stream(generation.stream(encoding), media_type="text/event-stream",
+                  headers={**generation.headers, **SSE_HEADERS})
 
 
 def _bind(principal: Principal, model: str) -> None:
@@ -51,13 +60,11 @@ async def create_chat_completion(data: ChatCompletionRequest, principal: Princip
     generation = await serving.chat(principal, data, request_id)
     created = int(time.time())
     if data.stream:
-        body = generation.stream(chat_chunks(generation.plan, generation.choice_count, data.model, created))
-        return Stream(body, media_type="text/event-stream", headers={**generation.headers, **SSE_HEADERS})
+        return _sse(generation, chat_chunks(generation.plan, generation.choice_count, data.model, created))
     outcome = await generation.collect()
-    choices = [chat_choice(c, generation.plan) for c in outcome.choices]
-    completion = ChatCompletion(id=request_id, choices=choices, created=created, model=data.model,
-                                system_fingerprint=generation.fingerprint, usage=outcome.usage)
-    return Response(completion, headers=generation.headers)
+    return Response(ChatCompletion(id=request_id, choices=[chat_choice(c, generation.plan) for c in outcome.choices],
+                                   created=created, model=data.model, system_fingerprint=generation.fingerprint,
+                                   usage=outcome.usage), headers=generation.headers)
 
 
 @post("/v1/completions", summary="Create a completion (legacy)", tags=["OpenAI"], status_code=200,
@@ -70,13 +77,12 @@ async def create_completion(data: CompletionRequest, principal: Principal,
     generation = await serving.completion(principal, data, request_id)
     created = int(time.time())
     if data.stream:
-        body = generation.stream(completion_chunks(generation.plan, data.model, created))
-        return Stream(body, media_type="text/event-stream", headers={**generation.headers, **SSE_HEADERS})
+        return _sse(generation, completion_chunks(generation.plan, data.model, created))
     outcome = await generation.collect()
     choices = [completion_choice(c, generation.plan) for c in outcome.choices]
-    completion = Completion(id=request_id, choices=choices, created=created, model=data.model,
-                            system_fingerprint=generation.fingerprint, usage=outcome.usage)
-    return Response(completion, headers=generation.headers)
+    return Response(Completion(id=request_id, choices=choices, created=created, model=data.model,
+                               system_fingerprint=generation.fingerprint, usage=outcome.usage),
+                    headers=generation.headers)
 
 
 @post("/v1/embeddings", summary="Create embeddings", tags=["OpenAI"], status_code=200,

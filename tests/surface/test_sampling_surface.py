@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -152,7 +154,7 @@ async def test_unknown_and_unsupported_fields_are_refused_by_name(client: openai
 
 
 async def test_user_is_recorded_and_reports_group_by_it(server: ServerProcess) -> None:
-    tenant = f"users-{id(server) % 10000}"
+    tenant = f"users-{uuid.uuid4().hex[:8]}"
     client = openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key=str(server.create_key(tenant)["secret"]),
                                 max_retries=0)
     reply = await client.chat.completions.create(model=MODEL, messages=POEM, max_tokens=3, user="alice")
@@ -163,9 +165,10 @@ async def test_user_is_recorded_and_reports_group_by_it(server: ServerProcess) -
 
     await ledger_rows(server, [reply.id])
     async with httpx.AsyncClient(base_url=server.url, headers={"authorization": f"Bearer {client.api_key}"}) as http:
-        for _ in range(50):
+        for _ in range(150):  # the ledger consumer writes the events a moment after they are served
             report = (await http.get("/v1/usage", params={"group_by": "user,model"})).json()
             if sum(line["requests"] for line in report["data"]) == 3:
                 break
+            await asyncio.sleep(0.2)
     lines = {(line["user"], line["model"]): line["requests"] for line in report["data"]}
     assert lines == {("alice", MODEL): 1, ("bob", MODEL): 1, ("alice", "all-minilm-l6-v2"): 1}
