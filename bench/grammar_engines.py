@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from models.runtime.token_text import byte_decoder
+
 
 def _text(instance: Any) -> str:
     return json.dumps(instance)  # ", " and ": " separators, as chat models usually print JSON
@@ -117,7 +119,7 @@ class OutlinesCore(Engine):
     def prepare(self, hf_tokenizer, eos, vocab_size):
         # Vocabulary.from_pretrained needs the Hub; build it from the tokenizer: byte-level BPE tokens back to
         # their bytes, special tokens left out (EOS must not be in the map).
-        decoder = {c: b for b, c in _bytes_to_unicode().items()}
+        decoder = byte_decoder()
         special = set(hf_tokenizer.all_special_ids) | set(hf_tokenizer.added_tokens_decoder)
         tokens: dict[bytes, list[int]] = {}
         for text, token_id in hf_tokenizer.get_vocab().items():
@@ -202,20 +204,6 @@ class XGrammar(Engine):
 
 
 ENGINES: list[type[Engine]] = [LLGuidance, OutlinesCore, XGrammar]
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's byte <-> printable character table that byte-level BPE vocabularies are written in."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) \
-        + list(range(ord("®"), ord("ÿ") + 1))
-    chars = printable[:]
-    extra = 0
-    for byte in range(256):
-        if byte not in printable:
-            printable.append(byte)
-            chars.append(256 + extra)
-            extra += 1
-    return dict(zip(printable, map(chr, chars), strict=True))
 
 
 _SHIFTS: dict[str, Any] = {}

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 @lru_cache(maxsize=1)
-def _byte_decoder() -> dict[str, int]:
+def byte_decoder() -> dict[str, int]:
     """GPT-2's printable spelling of each byte, reversed."""
     printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     codes = list(printable)
@@ -47,7 +47,7 @@ class TokenText:
     def _compute(self, token_id: int) -> tuple[str, tuple[int, ...]]:
         piece = self._tokenizer.id_to_token(token_id)
         if self._byte_level and piece is not None:
-            table = _byte_decoder()
+            table = byte_decoder()
             if all(ch in table for ch in piece):
                 raw = bytes(table[ch] for ch in piece)
                 return raw.decode("utf-8", errors="replace"), tuple(raw)
