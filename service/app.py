@@ -22,6 +22,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from billing.wiring import Billing, build_billing
 from meterway.db import Database
 from meterway.errors import MeterwayError
+from meterway.logs import configure_logging
 from models.catalog import ModelSpec, load_catalog
 from models.finetune.fine_tunes import FineTuneCatalog
 from models.pool import build_pool
@@ -39,7 +40,6 @@ from service.http.openapi import StrictStructSchemas, accurate_components, docum
 from service.key_throttle import KeyThrottle
 from service.keys import KeyService
 from service.lifecycle import Finishes
-from service.logs import configure_logging
 from service.pricing import BookQuotes
 from service.resolver import CatalogResolver
 from service.routes.billing import billing_dependencies, billing_handlers

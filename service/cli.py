@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 import httpx
+import structlog
 
 from meterway.settings import Settings, SettingsError, describe
 from service.cli_client import client, print_response
@@ -87,8 +88,9 @@ def _serve(args: argparse.Namespace) -> None:
               f"http://{settings.server.host}:{settings.server.port}/v1/keys\n", flush=True)
     host = args.host or settings.server.host
     port = args.port or settings.server.port
-    print(f"meterway serving on http://{host}:{port} (OpenAPI: /schema/swagger)", flush=True)
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False,
+    app = create_app(settings)  # configures the JSON logs
+    structlog.get_logger("meterway.cli").info("serving", url=f"http://{host}:{port}", openapi="/schema/swagger")
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False,
                 timeout_graceful_shutdown=10)
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import psutil
 import structlog
 
+from meterway.logs import configure_logging
 from models.pool import protocol as wire
 from models.runtime.api import GenerationRequest, LoadSpec, TokenDelta
 
@@ -176,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loader", default="models.runtime:load", help="module:function returning the model")
     args = parser.parse_args(argv)
     writer = FrameWriter(claim_stdout())
+    configure_logging(os.environ.get("METERWAY_LOG_LEVEL", "info"), sys.stderr, process="worker")
     # Import first, then wait: a standby worker is warm by the time the pool hands it a model to load.
     loader = resolve_loader(args.loader)
     source = sys.stdin.buffer
