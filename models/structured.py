@@ -10,6 +10,7 @@ ignored.
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import llguidance
@@ -34,8 +35,10 @@ def grammar_text(kind: str, source: str) -> str:
     return llguidance.LLMatcher.grammar_from_json_schema(schema, overrides=JSON_OPTIONS)
 
 
+@lru_cache(maxsize=1024)
 def validate(kind: str, source: str) -> str | None:
-    """Why this grammar cannot be enforced, or None when it can (checked without a vocabulary)."""
+    """Why this grammar cannot be enforced, or None when it can (checked without a vocabulary; cached by
+    grammar, as the workers cache their compiled matchers, so a repeated schema is not validated again)."""
     try:
         text = grammar_text(kind, source)
     except ValueError as exc:

@@ -98,6 +98,7 @@ class SamplingPlan:
         self._grammar_rows = torch.tensor([i for i, _ in self._grammars], dtype=torch.long, device=device)
         self._bitmask: torch.Tensor | None = None
         self._logprob_rows = [i for i, row in enumerate(rows) if row.logprobs >= 0]
+        self._logprob_index = torch.tensor(self._logprob_rows, dtype=torch.long, device=device)
         sampled = [i for i, row in enumerate(rows) if row.temperature > 0]
         self.all_greedy = not sampled
         if self.all_greedy:
@@ -168,8 +169,7 @@ class SamplingPlan:
     def _raw_logprobs(self, logits: torch.Tensor) -> torch.Tensor | None:
         if not self._logprob_rows:
             return None
-        rows = torch.tensor(self._logprob_rows, dtype=torch.long, device=logits.device)
-        return torch.log_softmax(logits.index_select(0, rows).float(), dim=-1)
+        return torch.log_softmax(logits.index_select(0, self._logprob_index).float(), dim=-1)
 
     def _logprobs(self, raw: torch.Tensor | None, tokens: list[int]) -> list[Logprob | None]:
         result: list[Logprob | None] = [None] * len(tokens)
