@@ -30,6 +30,8 @@ class ServerSettings:
     port: int = _env("METERWAY_PORT", "TCP port to serve on", 8080)
     max_body_bytes: int = _env("METERWAY_MAX_BODY_BYTES", "largest JSON request body accepted (413 past it)",
                                4 * 1024 * 1024)
+    json_max_depth: int = _env("METERWAY_JSON_MAX_DEPTH", "deepest nesting of a JSON request body (400 past it; "
+                               "at most 512)", 64)
     max_upload_bytes: int = _env("METERWAY_MAX_UPLOAD_BYTES", "largest fine-tune upload accepted",
                                  2 * 1024 * 1024 * 1024)
     log_level: str = _env("METERWAY_LOG_LEVEL", "structlog level: debug, info, warning, error", "info")
@@ -40,6 +42,10 @@ class ServerSettings:
                                    "list and serve the built-in deterministic 'meterway-echo' model", False)
     burst_hold_ms: float = _env("METERWAY_BURST_HOLD_MS", "longest a generation request waits for others the "
                                 "gateway is still reading, so that a burst is prefilled in one pass (0: off)", 25.0)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.json_max_depth <= 512:  # the standard library's scanner recurses once per level
+            raise SettingsError(f"METERWAY_JSON_MAX_DEPTH={self.json_max_depth} must be between 1 and 512")
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,10 @@ from models.tokenizer import TokenizerCache
 from service.arrivals import Arrivals
 from service.auth import Principal, secret_from_headers
 from service.http.errors import handle_exception
+from service.http.json_body import json_body_middleware
 from service.http.middleware import (
     allow_middleware,
     arrivals_middleware,
-    json_body_middleware,
     request_id_middleware,
 )
 from service.http.openapi import StrictStructSchemas, accurate_components, document_csv, document_errors
@@ -147,7 +147,8 @@ def create_app(settings: Settings, *, meter: UsageRecorder | None = None) -> Lit
         exception_handlers={Exception: handle_exception, MeterwayError: handle_exception},
         middleware=[DefineMiddleware(request_id_middleware, observe=parts.telemetry.observe),
                     DefineMiddleware(arrivals_middleware, arrivals=parts.arrivals), allow_middleware,
-                    json_body_middleware],
+                    DefineMiddleware(json_body_middleware, max_depth=settings.server.json_max_depth,
+                                     max_bytes=settings.server.max_body_bytes)],
         lifespan=[_lifespan(parts)],
         request_max_body_size=settings.server.max_body_bytes,
         openapi_config=_openapi(),

@@ -38,3 +38,9 @@ def test_serve_stops_with_the_message_and_no_traceback() -> None:
                             text=True, timeout=60, check=False)
     assert result.returncode == 1 and "meterway: unknown setting METERWAY_PORTT" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("depth", ["0", "513"])
+def test_the_json_depth_limit_is_bounded(depth: str) -> None:
+    with pytest.raises(SettingsError, match="METERWAY_JSON_MAX_DEPTH"):
+        Settings.from_env({"METERWAY_JSON_MAX_DEPTH": depth})

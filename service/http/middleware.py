@@ -8,13 +8,12 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import msgspec
 import structlog
 
 from service.arrivals import Arrivals, is_generation
 
 if TYPE_CHECKING:
-    from litestar.types import ASGIApp, HTTPResponseBodyEvent, HTTPResponseStartEvent, Message, Receive, Scope, Send
+    from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 log = structlog.get_logger("meterway.access")
 Observe = Callable[[int, float], None]
@@ -96,38 +95,3 @@ def allow_middleware(app: ASGIApp) -> ASGIApp:
         await app(scope, receive, send_allow)
 
     return middleware
-
-
-_JSON_TYPES = (b"application/json", b"application/*+json")
-
-
-def json_body_middleware(app: ASGIApp) -> ASGIApp:
-    """A route that takes a JSON body refuses another declared media type with 415 (OpenAI's error body)."""
-
-    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope.get("method") in ("POST", "PUT", "PATCH") and _takes_json(scope):
-            declared = dict(scope["headers"]).get(b"content-type", b"").split(b";")[0].strip().lower()
-            if declared and declared != b"application/json" and not declared.endswith(b"+json"):
-                await _refuse_media_type(send, declared.decode(errors="replace"))
-                return
-        await app(scope, receive, send)
-
-    return middleware
-
-
-def _takes_json(scope: Scope) -> bool:
-    handler = scope.get("route_handler")
-    signature = getattr(handler, "parsed_fn_signature", None)
-    return signature is not None and "data" in signature.parameters
-
-
-async def _refuse_media_type(send: Send, declared: str) -> None:
-    body = msgspec.json.encode({"error": {
-        "message": f"This route takes a JSON body (Content-Type: application/json), not {declared}.",
-        "type": "invalid_request_error", "param": None, "code": "unsupported_media_type"}})
-    start: HTTPResponseStartEvent = {
-        "type": "http.response.start", "status": 415,
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]}
-    done: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
-    await send(start)
-    await send(done)

@@ -47,3 +47,31 @@ def test_a_json_route_refuses_another_content_type(server: ServerProcess, tenant
                           headers={"authorization": f"Bearer {tenant_key}", "content-type": content_type})
     assert response.status_code == 415, response.text
     assert response.json()["error"]["code"] == "unsupported_media_type"
+
+
+@pytest.mark.parametrize("body", [
+    b'{"model": "meterway-echo", "model": "other", "messages": [{"role": "user", "content": "hi"}]}',
+    b'{"model": "meterway-echo", "messages": [{"role": "user", "role": "system", "content": "hi"}]}',
+])
+def test_a_repeated_key_is_refused_by_name(server: ServerProcess, tenant_key: str, body: bytes) -> None:
+    response = httpx.post(f"{server.url}/v1/chat/completions", content=body, timeout=60,
+                          headers={"authorization": f"Bearer {tenant_key}", "content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_json" and "repeats the key" in error["message"]
+
+
+def test_nesting_is_refused_past_the_configured_depth(server: ServerProcess, tenant_key: str) -> None:
+    def chat(depth: int) -> httpx.Response:  # the whole body is ``depth`` levels deep
+        nested: dict[str, object] = {}
+        for _ in range(depth - 2):
+            nested = {"a": nested}
+        body = {"model": "meterway-echo", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1,
+                "seed": 1, "extra": nested}
+        return httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=60,
+                          headers={"authorization": f"Bearer {tenant_key}"})
+
+    within = chat(64).json()["error"]  # past the depth check, refused by the request schema instead
+    assert within["code"] != "invalid_json" and within["param"] == "extra"
+    refused = chat(65)
+    assert refused.status_code == 400 and "nested more than 64 levels" in refused.json()["error"]["message"]
