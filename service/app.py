@@ -48,6 +48,7 @@ from service.routes.health import health_handlers
 from service.routes.keys import key_handlers
 from service.routes.openai import openai_handlers
 from service.routes.tenants import tenant_handlers
+from service.routes.uploads import upload_dependencies, upload_handlers
 from service.secrets import load_secrets
 from service.serving import Gates, ServingService
 from service.telemetry import Telemetry
@@ -137,9 +138,10 @@ def create_app(settings: Settings, *, meter: UsageRecorder | None = None) -> Lit
         "telemetry": Provide(lambda: parts.telemetry, use_cache=True, sync_to_thread=False),
         **billing_dependencies(parts.billing),
         **fine_tune_dependencies(parts.fine_tunes),
+        **upload_dependencies(settings.store_dir, settings.server.max_upload_bytes),
     }
     handlers = [*openai_handlers, *key_handlers, *tenant_handlers, *health_handlers, *billing_handlers,
-                *fine_tune_handlers]
+                *fine_tune_handlers, *upload_handlers]
     document_errors(handlers)
     app = Litestar(
         route_handlers=handlers,

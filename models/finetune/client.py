@@ -85,7 +85,7 @@ def pack(directory: Path, cache: Path) -> Path:
 
 
 class ResumableUploader:
-    """Sends one file through ``/v1/uploads`` and creates the fine-tune from it."""
+    """Sends one file through ``/v1/resumable_uploads`` and creates the fine-tune from it."""
 
     def __init__(
         self, client: httpx.Client, cache: Path | None = None, progress: Progress | None = None
@@ -124,13 +124,13 @@ class ResumableUploader:
         if state_file.exists():
             upload_id = json.loads(state_file.read_text())["upload_id"]
             with contextlib.suppress(UploadFailed):
-                self._json(self.client.get(f"/v1/uploads/{upload_id}"))
+                self._json(self.client.get(f"/v1/resumable_uploads/{upload_id}"))
                 return str(upload_id)
         filename = (
             archive.name if archive.name.endswith((".tar", ".tar.gz", ".tgz", ".zip")) else "upload.tar"
         )
         created = self._json(
-            self.client.post("/v1/uploads", json={"bytes": archive.stat().st_size, "filename": filename})
+            self.client.post("/v1/resumable_uploads", json={"bytes": archive.stat().st_size, "filename": filename})
         )
         self.cache.mkdir(parents=True, exist_ok=True)
         state_file.write_text(json.dumps({"upload_id": created["id"]}))
@@ -140,7 +140,7 @@ class ResumableUploader:
         """PUT chunks from the server's offset; after a broken connection ask the offset again and go on."""
         total = archive.stat().st_size
         failures = 0
-        offset = int(self._json(self.client.get(f"/v1/uploads/{upload_id}"))["offset"])
+        offset = int(self._json(self.client.get(f"/v1/resumable_uploads/{upload_id}"))["offset"])
         self.progress(offset, total)
         with archive.open("rb") as handle:
             while offset < total:
@@ -153,7 +153,7 @@ class ResumableUploader:
                 try:
                     offset = int(
                         self._json(
-                            self.client.put(f"/v1/uploads/{upload_id}", content=chunk, headers=headers)
+                            self.client.put(f"/v1/resumable_uploads/{upload_id}", content=chunk, headers=headers)
                         )["offset"]
                     )
                     failures = 0
@@ -164,7 +164,7 @@ class ResumableUploader:
                     ):
                         raise
                     time.sleep(min(0.2 * 2**failures, 5.0))
-                    offset = int(self._json(self.client.get(f"/v1/uploads/{upload_id}"))["offset"])
+                    offset = int(self._json(self.client.get(f"/v1/resumable_uploads/{upload_id}"))["offset"])
                 self.progress(offset, total)
 
     @staticmethod

@@ -6,7 +6,7 @@ part is written chunk by chunk, so a large upload never sits whole in memory.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from multipart import MultipartError, MultipartSegment, PushMultipartParser, parse_options_header
 
@@ -14,8 +14,13 @@ from meterway.errors import InvalidRequest, UploadRejected
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterable, AsyncIterator
+    from pathlib import Path
 
-    from models.finetune.staging import StagingArea
+class FileSink(Protocol):
+    """Where a form's file parts go: a fine-tune's staging area, an upload's part store."""
+
+    async def write_stream(self, name: str, chunks: AsyncIterable[bytes]) -> Path | None: ...
+
 
 MAX_FIELD_BYTES = 4096
 MAX_FIELDS = 16
@@ -29,12 +34,19 @@ def boundary_of(content_type: str) -> str:
     return str(options["boundary"])
 
 
-async def receive_form(body: AsyncIterable[bytes], content_type: str, area: StagingArea) -> dict[str, str]:
-    """Parse the form from ``body``: file parts into ``area``, text fields returned."""
+async def receive_form(body: AsyncIterable[bytes], content_type: str, area: FileSink,
+                       file_field: str | None = None) -> dict[str, str]:
+    """Parse the form from ``body``: file parts into ``area``, text fields returned.
+
+    With ``file_field``, a file under another field name is a 400 naming it (the form has one file field).
+    """
     fields: dict[str, str] = {}
     queue = _Parts(body, boundary_of(content_type))
     async for segment in queue.segments():
         if segment.filename is not None:
+            if file_field is not None and segment.name != file_field:
+                raise InvalidRequest(f"the form's file goes in the field {file_field!r}, not {segment.name!r}",
+                                     param=segment.name)
             await area.write_stream(segment.filename, queue.payload())
         else:
             fields[segment.name or ""] = await _field(segment, queue)

@@ -94,6 +94,13 @@ class StagingArea:
         os.replace(source, target)
         return target
 
+    def link(self, name: str, source: Path) -> Path:
+        """Hard-link a stored file (one archive) into the area; the file itself stays where it is."""
+        _, target = self.new_file(name, allow_archive=True)
+        self.count(source.stat().st_size)
+        os.link(source, target)
+        return target
+
     def take(self, relative: PurePosixPath) -> Path:
         """Remove a file from the upload's list (an archive about to be expanded); it stays on disk."""
         return self.files.pop(relative)

@@ -1,7 +1,7 @@
 """Resumable uploads: a session on disk that bytes are appended to at an offset, so a broken upload resumes.
 
-Protocol (like tus, in plain HTTP): ``POST /v1/uploads {"bytes": N}`` creates a session; ``PUT
-/v1/uploads/{id}`` with ``Upload-Offset: k`` (or ``Content-Range: bytes k-j/N``) appends; ``GET`` reports the
+Protocol (like tus, in plain HTTP): ``POST /v1/resumable_uploads {"bytes": N}`` creates a session; ``PUT
+/v1/resumable_uploads/{id}`` with ``Upload-Offset: k`` (or ``Content-Range: bytes k-j/N``) appends; ``GET`` reports the
 offset received so far, which is where a client resumes after a broken connection; ``POST
 /v1/fine_tuned_models {"upload_id": ...}`` finalises. Sessions belong to one tenant; another's is a 404.
 """

@@ -14,7 +14,16 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 if TYPE_CHECKING:
-    from litestar.types import ASGIApp, HTTPRequestEvent, HTTPResponseBodyEvent, HTTPResponseStartEvent, Receive, ReceiveMessage, Scope, Send
+    from litestar.types import (
+        ASGIApp,
+        HTTPRequestEvent,
+        HTTPResponseBodyEvent,
+        HTTPResponseStartEvent,
+        Receive,
+        ReceiveMessage,
+        Scope,
+        Send,
+    )
 
 _JSON_METHODS = ("POST", "PUT", "PATCH")
 

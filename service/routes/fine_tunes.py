@@ -13,6 +13,7 @@ from litestar import Request, delete, get, post, put
 from litestar.di import Provide
 from msgspec import Meta
 
+from files.store import FileStore
 from meterway.errors import InvalidRequest, PayloadTooLarge
 from models.finetune.catalog import epoch_seconds
 from models.finetune.multipart_form import receive_form
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from models.finetune.fine_tunes import FineTuneCatalog
+    from models.finetune.staging import StagingArea
     from models.finetune.tables import FineTunedModelRow
 
 MAX_JSON_BYTES = 64 * 1024
@@ -31,16 +33,17 @@ UPLOAD_FILENAME = "upload.tar"
 
 
 class CreateUpload(msgspec.Struct, kw_only=True):
-    """``POST /v1/uploads``: how many bytes will follow (and, optionally, the archive's name)."""
+    """``POST /v1/resumable_uploads``: how many bytes will follow (and, optionally, the archive's name)."""
 
     bytes: Annotated[int, Meta(ge=1)]
     filename: str = UPLOAD_FILENAME
 
 
 class CreateFineTune(msgspec.Struct, kw_only=True):
-    """``POST /v1/fine_tuned_models`` as JSON, finalising a resumable upload (an archive)."""
+    """``POST /v1/fine_tuned_models`` as JSON, from a finished resumable upload or a file (an archive)."""
 
-    upload_id: str
+    upload_id: str | None = None  # meterway's resumable upload, consumed
+    file_id: str | None = None  # a file of purpose fine-tune (OpenAI's Uploads API), kept
     base: str
     name: str
     kind: str = "lora"
@@ -67,7 +70,7 @@ def fine_tune_body(row: FineTunedModelRow) -> dict[str, Any]:
     }
 
 
-async def _limited(request: Request[Any, Any, Any], limit: int) -> AsyncIterator[bytes]:
+async def limited_body(request: Request[Any, Any, Any], limit: int) -> AsyncIterator[bytes]:
     """The request body as it arrives, refused (413) once past ``limit`` bytes."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -81,7 +84,7 @@ async def _limited(request: Request[Any, Any, Any], limit: int) -> AsyncIterator
 
 
 async def _json(request: Request[Any, Any, Any], kind: type[Any]) -> Any:
-    body = b"".join([chunk async for chunk in _limited(request, MAX_JSON_BYTES)])
+    body = b"".join([chunk async for chunk in limited_body(request, MAX_JSON_BYTES)])
     try:
         return msgspec.json.decode(body, type=kind)
     except msgspec.DecodeError as exc:
@@ -102,20 +105,20 @@ def _offset(request: Request[Any, Any, Any]) -> int:
     return int(raw)
 
 
-@post("/v1/uploads", summary="Open a resumable upload", tags=["Fine-tunes"], status_code=201)
+@post("/v1/resumable_uploads", summary="Open a resumable upload", tags=["Fine-tunes"], status_code=201)
 async def create_upload(data: CreateUpload, principal: Principal, uploads: UploadSessions) -> dict[str, Any]:
     """Open a session for ``bytes`` bytes; 413 past the server's upload limit."""
     return uploads.create(principal.billing_tenant, data.bytes, data.filename).body()
 
 
-@get("/v1/uploads/{upload_id:str}", summary="Where a resumable upload stands", tags=["Fine-tunes"])
+@get("/v1/resumable_uploads/{upload_id:str}", summary="Where a resumable upload stands", tags=["Fine-tunes"])
 async def get_upload(upload_id: str, principal: Principal, uploads: UploadSessions) -> dict[str, Any]:
     """The offset received so far: where a client resumes after a broken connection."""
     return uploads.status(principal.billing_tenant, upload_id).body()
 
 
 @put(
-    "/v1/uploads/{upload_id:str}",
+    "/v1/resumable_uploads/{upload_id:str}",
     summary="Append bytes to a resumable upload",
     tags=["Fine-tunes"],
     request_max_body_size=None,
@@ -128,13 +131,13 @@ async def append_upload(
         principal.billing_tenant,
         upload_id,
         _offset(request),
-        _limited(request, uploads.limits.max_upload_bytes),
+        limited_body(request, uploads.limits.max_upload_bytes),
     )
     return status.body()
 
 
 @delete(
-    "/v1/uploads/{upload_id:str}", summary="Abandon a resumable upload", tags=["Fine-tunes"], status_code=200
+    "/v1/resumable_uploads/{upload_id:str}", summary="Abandon a resumable upload", tags=["Fine-tunes"], status_code=200
 )
 async def delete_upload(upload_id: str, principal: Principal, uploads: UploadSessions) -> dict[str, Any]:
     """Drop the session and its bytes."""
@@ -153,6 +156,7 @@ async def create_fine_tune(
     principal: Principal,
     fine_tunes: FineTuneService,
     uploads: UploadSessions,
+    files: FileStore,
     request: Request[Any, Any, Any],
 ) -> dict[str, Any]:
     """A multipart upload (fields + files or one archive), or JSON naming a finished resumable upload."""
@@ -160,7 +164,7 @@ async def create_fine_tune(
     with fine_tunes.staging() as area:
         if content_type.startswith("multipart/"):
             fields = await receive_form(
-                _limited(request, fine_tunes.limits.max_upload_bytes), content_type, area
+                limited_body(request, fine_tunes.limits.max_upload_bytes), content_type, area
             )
             new = fine_tunes.new_request(
                 principal,
@@ -184,11 +188,26 @@ async def create_fine_tune(
                 output_price=data.output_price_per_million,
             )
             await fine_tunes.ensure_new(new)  # a name clash must not consume the upload
-            path, status = uploads.data(principal.billing_tenant, data.upload_id)
-            area.adopt(status.filename, path)
-            uploads.remove(principal.billing_tenant, data.upload_id)
+            _take_archive(data, principal.billing_tenant, uploads, files, area)
             row = await fine_tunes.create(new, area)
     return fine_tune_body(row)
+
+
+def _take_archive(data: CreateFineTune, owner: str, uploads: UploadSessions, files: FileStore,
+                  area: StagingArea) -> None:
+    """Put the archive ``data`` names into ``area``: a resumable upload is consumed, a file is linked."""
+    if (data.upload_id is None) == (data.file_id is None):
+        raise InvalidRequest("name the archive with exactly one of upload_id or file_id", param="file_id")
+    if data.upload_id is not None:
+        path, status = uploads.data(owner, data.upload_id)
+        area.adopt(status.filename, path)
+        uploads.remove(owner, data.upload_id)
+        return
+    assert data.file_id is not None
+    file = files.get(owner, data.file_id)
+    if file.purpose != "fine-tune":
+        raise InvalidRequest(f"file {file.id} has purpose {file.purpose!r}, not 'fine-tune'", param="file_id")
+    area.link(file.filename, files.data(owner, file.id))
 
 
 @get("/v1/fine_tuned_models", summary="List your fine-tuned models", tags=["Fine-tunes"])

@@ -117,6 +117,7 @@ def build_app(store: Path, database_url: str, max_upload_bytes: int) -> Any:
     from models.finetune.fine_tunes import FineTuneCatalog
     from models.finetune.limits import UploadLimits
     from service.http.errors import handle_exception
+    from service.routes.uploads import upload_dependencies
 
     database = Database.connect(database_url)
     prices = PriceBook(database.sessions, "usd")
@@ -134,7 +135,8 @@ def build_app(store: Path, database_url: str, max_upload_bytes: int) -> Any:
 
     app = Litestar(
         route_handlers=fine_tune_handlers,
-        dependencies={"principal": Provide(principal), **fine_tune_dependencies(fine_tunes)},
+        dependencies={"principal": Provide(principal), **fine_tune_dependencies(fine_tunes),
+                      **upload_dependencies(store, max_upload_bytes)},
         exception_handlers={Exception: handle_exception, MeterwayError: handle_exception},
         on_shutdown=[database.close],
         request_max_body_size=1024 * 1024,

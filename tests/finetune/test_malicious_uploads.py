@@ -218,6 +218,6 @@ def test_upload_over_the_size_limit_is_413(make_server: object) -> None:
         )
         assert response.status_code == 413
         assert response.json()["error"]["code"] == "payload_too_large"
-        session = client.post("/v1/uploads", json={"bytes": 512 * 1024})
+        session = client.post("/v1/resumable_uploads", json={"bytes": 512 * 1024})
         assert session.status_code == 413
     assert server.leftovers() == []

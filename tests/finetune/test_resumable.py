@@ -28,7 +28,7 @@ def broken_put(server: UploadServer, upload_id: str, offset: int, total: int, bo
     """Announce ``body`` but send only its first ``sent`` bytes, wait until they are stored, then hang up."""
     url = urlparse(server.url)
     head = (
-        f"PUT /v1/uploads/{upload_id} HTTP/1.1\r\nHost: {url.netloc}\r\nx-test-tenant: acme\r\n"
+        f"PUT /v1/resumable_uploads/{upload_id} HTTP/1.1\r\nHost: {url.netloc}\r\nx-test-tenant: acme\r\n"
         f"Content-Range: bytes {offset}-{offset + len(body) - 1}/{total}\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode()
@@ -36,7 +36,7 @@ def broken_put(server: UploadServer, upload_id: str, offset: int, total: int, bo
         sock.sendall(head + body[:sent])
         with server.client() as client:
             deadline = time.monotonic() + 30
-            while client.get(f"/v1/uploads/{upload_id}").json()["offset"] < offset + sent:
+            while client.get(f"/v1/resumable_uploads/{upload_id}").json()["offset"] < offset + sent:
                 assert time.monotonic() < deadline, "server never stored the bytes it received"
                 time.sleep(0.05)
 
@@ -53,24 +53,24 @@ def test_broken_upload_resumes_from_the_server_offset(upload_server: UploadServe
     data = adapter_tar(adapter_dir)
     total, half = len(data), len(data) // 2
     with upload_server.client() as client:
-        session = client.post("/v1/uploads", json={"bytes": total, "filename": "adapter.tar"}).json()
+        session = client.post("/v1/resumable_uploads", json={"bytes": total, "filename": "adapter.tar"}).json()
         upload_id = session["id"]
         assert (session["offset"], session["status"]) == (0, "pending")
         broken_put(upload_server, upload_id, 0, total, data[:half], sent=half // 2)
-        status = client.get(f"/v1/uploads/{upload_id}").json()
+        status = client.get(f"/v1/resumable_uploads/{upload_id}").json()
         assert status["offset"] == half // 2
         wrong = client.put(
-            f"/v1/uploads/{upload_id}",
+            f"/v1/resumable_uploads/{upload_id}",
             content=data[half:],
             headers={"content-range": f"bytes {half}-{total - 1}/{total}"},
         )
         assert wrong.status_code == 409
         assert wrong.headers["upload-offset"] == str(half // 2)
         done = client.put(
-            f"/v1/uploads/{upload_id}", content=data[half // 2 :], headers={"upload-offset": str(half // 2)}
+            f"/v1/resumable_uploads/{upload_id}", content=data[half // 2 :], headers={"upload-offset": str(half // 2)}
         )
         assert done.json()["status"] == "complete"
-        unfinished = client.post("/v1/uploads", json={"bytes": 10}).json()["id"]
+        unfinished = client.post("/v1/resumable_uploads", json={"bytes": 10}).json()["id"]
         assert (
             client.post(
                 "/v1/fine_tuned_models",
@@ -83,16 +83,16 @@ def test_broken_upload_resumes_from_the_server_offset(upload_server: UploadServe
             json={"upload_id": upload_id, "base": BASE, "name": "support-bot", "kind": "lora"},
         )
         assert created.status_code == 201, created.text
-        assert client.get(f"/v1/uploads/{upload_id}").status_code == 404  # consumed
+        assert client.get(f"/v1/resumable_uploads/{upload_id}").status_code == 404  # consumed
         # A name clash is refused before a second upload is consumed: it can be finalised under another name.
-        second = client.post("/v1/uploads", json={"bytes": total}).json()["id"]
-        client.put(f"/v1/uploads/{second}", content=data, headers={"upload-offset": "0"})
+        second = client.post("/v1/resumable_uploads", json={"bytes": total}).json()["id"]
+        client.put(f"/v1/resumable_uploads/{second}", content=data, headers={"upload-offset": "0"})
         clash = client.post(
             "/v1/fine_tuned_models",
             json={"upload_id": second, "base": BASE, "name": "support-bot", "kind": "lora"},
         )
         assert clash.status_code == 409
-        assert client.get(f"/v1/uploads/{second}").json()["status"] == "complete"
+        assert client.get(f"/v1/resumable_uploads/{second}").json()["status"] == "complete"
         renamed = client.post(
             "/v1/fine_tuned_models",
             json={"upload_id": second, "base": BASE, "name": "support-bot-2", "kind": "lora"},
@@ -106,18 +106,18 @@ def test_broken_upload_resumes_from_the_server_offset(upload_server: UploadServe
 
 def test_upload_sessions_are_private_and_bounded(upload_server: UploadServer) -> None:
     with upload_server.client("acme") as acme, upload_server.client("globex") as globex:
-        upload_id = acme.post("/v1/uploads", json={"bytes": 4}).json()["id"]
-        assert globex.get(f"/v1/uploads/{upload_id}").status_code == 404
+        upload_id = acme.post("/v1/resumable_uploads", json={"bytes": 4}).json()["id"]
+        assert globex.get(f"/v1/resumable_uploads/{upload_id}").status_code == 404
         assert (
             globex.put(
-                f"/v1/uploads/{upload_id}", content=b"abcd", headers={"upload-offset": "0"}
+                f"/v1/resumable_uploads/{upload_id}", content=b"abcd", headers={"upload-offset": "0"}
             ).status_code
             == 404
         )
-        assert acme.get("/v1/uploads/../../etc").status_code == 404
-        too_much = acme.put(f"/v1/uploads/{upload_id}", content=b"abcdef", headers={"upload-offset": "0"})
+        assert acme.get("/v1/resumable_uploads/../../etc").status_code == 404
+        too_much = acme.put(f"/v1/resumable_uploads/{upload_id}", content=b"abcdef", headers={"upload-offset": "0"})
         assert too_much.status_code == 413
-        assert acme.delete(f"/v1/uploads/{upload_id}").json()["deleted"] is True
+        assert acme.delete(f"/v1/resumable_uploads/{upload_id}").json()["deleted"] is True
 
 
 class CutOnce(httpx.BaseTransport):
@@ -179,10 +179,10 @@ def test_second_run_resumes_the_session_the_first_left(
     [state] = cache.glob("state-*")
     with upload_server.client() as client:
         upload_id = __import__("json").loads(state.read_text())["upload_id"]
-        held = client.get(f"/v1/uploads/{upload_id}").json()["offset"]
+        held = client.get(f"/v1/resumable_uploads/{upload_id}").json()["offset"]
         created = ResumableUploader(client, cache).upload(job)
         assert created["id"] == f"ft:{BASE}:acme:support-bot"
-        assert client.get(f"/v1/uploads/{upload_id}").status_code == 404
+        assert client.get(f"/v1/resumable_uploads/{upload_id}").status_code == 404
     assert held < archive.stat().st_size  # what arrived before the break (if anything) was kept
 
 
@@ -192,7 +192,7 @@ def _send_once(uploader: ResumableUploader) -> Any:
     def send(upload_id: str, archive: Path, chunk_bytes: int) -> None:
         with archive.open("rb") as handle:
             chunk = handle.read(chunk_bytes)
-        uploader.client.put(f"/v1/uploads/{upload_id}", content=chunk, headers={"upload-offset": "0"})
+        uploader.client.put(f"/v1/resumable_uploads/{upload_id}", content=chunk, headers={"upload-offset": "0"})
 
     return send
 

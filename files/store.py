@@ -1,0 +1,76 @@
+"""Tenant-private files on disk: ``<root>/<file-id>/data`` and ``meta.json``; another tenant's file is a 404."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from meterway.errors import NotFound
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+PURPOSES = ("fine-tune",)
+_ID = re.compile(r"^file-[0-9a-f]{24}$")
+
+
+@dataclass(frozen=True)
+class FileObject:
+    """One stored file, as OpenAI's File object describes it."""
+
+    id: str
+    owner: str
+    bytes: int
+    created_at: int
+    filename: str
+    purpose: str
+
+    def body(self) -> dict[str, Any]:
+        return {"id": self.id, "object": "file", "bytes": self.bytes, "created_at": self.created_at,
+                "filename": self.filename, "purpose": self.purpose, "status": "processed",
+                "expires_at": None, "status_details": None}
+
+
+class FileStore:
+    """Files under ``root``, each in its own directory, renamed into place only when whole."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def adopt(self, owner: str, source: Path, filename: str, purpose: str) -> FileObject:
+        """Move the finished ``source`` (same file system) in as a new file of ``owner``."""
+        file_id = f"file-{uuid.uuid4().hex[:24]}"
+        building = self.root / f".{file_id}"
+        building.mkdir(parents=True, mode=0o700)
+        os.replace(source, building / "data")
+        size = (building / "data").stat().st_size
+        meta: dict[str, Any] = {"owner": owner, "bytes": size, "created_at": int(time.time()),
+                                "filename": filename, "purpose": purpose}
+        (building / "meta.json").write_text(json.dumps(meta))
+        os.replace(building, self.root / file_id)
+        return FileObject(file_id, **meta)
+
+    def get(self, owner: str, file_id: str) -> FileObject:
+        """The file, or ``NotFound`` (also for another tenant's)."""
+        meta_file = self.root / file_id / "meta.json"
+        if not _ID.match(file_id) or not meta_file.exists():
+            raise NotFound(f"No such File object: {file_id}", param="file_id")
+        meta = json.loads(meta_file.read_text())
+        if meta["owner"] != owner:
+            raise NotFound(f"No such File object: {file_id}", param="file_id")
+        return FileObject(file_id, **meta)
+
+    def data(self, owner: str, file_id: str) -> Path:
+        """Where the file's bytes are (read-only for the caller)."""
+        return self.root / self.get(owner, file_id).id / "data"
+
+    def delete(self, owner: str, file_id: str) -> FileObject:
+        found = self.get(owner, file_id)
+        shutil.rmtree(self.root / file_id, ignore_errors=True)
+        return found
