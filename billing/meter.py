@@ -49,14 +49,21 @@ class Meter:
             try:
                 await self.bus.publish(event)
                 return
-            except BusUnavailable as exc:
-                self._bus_down = True
-                log.warning("usage_bus_down_spooling", error=str(exc), request_id=event.request_id)
+            except asyncio.CancelledError as exc:  # the client library's future, cancelled as its link drops
+                if (task := asyncio.current_task()) is not None and task.cancelling():
+                    raise
+                self._spooling(exc, event)
+            except Exception as exc:  # BusUnavailable, or a failure the bus client does not declare: keep it
+                self._spooling(exc, event)
         try:
             await self.spool.append(event)
         except OSError as exc:  # neither bus nor disk: the one case an event cannot be kept
             log.critical("usage_event_not_durable", request_id=event.request_id, error=str(exc))
             raise BillingUnavailable("usage could not be recorded") from exc
+
+    def _spooling(self, exc: BaseException, event: UsageEvent) -> None:
+        self._bus_down = True
+        log.warning("usage_bus_down_spooling", error=str(exc) or type(exc).__name__, request_id=event.request_id)
 
     async def forward_spool(self) -> int:
         """Re-publish spooled events; clears ``bus_down`` once the bus takes them. Returns events sent."""

@@ -15,6 +15,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import structlog
+
 from meterway.errors import GenerationTimeout, MeterwayError, WorkerCrashed
 from meterway.failures import tolerated
 from service.protocol import SSE_DONE, PromptTokensDetails, Usage, sse
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
     from models.runtime.api import TokenDelta
     from service.inference import Choice, Run
     from service.jobs import Plan
+
+log = structlog.get_logger("meterway.serving")
 
 ChunkMaker = Callable[[int, "TokenDelta"], Any]
 
@@ -53,7 +57,13 @@ class Finishes:
     def later(self, run: Run, status: str, *, delivered: bool = True) -> None:
         task = asyncio.create_task(run.finish(status, delivered=delivered))
         self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._pending.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("generation_finish_failed", error=str(exc), error_type=type(exc).__name__,
+                      exc_info=exc)
 
     async def drain(self) -> None:
         """Wait for every pending finish (app shutdown)."""

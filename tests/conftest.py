@@ -12,6 +12,7 @@ import pytest
 from tests.server import ServerProcess
 
 ServerFactory = Callable[..., ServerProcess]
+pytest_plugins = ["tests.battery"]
 
 REPO = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("METERWAY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")

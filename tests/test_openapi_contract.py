@@ -35,6 +35,7 @@ def _schemathesis(url: str, key: str, seed: int) -> subprocess.CompletedProcess[
         capture_output=True, text=True, timeout=900, check=False)
 
 
+@pytest.mark.battery(9)
 @pytest.mark.parametrize("who", ["admin", "tenant"])
 def test_schemathesis_finds_no_failure(start_server: ServerFactory, who: str) -> None:
     server = start_server()

@@ -9,8 +9,9 @@ from typing import Any
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from meterway.errors import InternalFailure, InvalidRequest, MeterwayError
+from meterway.errors import InternalFailure, InvalidRequest, MeterwayError, Unavailable
 
 log = structlog.get_logger("meterway.http")
 
@@ -35,13 +36,29 @@ def error_headers(error: MeterwayError) -> dict[str, str]:
 
 def to_meterway(exc: Exception) -> MeterwayError:
     """Any exception as a ``MeterwayError``; unexpected ones become a 500 without internals."""
+    if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:  # a dependency's task group
+        return to_meterway(exc.exceptions[0])  # type: ignore[arg-type]
     if isinstance(exc, MeterwayError):
         return exc
+    if _database_unreachable(exc):
+        error = Unavailable("The service's database is unreachable; retry shortly.")
+        error.retry_after = 1.0
+        return error
     if isinstance(exc, HTTPException):
         return _from_http(exc)
     if isinstance(exc, RecursionError):  # only JSON decoding recurses this deep
         return InvalidRequest("The JSON body is nested too deeply.", code="invalid_json")
     return InternalFailure("The server had an error while processing your request.")
+
+
+def _database_unreachable(exc: BaseException) -> bool:
+    """A lost or refused database connection (a fact of the moment, not of the request)."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, ConnectionError | TimeoutError) or (
+        exc.__cause__ is not None and exc.__cause__ is not exc and _database_unreachable(exc.__cause__))
 
 
 def _from_http(exc: HTTPException) -> MeterwayError:

@@ -76,11 +76,11 @@ def error_codes(path: str, methods: Iterable[str]) -> tuple[int, ...]:
     """The error statuses a route can answer."""
     if path in _OPEN:
         return ()
-    codes = {400, 401, 403, 404}
+    codes = {400, 401, 403, 404, 503}  # 503: the database unreachable (keys, tenants, prices live there)
     if set(methods) & {"POST", "PUT", "PATCH"}:
         codes |= {413, 415}
     if path in _INFERENCE:
-        codes |= {402, 429, 503}
+        codes |= {402, 429}
         if path != "/v1/embeddings":
             codes.add(504)
     if path.startswith(_CONFLICTS):

@@ -29,6 +29,7 @@ BODIES = {
 }
 
 
+@pytest.mark.battery(13)
 @pytest.mark.parametrize("name", list(BODIES))
 def test_a_malformed_body_is_a_4xx_with_openais_error_body(server: ServerProcess, tenant_key: str,
                                                            name: str) -> None:

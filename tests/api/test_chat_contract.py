@@ -26,6 +26,7 @@ def _prompt_tokens(hf_tokenizer, messages) -> int:  # type: ignore[no-untyped-de
     return len(ids["input_ids"] if hasattr(ids, "keys") else ids)
 
 
+@pytest.mark.battery(14)
 async def test_chat_answers_from_the_real_model(client: openai.AsyncOpenAI, hf_tokenizer) -> None:  # type: ignore[no-untyped-def]
     reply = await client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=12, temperature=0)
     assert "Paris" in (reply.choices[0].message.content or "")
@@ -69,6 +70,7 @@ async def test_default_sampling_follows_the_model_card(client: openai.AsyncOpenA
     assert default == await ask(temperature=0.2, top_p=0.9)
 
 
+@pytest.mark.battery(14)
 async def test_stream_with_usage_matches_the_unstreamed_answer(client: openai.AsyncOpenAI) -> None:
     plain = await client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=10, temperature=0)
     stream = await client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=10, temperature=0,
@@ -86,6 +88,7 @@ async def test_stream_with_usage_matches_the_unstreamed_answer(client: openai.As
     assert finishes == [plain.choices[0].finish_reason]
 
 
+@pytest.mark.battery(14)
 async def test_stream_without_usage_has_no_usage_chunk(client: openai.AsyncOpenAI) -> None:
     stream = await client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=4, stream=True)
     chunks = [chunk async for chunk in stream]

@@ -22,6 +22,7 @@ def _error(response: httpx.Response) -> dict[str, object]:
     return dict(body["error"])
 
 
+@pytest.mark.battery(11)
 async def test_missing_and_bad_keys_are_401(server: ServerProcess) -> None:
     async with httpx.AsyncClient(base_url=server.url) as http:
         missing = await http.get("/v1/models")
@@ -33,6 +34,7 @@ async def test_missing_and_bad_keys_are_401(server: ServerProcess) -> None:
         await client.chat.completions.create(model=MODEL, messages=HELLO)
 
 
+@pytest.mark.battery(11)
 async def test_revoked_key_is_refused(server: ServerProcess) -> None:
     created = server.create_key("revoked-tenant")
     client = openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key=str(created["secret"]), max_retries=0)
@@ -63,6 +65,7 @@ async def test_malformed_json_and_wrong_types_name_the_field(server: ServerProce
     assert missing.status_code == 400 and _error(missing)["param"] == "messages"
 
 
+@pytest.mark.battery(13)
 async def test_prompt_longer_than_context_is_refused(client: openai.AsyncOpenAI) -> None:
     long_prompt = [{"role": "user", "content": "word " * 9000}]
     with pytest.raises(openai.BadRequestError) as caught:
@@ -73,6 +76,7 @@ async def test_prompt_longer_than_context_is_refused(client: openai.AsyncOpenAI)
     assert too_much.value.code == "context_length_exceeded"
 
 
+@pytest.mark.battery(13)
 async def test_oversized_body_is_413(server: ServerProcess, tenant_key: str) -> None:
     padding = b"a" * (10 << 20)
     body = b'{"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": "' + padding + b'"}]}'

@@ -60,6 +60,7 @@ def _cli(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=60)
 
 
+@pytest.mark.battery(11)
 async def test_key_lifecycle_and_hygiene(gateway: ServerProcess) -> None:
     created = _cli(gateway, "keys", "create", "--tenant", "acme", "--name", "ci")
     assert created.returncode == 0, created.stderr
@@ -96,6 +97,7 @@ async def test_rotation_keeps_the_old_secret_for_the_grace_period(gateway: Serve
     assert rotated["expires_at"] is None
 
 
+@pytest.mark.battery(10)
 async def test_tenant_routes_are_isolated_and_admin_routes_refused(gateway: ServerProcess) -> None:
     own = gateway.create_key("tenant-a")
     other = gateway.create_key("tenant-b")
@@ -109,6 +111,7 @@ async def test_tenant_routes_are_isolated_and_admin_routes_refused(gateway: Serv
     assert create.status_code == 403 and create.json()["error"]["type"] == "permission_error"
 
 
+@pytest.mark.battery(10)
 async def test_usage_is_per_tenant_and_the_admin_sees_all(gateway: ServerProcess) -> None:
     ids = []
     secrets = {}

@@ -16,6 +16,7 @@ import pytest
 from tests.api.ledger import ledger_rows
 
 if TYPE_CHECKING:
+    from tests.battery import Figures
     from tests.server import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -99,7 +100,8 @@ async def _one_request(http: httpx.AsyncClient, key: str, index: int, rng: rando
     return request_id, usage["prompt_tokens"], usage["completion_tokens"], kind
 
 
-async def test_conservation_over_2000_requests_across_20_keys(server: ServerProcess) -> None:
+@pytest.mark.battery(1)
+async def test_conservation_over_2000_requests_across_20_keys(server: ServerProcess, figures: Figures) -> None:
     keys = [str(server.create_key(f"cons-{i}-{uuid.uuid4().hex[:6]}")["secret"]) for i in range(20)]
     rng = random.Random(2026)
     limit = asyncio.Semaphore(24)
@@ -118,6 +120,11 @@ async def test_conservation_over_2000_requests_across_20_keys(server: ServerProc
     served = [r for r in results if r[3] != "abandon"]
     assert sum(r[2] for r in served) == sum(rows[r[0]]["completion_tokens"] for r in served)
     assert sum(r[1] for r in served) == sum(rows[r[0]]["prompt_tokens"] for r in served)
-    for request_id, _prompt, seen, kind in results:
-        if kind == "abandon":
-            assert seen <= rows[request_id]["completion_tokens"] <= 400
+    abandoned = [r for r in results if r[3] == "abandon"]
+    figures.record(requests=len(ids), keys=20, streamed=sum(r[3] != "plain" for r in results),
+                   abandoned=len(abandoned), ledger_entries=len(rows),
+                   tokens_returned=sum(r[1] + r[2] for r in served),
+                   tokens_billed=sum(rows[r[0]]["prompt_tokens"] + rows[r[0]]["completion_tokens"] for r in served),
+                   duplicated=len([r for r in ledger["all"] if r["request_id"] in rows]) - len(rows))
+    for request_id, _prompt, seen, _kind in abandoned:
+        assert seen <= rows[request_id]["completion_tokens"] <= 400

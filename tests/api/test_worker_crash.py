@@ -27,6 +27,7 @@ def _worker_pids(server: ServerProcess) -> list[int]:
     return [c.pid for c in children if "models.pool.worker" in " ".join(c.cmdline())]
 
 
+@pytest.mark.battery(5)
 async def test_worker_killed_mid_stream(server: ServerProcess, tenant_key: str) -> None:
     headers = {"Authorization": f"Bearer {tenant_key}"}
     body = {"model": MODEL, "messages": [{"role": "user", "content": "Write a long story about a dragon."}],

@@ -87,6 +87,7 @@ async def _check_spool_then_forward(meter: Meter, proxy: TcpProxy, make_event, c
     return events
 
 
+@pytest.mark.battery(7)
 async def test_nats_down_spools_and_forwards(sqlite_url, tmp_path, make_event) -> None:
     name = f"MWTEST_{uuid.uuid4().hex[:10]}"
     options = BusOptions(stream=name, subject=f"mwtest.{name}", durable=f"{name}_ledger")
@@ -107,6 +108,7 @@ async def test_nats_down_spools_and_forwards(sqlite_url, tmp_path, make_event) -
         await database.close()
 
 
+@pytest.mark.battery(7)
 async def test_database_down_spools_for_the_local_bus(pg_url, tmp_path, make_event) -> None:
     proxy = TcpProxy(5432)
     via_proxy = pg_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
@@ -125,6 +127,7 @@ async def test_database_down_spools_for_the_local_bus(pg_url, tmp_path, make_eve
         await database.close()
 
 
+@pytest.mark.battery(7)
 async def test_spool_of_a_gateway_killed_mid_way_is_forwarded_by_the_next(sqlite_url, tmp_path,
                                                                          make_event) -> None:
     spool_dir = tmp_path / "spool"

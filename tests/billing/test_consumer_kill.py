@@ -25,6 +25,8 @@ from tests.billing.conftest import T0
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from tests.battery import Figures
+
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = 4000
 KILLS = 4
@@ -90,14 +92,18 @@ def _events(make_event) -> list:
     return [make_event(prompt_tokens=i % 97 + 1, started_at=T0 + timedelta(seconds=i)) for i in range(EVENTS)]
 
 
-def _assert_exactly_once(counts: tuple[int, int, int], events: list, killed_at: list[int]) -> None:
+def _assert_exactly_once(counts: tuple[int, int, int], events: list, killed_at: list[int],
+                         figures: Figures) -> None:
+    figures.record(events=len(events), republished=300, consumer_kills=len(killed_at), ledger_rows=counts[0],
+                   lost=len(events) - counts[1], duplicated=counts[0] - counts[1])
     assert counts == (len(events), len(events), sum(e.prompt_tokens for e in events))
     assert len(killed_at) == KILLS
     assert any(0 < at < len(events) for at in killed_at)  # at least one kill landed mid-load
 
 
+@pytest.mark.battery(6)
 @pytest.mark.slow
-async def test_local_bus_consumer_killed_repeatedly(database_url, tmp_path, make_event) -> None:
+async def test_local_bus_consumer_killed_repeatedly(database_url, tmp_path, make_event, figures: Figures) -> None:
     database = Database.connect(database_url)
     bus = LocalOutboxBus(database, BusOptions())
     consumer = ConsumerProcess({"METERWAY_DATABASE_URL": database_url, "METERWAY_HOME": str(tmp_path),
@@ -111,14 +117,15 @@ async def test_local_bus_consumer_killed_repeatedly(database_url, tmp_path, make
     events = _events(make_event)
     try:
         killed_at = await _run_load(database, consumer, events, publish)
-        _assert_exactly_once(await _ledger_count(database), events, killed_at)
+        _assert_exactly_once(await _ledger_count(database), events, killed_at, figures)
         assert await bus.pending() == 0
     finally:
         await database.close()
 
 
+@pytest.mark.battery(6)
 @pytest.mark.slow
-async def test_nats_consumer_killed_repeatedly(sqlite_url, tmp_path, make_event) -> None:
+async def test_nats_consumer_killed_repeatedly(sqlite_url, tmp_path, make_event, figures: Figures) -> None:
     name = f"MWTEST_{uuid.uuid4().hex[:10]}"
     options = BusOptions(stream=name, subject=f"mwtest.{name}", durable=f"{name}_ledger", ack_wait_s=2.0)
     database = Database.connect(sqlite_url)
@@ -136,7 +143,7 @@ async def test_nats_consumer_killed_repeatedly(sqlite_url, tmp_path, make_event)
     events = _events(make_event)
     try:
         killed_at = await _run_load(database, consumer, events, publish)
-        _assert_exactly_once(await _ledger_count(database), events, killed_at)
+        _assert_exactly_once(await _ledger_count(database), events, killed_at, figures)
     finally:
         js = await bus._jetstream()
         await js.delete_stream(options.stream)

@@ -58,6 +58,7 @@ def _ledger_tokens(rows, tenant: str) -> int:
     return sum(r.prompt_tokens + r.completion_tokens for r in rows if r.tenant == tenant and r.billable)
 
 
+@pytest.mark.battery(8)
 async def test_export_crash_before_recording_then_again_matches_the_ledger(database, make_event,
                                                                             stripe_server) -> None:
     await _tenants(database, acme="cus_acme", beta="cus_beta", gamma=None)
@@ -106,6 +107,7 @@ async def test_linking_an_unknown_tenant_is_not_found(database) -> None:
         await link_stripe_customer(database.sessions, "nobody", "cus_x")
 
 
+@pytest.mark.battery(8)
 def test_local_stripe_server_applies_stripes_rules(stripe_server) -> None:
     client = stripe.StripeClient(stripe_server.api_key, base_addresses={"api": stripe_server.url},
                                  max_network_retries=0)

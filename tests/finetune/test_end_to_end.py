@@ -88,6 +88,7 @@ def peft_chat(base_dir: Path, adapter_dir: Path) -> str:
     return str(tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
 
 
+@pytest.mark.battery(10)
 @pytest.mark.slow
 async def test_fine_tune_end_to_end(
     server: ServerProcess, adapter_dir: Path, store_dir: Path, tmp_path: Path

@@ -166,6 +166,7 @@ MESSAGES = {
 }
 
 
+@pytest.mark.battery(12)
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_malicious_upload_is_refused_and_leaves_nothing(upload_server: UploadServer, case: str) -> None:
     with upload_server.client() as client:
@@ -181,6 +182,7 @@ def test_malicious_upload_is_refused_and_leaves_nothing(upload_server: UploadSer
     assert not canary(upload_server).exists()
 
 
+@pytest.mark.battery(12)
 def test_gzip_bomb_is_refused_by_ratio(make_server: object) -> None:
     server = make_server(max_upload_bytes=8 * 1024 * 1024)  # type: ignore[operator]
     bomb = tar_bytes(member("adapter_model.safetensors", b"\0" * (64 * 1024 * 1024)), compress=True)
@@ -192,6 +194,7 @@ def test_gzip_bomb_is_refused_by_ratio(make_server: object) -> None:
     assert server.leftovers() == []
 
 
+@pytest.mark.battery(12)
 def test_zip_that_lies_about_its_sizes_is_refused(upload_server: UploadServer) -> None:
     honest = zip_bytes(("adapter_config.json", b" " * 100_000, 0o100644))
     # Patch the declared uncompressed size (local header and central directory) down to 10 bytes.
@@ -209,6 +212,7 @@ def test_zip_that_lies_about_its_sizes_is_refused(upload_server: UploadServer) -
     assert upload_server.leftovers() == []
 
 
+@pytest.mark.battery(12)
 def test_upload_over_the_size_limit_is_413(make_server: object) -> None:
     server = make_server(max_upload_bytes=256 * 1024)  # type: ignore[operator]
     with server.client() as client:

@@ -37,6 +37,7 @@ def upload_in_parts(ai: openai.OpenAI, data: bytes, parts: int) -> openai.types.
                                md5=hashlib.md5(data, usedforsecurity=False).hexdigest())
 
 
+@pytest.mark.battery(10)
 async def test_an_adapter_uploaded_in_parts_becomes_a_file_and_a_fine_tune(
         server: ServerProcess, adapter_dir: Path, tmp_path: Path) -> None:
     tenant = f"parts-{uuid.uuid4().hex[:6]}"

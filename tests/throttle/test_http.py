@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
     from pathlib import Path
 
+    from tests.battery import Figures
+
 pytestmark = pytest.mark.slow
 ECHO = "meterway-echo"
 HELLO = [{"role": "user", "content": "hi"}]
@@ -122,7 +124,9 @@ async def test_the_openai_client_retries_after_waiting(gateways: list[ServerProc
     assert answer.usage is not None and answer.usage.completion_tokens == 2
 
 
-async def test_cancelled_streams_release_their_slots(gateways: list[ServerProcess], tenant: str) -> None:
+@pytest.mark.battery(4)
+async def test_cancelled_streams_release_their_slots(gateways: list[ServerProcess], tenant: str,
+                                                 figures: Figures) -> None:
     secret = _secret(gateways[0], tenant, max_concurrency=2)
     headers = {"Authorization": f"Bearer {secret}"}
     body = {"model": ECHO, "messages": HELLO, "max_tokens": 4000, "stream": True}
@@ -138,6 +142,7 @@ async def test_cancelled_streams_release_their_slots(gateways: list[ServerProces
                 assert over.status_code == 429
                 assert over.json()["error"]["code"] == "concurrency_limit_exceeded"
             await _until_full_concurrency(http, gateways, secret, slots=2)
+    figures.record(gateways=2, rounds=3, streams_abandoned=6, slots=2, slots_released=2)
 
 
 async def _until_full_concurrency(http: httpx.AsyncClient, gateways: list[ServerProcess], secret: str,
@@ -174,16 +179,20 @@ async def _price_of_one(gateway: ServerProcess, tenant: str, max_tokens: int) ->
     return _cost(probe.json()["usage"])
 
 
-async def test_budget_race_on_a_new_key(gateways: list[ServerProcess], tenant: str) -> None:
+@pytest.mark.battery(3)
+async def test_budget_race_on_a_new_key(gateways: list[ServerProcess], tenant: str, figures: Figures) -> None:
     price = await _price_of_one(gateways[0], tenant, 1000)
     budget = price * 10 + price / 2
     secret = _secret(gateways[0], tenant, budget_amount=str(budget), budget_period="day")
     admitted, spend = await _budget_race(gateways, secret, 1000)
+    figures.record(simultaneous=100, gateways=2, budget_covers=10, admitted=admitted, budget=budget, spend=spend)
     assert admitted == 10
     assert spend <= budget
 
 
-async def test_budget_race_on_a_key_that_already_spent(gateways: list[ServerProcess], tenant: str) -> None:
+@pytest.mark.battery(3)
+async def test_budget_race_on_a_key_that_already_spent(gateways: list[ServerProcess], tenant: str,
+                                                      figures: Figures) -> None:
     price = await _price_of_one(gateways[0], tenant, 1000)
     budget = price * 14 + price / 2
     secret = _secret(gateways[0], tenant, budget_amount=str(budget), budget_period="day")
@@ -191,6 +200,8 @@ async def test_budget_race_on_a_key_that_already_spent(gateways: list[ServerProc
         for index in range(4):
             assert (await _chat(http, gateways[index % 2].url, secret, 1000)).status_code == 200
     admitted, spend = await _budget_race(gateways, secret, 1000)  # 4 spent: the budget covers 10 more
+    figures.record(simultaneous=100, already_spent=4, budget_covers=10, admitted=admitted, budget=budget,
+                   spend=price * 4 + spend)
     assert admitted == 10
     assert price * 4 + spend <= budget
 
@@ -214,8 +225,9 @@ async def test_limits_survive_a_gateway_restart(store_dir: Path, gateway_env: di
         second.stop()
 
 
+@pytest.mark.battery(2)
 async def test_twenty_keys_at_twice_their_rpm_and_tpm_on_two_gateways(gateways: list[ServerProcess],
-                                                                       tenant: str) -> None:
+                                                                       tenant: str, figures: Figures) -> None:
     """Every key is offered 2x its RPM and TPM, half its requests through each gateway, over the rest of
     this minute and two whole minutes. In every key-window: admitted <= limit; in whole windows >= 90%."""
     rpm, max_tokens = 30, 8
@@ -229,6 +241,12 @@ async def test_twenty_keys_at_twice_their_rpm_and_tpm_on_two_gateways(gateways: 
         drives = [_drive_key(http, gateways, secret, max_tokens, offset=0.1 + 0.02 * index, end=end)
                   for index, secret in enumerate(keys)]
         outcomes = await asyncio.gather(*drives)
+    windows_seen = [w for windows in outcomes for w in windows.items()]
+    whole = [counts for window, counts in windows_seen if window * 60 >= first_whole]
+    figures.record(keys=20, gateways=2, offered="2x rpm and tpm", rpm=rpm, tpm=tpm, key_windows=len(windows_seen),
+                   most_admitted_requests=max(c[0] for _w, c in windows_seen),
+                   most_admitted_tokens=max(c[1] for _w, c in windows_seen),
+                   fewest_admitted_in_a_whole_window=min((c[0] for c in whole), default=0))
     for windows in outcomes:
         for window, (requests, tokens) in windows.items():
             assert requests <= rpm and tokens <= tpm, windows
