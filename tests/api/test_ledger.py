@@ -14,6 +14,7 @@ import openai
 import pytest
 
 from tests.api.ledger import ledger_rows
+from tests.battery import scaled
 
 if TYPE_CHECKING:
     from tests.battery import Figures
@@ -102,6 +103,7 @@ async def _one_request(http: httpx.AsyncClient, key: str, index: int, rng: rando
 
 @pytest.mark.battery(1)
 async def test_conservation_over_2000_requests_across_20_keys(server: ServerProcess, figures: Figures) -> None:
+    total = int(scaled(2000, 6000))  # the battery command runs 6,000
     keys = [str(server.create_key(f"cons-{i}-{uuid.uuid4().hex[:6]}")["secret"]) for i in range(20)]
     rng = random.Random(2026)
     limit = asyncio.Semaphore(24)
@@ -110,13 +112,13 @@ async def test_conservation_over_2000_requests_across_20_keys(server: ServerProc
             async with limit:
                 return await _one_request(http, keys[index % 20], index, rng)
 
-        results = await asyncio.gather(*(run(i) for i in range(2000)))
+        results = await asyncio.gather(*(run(i) for i in range(total)))
     ids = [r[0] for r in results]
-    assert len(set(ids)) == 2000
+    assert len(set(ids)) == total
     ledger = await ledger_rows(server, ids, timeout_s=120)
     rows = ledger["by_id"]
-    assert len(rows) == 2000, f"{2000 - len(rows)} requests missing from the ledger"
-    assert len([r for r in ledger["all"] if r["request_id"] in rows]) == 2000  # one entry per request id
+    assert len(rows) == total, f"{total - len(rows)} requests missing from the ledger"
+    assert len([r for r in ledger["all"] if r["request_id"] in rows]) == total  # one entry per request id
     served = [r for r in results if r[3] != "abandon"]
     assert sum(r[2] for r in served) == sum(rows[r[0]]["completion_tokens"] for r in served)
     assert sum(r[1] for r in served) == sum(rows[r[0]]["prompt_tokens"] for r in served)

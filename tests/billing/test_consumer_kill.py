@@ -20,6 +20,7 @@ from billing.local_bus import LocalOutboxBus
 from billing.nats_bus import NatsJetStreamBus
 from billing.tables import LedgerEntryRow
 from meterway.db import Database
+from tests.battery import scaled
 from tests.billing.conftest import T0
 
 if TYPE_CHECKING:
@@ -28,8 +29,8 @@ if TYPE_CHECKING:
     from tests.battery import Figures
 
 REPO = Path(__file__).resolve().parents[2]
-EVENTS = 4000
-KILLS = 4
+EVENTS = int(scaled(4000, 10000))  # the battery command runs 10,000 events and 8 kills
+KILLS = int(scaled(4, 8))
 NATS_URL = "nats://127.0.0.1:4222"
 
 
