@@ -50,7 +50,8 @@ _MEANINGS = {
     413: "The request body is larger than the server accepts",
     415: "The body is not of a media type this route accepts",
     429: "Rate limited or the model's queue is full; ``Retry-After`` says when to retry",
-    503: "The model is loading or usage cannot be recorded; ``Retry-After`` says when to retry",
+    503: "The model is loading, usage cannot be recorded or the database is unreachable; ``Retry-After`` says "
+         "when to retry",
     504: "The generation ran past the server's time limit",
 }
 _INFERENCE = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
