@@ -20,6 +20,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from billing.wiring import Billing, build_billing
+from endpoints.service import EndpointService
 from meterway.db import Database
 from meterway.errors import MeterwayError
 from meterway.logs import configure_logging
@@ -43,6 +44,7 @@ from service.lifecycle import Finishes
 from service.pricing import BookQuotes
 from service.resolver import CatalogResolver
 from service.routes.billing import billing_dependencies, billing_handlers
+from service.routes.endpoints import endpoint_dependencies, endpoint_handlers
 from service.routes.fine_tunes import fine_tune_dependencies, fine_tune_handlers
 from service.routes.health import health_handlers
 from service.routes.keys import key_handlers
@@ -81,6 +83,7 @@ class AppParts:
     catalog: list[ModelSpec]
     quotes: BookQuotes
     arrivals: Arrivals
+    endpoints: EndpointService
 
 
 def build_parts(settings: Settings, *, meter: UsageRecorder | None = None) -> AppParts:
@@ -105,8 +108,13 @@ def build_parts(settings: Settings, *, meter: UsageRecorder | None = None) -> Ap
     gates = Gates(throttle, meter or billing.meter, billing.meter, arrivals, finishes)
     serving = ServingService(settings, resolver, TokenizerCache(settings.store_dir), pool, quotes, gates)
     telemetry = Telemetry(pool, settings.server.metrics_token)
+
+    async def check_model(model: str, tenant: str) -> None:  # a deployment's model: one its owner may call
+        await resolver.resolve(model, Principal(tenant=tenant, key_id=None))
+
+    endpoints = EndpointService(database.sessions, check_model)
     return AppParts(settings, database, keys, pool, billing, serving, finishes, telemetry, throttle, fine_tunes,
-                    catalog, quotes, arrivals)
+                    catalog, quotes, arrivals, endpoints)
 
 
 def _freeze_startup_heap() -> None:
@@ -139,9 +147,10 @@ def create_app(settings: Settings, *, meter: UsageRecorder | None = None) -> Lit
         **billing_dependencies(parts.billing),
         **fine_tune_dependencies(parts.fine_tunes),
         **upload_dependencies(settings.store_dir, settings.server.max_upload_bytes),
+        **endpoint_dependencies(parts.endpoints),
     }
     handlers = [*openai_handlers, *key_handlers, *tenant_handlers, *health_handlers, *billing_handlers,
-                *fine_tune_handlers, *upload_handlers]
+                *fine_tune_handlers, *upload_handlers, *endpoint_handlers]
     document_errors(handlers)
     app = Litestar(
         route_handlers=handlers,

@@ -92,6 +92,9 @@ def plan_completion(request: CompletionRequest, model: ModelSpec, tokenizer: Pro
     prompts = [_prompt_ids(p, tokenizer) for p in _prompt_list(request.prompt)]
     if not prompts or len(prompts) > 16:
         raise InvalidRequest("'prompt' must hold between 1 and 16 prompts.", param="prompt")
+    if any(not ids for ids in prompts):  # the engine needs a token to start from; OpenAI's BOS is model-specific
+        raise InvalidRequest("Each prompt must hold at least one token; an empty prompt gives the model nothing "
+                             "to continue.", param="prompt")
     plan = _plan(request_id, "completions", model, prompts, request, request.max_tokens, max_n, "prompt", options)
     return replace(plan, logprobs=options.logprobs >= 0)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -54,8 +55,8 @@ def _pg_admin(statement: str) -> None:
     asyncio.run(run())
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
+@contextlib.contextmanager
+def fresh_pg_database() -> Iterator[str]:
     """A new PostgreSQL database on the machine's server, migrated by Alembic, dropped afterwards."""
     from meterway.db import migrate
 
@@ -68,6 +69,20 @@ def pg_url() -> Iterator[str]:
         yield url
     finally:
         _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A new, migrated PostgreSQL database for one test."""
+    with fresh_pg_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def module_pg_url() -> Iterator[str]:
+    """A new, migrated PostgreSQL database shared by one module's tests (e.g. by their server)."""
+    with fresh_pg_database() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -15,14 +15,15 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("meterway", "models", "billing", "files", "service")
+PACKAGES = ("meterway", "models", "billing", "files", "endpoints", "service")
 # Which packages each package may import (itself always).
 ALLOWED = {
     "meterway": set(),
     "models": {"meterway", "billing"},
     "billing": {"meterway", "models"},
     "files": {"meterway"},
-    "service": {"meterway", "models", "billing", "files"},
+    "endpoints": {"meterway"},
+    "service": {"meterway", "models", "billing", "files", "endpoints"},
 }
 
 

@@ -119,6 +119,10 @@ async def test_legacy_completions(client: openai.AsyncOpenAI) -> None:
                                              temperature=0, stream=True)
     text = "".join([chunk.choices[0].text async for chunk in stream if chunk.choices])
     assert text == reply.choices[0].text
+    for empty in ("", [""], []):  # found by schemathesis: an empty prompt was a 500 from the worker
+        with pytest.raises(openai.BadRequestError) as refused:
+            await client.completions.create(model=MODEL, prompt=empty, max_tokens=2)
+        assert refused.value.param == "prompt"
 
 
 async def test_models_list_and_retrieve(client: openai.AsyncOpenAI) -> None:

@@ -1,0 +1,168 @@
+"""The management API of endpoints and deployments: create or update (idempotent ``PUT``), list, get, delete.
+
+An endpoint belongs to one tenant; another tenant's is a 404, as if it did not exist, and its name is taken
+(409) because names are global. Weight changes run in one transaction that reads the endpoint row for
+update, so concurrent changes cannot leave traffic summing to anything but 100.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from endpoints.rules import check_name, check_weights, holds_traffic
+from endpoints.tables import DeploymentRow, EndpointRow
+from meterway.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+    CheckModel = Callable[[str, str], Awaitable[None]]  # (model, tenant): raises when the tenant cannot use it
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who manages: a tenant (``tenant``) or the platform admin (``tenant`` None)."""
+
+    tenant: str | None
+
+    def owner(self, requested: str | None) -> str:
+        """The tenant a new endpoint belongs to: the caller's own, or the one the admin names."""
+        if self.tenant is None:
+            if requested is None:
+                raise InvalidRequest("the admin names the endpoint's owner in `tenant`", param="tenant")
+            return requested
+        if requested not in (None, self.tenant):
+            raise PermissionDenied("a tenant key manages only its own tenant's endpoints")
+        return self.tenant
+
+    def sees(self, row: EndpointRow) -> bool:
+        return self.tenant is None or row.tenant == self.tenant
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    kind: str
+    description: str
+    auth_mode: str
+    traffic: dict[str, int]
+    mirror_traffic: dict[str, int]
+    tenant: str | None = None
+
+
+class EndpointService:
+    """Endpoints and deployments in the database."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], check_model: CheckModel) -> None:
+        self._sessions, self._check_model = sessions, check_model
+
+    async def put(self, caller: Caller, name: str, spec: EndpointSpec) -> dict[str, Any]:
+        check_name(name, "name")
+        now = datetime.now(UTC)
+        async with self._sessions() as session, session.begin():
+            row = await self._locked(session, name)
+            if row is not None and not caller.sees(row):
+                raise Conflict(f"the endpoint name {name!r} is taken", param="name")
+            owner = caller.owner(spec.tenant) if row is None else row.tenant
+            if row is not None and spec.tenant not in (None, row.tenant):
+                raise Conflict(f"endpoint {name!r} belongs to another tenant", param="tenant")
+            deployments = await self._deployments(session, name)
+            check_weights(spec.traffic, spec.mirror_traffic, {d.name for d in deployments})
+            if row is None:
+                row = EndpointRow(name=name, tenant=owner, created_at=now)
+                session.add(row)
+            row.kind, row.description, row.auth_mode = spec.kind, spec.description, spec.auth_mode
+            row.traffic, row.mirror_traffic, row.updated_at = dict(spec.traffic), dict(spec.mirror_traffic), now
+            return endpoint_body(row, deployments)
+
+    async def all(self, caller: Caller) -> list[dict[str, Any]]:
+        async with self._sessions() as session:
+            query = select(EndpointRow).order_by(EndpointRow.name)
+            if caller.tenant is not None:
+                query = query.where(EndpointRow.tenant == caller.tenant)
+            rows = (await session.execute(query)).scalars().all()
+            return [endpoint_body(row, await self._deployments(session, row.name)) for row in rows]
+
+    async def get(self, caller: Caller, name: str) -> dict[str, Any]:
+        async with self._sessions() as session:
+            row = await self._visible(session, caller, name)
+            return endpoint_body(row, await self._deployments(session, name))
+
+    async def delete(self, caller: Caller, name: str) -> None:
+        async with self._sessions() as session, session.begin():
+            row = await self._visible(session, caller, name, lock=True)
+            for deployment in await self._deployments(session, name):
+                await session.delete(deployment)
+            await session.delete(row)
+
+    async def put_deployment(self, caller: Caller, endpoint: str, name: str, model: str,
+                             capacity: str) -> dict[str, Any]:
+        check_name(name, "deployment")
+        now = datetime.now(UTC)
+        async with self._sessions() as session, session.begin():
+            owner = await self._visible(session, caller, endpoint, lock=True)
+            await self._check_model(model, owner.tenant)
+            row = await session.get(DeploymentRow, f"{endpoint}/{name}")
+            if row is None:
+                row = DeploymentRow(id=f"{endpoint}/{name}", endpoint=endpoint, name=name, created_at=now)
+                session.add(row)
+            row.model, row.capacity, row.updated_at = model, capacity, now
+            return deployment_body(row)
+
+    async def get_deployment(self, caller: Caller, endpoint: str, name: str) -> dict[str, Any]:
+        async with self._sessions() as session:
+            await self._visible(session, caller, endpoint)
+            return deployment_body(await self._deployment(session, endpoint, name))
+
+    async def delete_deployment(self, caller: Caller, endpoint: str, name: str) -> None:
+        async with self._sessions() as session, session.begin():
+            owner = await self._visible(session, caller, endpoint, lock=True)
+            row = await self._deployment(session, endpoint, name)
+            if holds_traffic(name, owner.traffic, owner.mirror_traffic):
+                raise Conflict(f"deployment {name!r} still takes traffic; move its traffic (and mirror "
+                               "traffic) to 0 first", param="deployment")
+            await session.delete(row)
+
+    async def _locked(self, session: AsyncSession, name: str) -> EndpointRow | None:
+        query = select(EndpointRow).where(EndpointRow.name == name).with_for_update()
+        return (await session.execute(query)).scalar_one_or_none()
+
+    async def _visible(self, session: AsyncSession, caller: Caller, name: str, *,
+                       lock: bool = False) -> EndpointRow:
+        row = await self._locked(session, name) if lock else await session.get(EndpointRow, name)
+        if row is None or not caller.sees(row):
+            raise NotFound(f"endpoint {name!r} does not exist", param="endpoint")
+        return row
+
+    async def _deployment(self, session: AsyncSession, endpoint: str, name: str) -> DeploymentRow:
+        row = await session.get(DeploymentRow, f"{endpoint}/{name}")
+        if row is None:
+            raise NotFound(f"deployment {name!r} of endpoint {endpoint!r} does not exist", param="deployment")
+        return row
+
+    async def _deployments(self, session: AsyncSession, endpoint: str) -> list[DeploymentRow]:
+        query = select(DeploymentRow).where(DeploymentRow.endpoint == endpoint).order_by(DeploymentRow.name)
+        return list((await session.execute(query)).scalars().all())
+
+
+def _seconds(moment: datetime) -> int:
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
+
+
+def endpoint_body(row: EndpointRow, deployments: list[DeploymentRow]) -> dict[str, Any]:
+    return {"name": row.name, "object": "endpoint", "kind": row.kind, "owner": row.tenant,
+            "description": row.description, "auth_mode": row.auth_mode, "traffic": row.traffic,
+            "mirror_traffic": row.mirror_traffic, "deployments": [deployment_body(d) for d in deployments],
+            "created_at": _seconds(row.created_at), "updated_at": _seconds(row.updated_at)}
+
+
+def deployment_body(row: DeploymentRow) -> dict[str, Any]:
+    # A serverless deployment runs on the shared pool, which loads its model on the first call: always ready.
+    return {"name": row.name, "object": "deployment", "endpoint": row.endpoint, "model": row.model,
+            "capacity": row.capacity, "state": "ready", "created_at": _seconds(row.created_at),
+            "updated_at": _seconds(row.updated_at)}

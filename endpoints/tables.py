@@ -1,0 +1,42 @@
+"""ORM tables of endpoints and their deployments (migrated by 0006)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from meterway.tables import Base
+
+
+class EndpointRow(Base):
+    """An endpoint: its name is global (it is part of the scoring URL), its owner one tenant."""
+
+    __tablename__ = "endpoints"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    description: Mapped[str] = mapped_column(String(256))
+    auth_mode: Mapped[str] = mapped_column(String(8))
+    traffic: Mapped[dict[str, Any]] = mapped_column(JSON)  # deployment -> percent, sums to 100 or empty
+    mirror_traffic: Mapped[dict[str, Any]] = mapped_column(JSON)  # deployment -> percent, sum <= 50
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DeploymentRow(Base):
+    """A deployment of one model behind one endpoint."""
+
+    __tablename__ = "deployments"
+    __table_args__ = (UniqueConstraint("endpoint", "name"),)
+
+    id: Mapped[str] = mapped_column(String(72), primary_key=True)  # <endpoint>/<name>
+    endpoint: Mapped[str] = mapped_column(String(32), ForeignKey("endpoints.name", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(255))
+    capacity: Mapped[str] = mapped_column(String(16))  # "serverless": the shared pool, scale to zero
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

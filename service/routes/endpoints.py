@@ -1,0 +1,104 @@
+"""Endpoint and deployment management: ``/v1/endpoints`` (admin or the owning tenant).
+
+Each handler decodes, calls one ``EndpointService`` method and encodes. ``PUT`` creates or updates, so
+applying the same spec twice leaves one resource.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from litestar import delete, get, put
+from litestar.di import Provide
+from msgspec import Meta
+
+from endpoints.service import Caller, EndpointService, EndpointSpec
+from service.auth import Principal
+from service.http.fields import Body, Name
+
+# DNS-label style: the name is part of the endpoint's URL.
+Label = Annotated[str, Meta(pattern=r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$", min_length=1, max_length=32,
+                            description="lower-case letters, digits and '-', starting with a letter")]
+Percent = Annotated[int, Meta(ge=0, le=100)]
+TAGS = ["Endpoints"]
+
+
+class EndpointPut(Body):
+    """``PUT /v1/endpoints/{name}``: the endpoint as it should be."""
+
+    kind: Literal["online"] = "online"  # serverless and batch endpoints arrive with their issues
+    description: Annotated[str, Meta(max_length=256)] = ""
+    auth_mode: Literal["key"] = "key"  # "token" arrives with the token-auth issue
+    traffic: dict[Label, Percent] = {}
+    mirror_traffic: dict[Label, Percent] = {}
+    tenant: Name | None = None  # the admin names the owner
+
+
+class DeploymentPut(Body):
+    """``PUT /v1/endpoints/{name}/deployments/{deployment}``: which model, on what capacity."""
+
+    model: Annotated[str, Meta(min_length=1, max_length=255)]
+    capacity: Literal["serverless"] = "serverless"  # dedicated instances arrive with the pool's support
+
+
+def _caller(principal: Principal) -> Caller:
+    return Caller(None if principal.is_admin else principal.tenant)
+
+
+@put("/v1/endpoints/{name:str}", summary="Create or update an endpoint", tags=TAGS)
+async def put_endpoint(name: str, data: EndpointPut, principal: Principal,
+                       endpoints: EndpointService) -> dict[str, Any]:
+    """Idempotent; traffic sums to 100 (or is empty), mirror traffic to at most 50."""
+    spec = EndpointSpec(data.kind, data.description, data.auth_mode, data.traffic, data.mirror_traffic,
+                        data.tenant)
+    return await endpoints.put(_caller(principal), name, spec)
+
+
+@get("/v1/endpoints", summary="List endpoints", tags=TAGS)
+async def list_endpoints(principal: Principal, endpoints: EndpointService) -> dict[str, Any]:
+    """The caller's endpoints (every tenant's for the admin)."""
+    return {"object": "list", "data": await endpoints.all(_caller(principal))}
+
+
+@get("/v1/endpoints/{name:str}", summary="Get an endpoint", tags=TAGS)
+async def get_endpoint(name: str, principal: Principal, endpoints: EndpointService) -> dict[str, Any]:
+    """One endpoint with its deployments; another tenant's is a 404."""
+    return await endpoints.get(_caller(principal), name)
+
+
+@delete("/v1/endpoints/{name:str}", summary="Delete an endpoint", tags=TAGS, status_code=200)
+async def delete_endpoint(name: str, principal: Principal, endpoints: EndpointService) -> dict[str, Any]:
+    """Delete the endpoint and its deployments."""
+    await endpoints.delete(_caller(principal), name)
+    return {"name": name, "object": "endpoint", "deleted": True}
+
+
+@put("/v1/endpoints/{name:str}/deployments/{deployment:str}", summary="Create or update a deployment",
+     tags=TAGS)
+async def put_deployment(name: str, deployment: str, data: DeploymentPut, principal: Principal,
+                         endpoints: EndpointService) -> dict[str, Any]:
+    """The model must be one the endpoint's owner may call (a catalog model or its own fine-tune)."""
+    return await endpoints.put_deployment(_caller(principal), name, deployment, data.model, data.capacity)
+
+
+@get("/v1/endpoints/{name:str}/deployments/{deployment:str}", summary="Get a deployment", tags=TAGS)
+async def get_deployment(name: str, deployment: str, principal: Principal,
+                         endpoints: EndpointService) -> dict[str, Any]:
+    return await endpoints.get_deployment(_caller(principal), name, deployment)
+
+
+@delete("/v1/endpoints/{name:str}/deployments/{deployment:str}", summary="Delete a deployment", tags=TAGS,
+        status_code=200)
+async def delete_deployment(name: str, deployment: str, principal: Principal,
+                            endpoints: EndpointService) -> dict[str, Any]:
+    """Refused (409) while the deployment takes live or mirrored traffic."""
+    await endpoints.delete_deployment(_caller(principal), name, deployment)
+    return {"name": deployment, "object": "deployment", "deleted": True}
+
+
+endpoint_handlers = [put_endpoint, list_endpoints, get_endpoint, delete_endpoint, put_deployment,
+                     get_deployment, delete_deployment]
+
+
+def endpoint_dependencies(service: EndpointService) -> dict[str, Provide]:
+    return {"endpoints": Provide(lambda: service, use_cache=True, sync_to_thread=False)}
