@@ -13,7 +13,6 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import PG_ADMIN_URL, _pg_admin
 from tests.server import ServerProcess
 
 from .conftest import REDIS_URL, _drop_keys
@@ -34,18 +33,9 @@ INPUT_PRICE, OUTPUT_PRICE = Decimal("1.00") / 10**6, Decimal("2.00") / 10**6
 
 
 @pytest.fixture(scope="module")
-def shared_database() -> Iterator[str]:
+def shared_database(module_pg_url: str) -> str:
     """One PostgreSQL database for both gateways (keys created on one authenticate on the other)."""
-    from meterway.db import migrate
-
-    name = f"mw_{uuid.uuid4().hex[:12]}"
-    _pg_admin(f'CREATE DATABASE "{name}"')
-    url = f"{PG_ADMIN_URL.rsplit('/', 1)[0].replace('postgresql://', 'postgresql+asyncpg://')}/{name}"
-    try:
-        migrate(url)
-        yield url
-    finally:
-        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return module_pg_url
 
 
 @pytest.fixture(scope="module")
