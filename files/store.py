@@ -20,6 +20,18 @@ PURPOSES = ("fine-tune",)
 _ID = re.compile(r"^file-[0-9a-f]{24}$")
 
 
+def owned_meta(root: Path, item_id: str, pattern: re.Pattern[str], owner: str, missing: NotFound) -> dict[str, Any]:
+    """``<root>/<item_id>/meta.json`` when the id is well formed and ``owner`` owns it; ``missing`` otherwise, so
+    that another tenant's item is as absent as one that never existed."""
+    meta_file = root / item_id / "meta.json"
+    if not pattern.match(item_id) or not meta_file.exists():
+        raise missing
+    meta: dict[str, Any] = json.loads(meta_file.read_text())
+    if meta["owner"] != owner:
+        raise missing
+    return meta
+
+
 @dataclass(frozen=True)
 class FileObject:
     """One stored file, as OpenAI's File object describes it."""
@@ -58,13 +70,8 @@ class FileStore:
 
     def get(self, owner: str, file_id: str) -> FileObject:
         """The file, or ``NotFound`` (also for another tenant's)."""
-        meta_file = self.root / file_id / "meta.json"
-        if not _ID.match(file_id) or not meta_file.exists():
-            raise NotFound(f"No such File object: {file_id}", param="file_id")
-        meta = json.loads(meta_file.read_text())
-        if meta["owner"] != owner:
-            raise NotFound(f"No such File object: {file_id}", param="file_id")
-        return FileObject(file_id, **meta)
+        missing = NotFound(f"No such File object: {file_id}", param="file_id")
+        return FileObject(file_id, **owned_meta(self.root, file_id, _ID, owner, missing))
 
     def data(self, owner: str, file_id: str) -> Path:
         """Where the file's bytes are (read-only for the caller)."""

@@ -20,7 +20,7 @@ import uuid
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from files.store import PURPOSES, FileStore
+from files.store import PURPOSES, FileStore, owned_meta
 from meterway.errors import InvalidRequest, NotFound, PayloadTooLarge
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ class Uploads:
 
     async def add_part(self, owner: str, upload_id: str, chunks: AsyncIterable[bytes]) -> dict[str, Any]:
         """Store one part (at most 64 MiB) of a pending upload."""
-        meta = self._pending(owner, upload_id)
+        self._pending(owner, upload_id)  # refused before any byte is written
         part_id = f"part_{uuid.uuid4().hex[:24]}"
         parts = self.root / upload_id / "parts"
         partial, size = parts / f".{part_id}", 0
@@ -132,13 +132,8 @@ class Uploads:
         return meta
 
     def _meta(self, owner: str, upload_id: str) -> dict[str, Any]:
-        meta_file = self.root / upload_id / "meta.json"
-        if not _UPLOAD_ID.match(upload_id) or not meta_file.exists():
-            raise NotFound(f"No such upload: {upload_id}", param="upload_id")
-        meta: dict[str, Any] = json.loads(meta_file.read_text())
-        if meta["owner"] != owner:
-            raise NotFound(f"No such upload: {upload_id}", param="upload_id")
-        return meta
+        return owned_meta(self.root, upload_id, _UPLOAD_ID, owner,
+                          NotFound(f"No such upload: {upload_id}", param="upload_id"))
 
     def _write(self, upload_id: str, meta: dict[str, Any]) -> None:
         temporary = self.root / upload_id / ".meta.json"

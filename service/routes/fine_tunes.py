@@ -14,15 +14,15 @@ from litestar.di import Provide
 from msgspec import Meta
 
 from files.store import FileStore
-from meterway.errors import InvalidRequest, PayloadTooLarge
+from meterway.errors import InvalidRequest
 from models.finetune.catalog import epoch_seconds
 from models.finetune.multipart_form import receive_form
 from models.finetune.service import FineTuneService
 from models.finetune.uploads import UploadSessions
 from service.auth import Principal
+from service.http.bodies import limited_body
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
 
     from models.finetune.fine_tunes import FineTuneCatalog
     from models.finetune.staging import StagingArea
@@ -68,19 +68,6 @@ def fine_tune_body(row: FineTunedModelRow) -> dict[str, Any]:
         "input_price_per_million": format(row.input_price_per_million, "f"),
         "output_price_per_million": format(row.output_price_per_million, "f"),
     }
-
-
-async def limited_body(request: Request[Any, Any, Any], limit: int) -> AsyncIterator[bytes]:
-    """The request body as it arrives, refused (413) once past ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"upload exceeds the {limit}-byte limit")
-    seen = 0
-    async for chunk in request.stream():
-        seen += len(chunk)
-        if seen > limit:
-            raise PayloadTooLarge(f"upload exceeds the {limit}-byte limit")
-        yield chunk
 
 
 async def _json(request: Request[Any, Any, Any], kind: type[Any]) -> Any:

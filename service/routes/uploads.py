@@ -16,8 +16,8 @@ from files.uploads import MAX_PART_BYTES, Uploads
 from meterway.errors import InvalidRequest
 from models.finetune.multipart_form import receive_form
 from service.auth import Principal
+from service.http.bodies import limited_body
 from service.http.fields import Body
-from service.routes.fine_tunes import limited_body
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterable
