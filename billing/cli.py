@@ -22,7 +22,7 @@ import structlog
 
 from billing.money import format_decimal, parse_amount
 from billing.periods import statements_csv, statements_json
-from billing.reports import UsageQuery, parse_bound, parse_group_by
+from billing.reports import GROUPS, UsageQuery, parse_bound, parse_group_by
 from meterway.errors import MeterwayError
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ def _add_usage_commands(subparsers: Any) -> None:
     report = commands.add_parser("report", help="billable usage grouped by day, model, key and/or tenant")
     report.add_argument("--start", help="unix seconds, ISO date or datetime (inclusive)")
     report.add_argument("--end", help="exclusive; a date alone includes that day")
-    report.add_argument("--group-by", default="day,model", help="any of day,model,key,tenant")
+    report.add_argument("--group-by", default="day,model", help=f"any of {','.join(GROUPS)}")
     report.add_argument("--tenant", help="one tenant only")
     report.add_argument("--format", choices=("json", "csv"), default="json")
     report.set_defaults(run=_command(_usage_report))

@@ -27,3 +27,5 @@ class UsageEvent(msgspec.Struct, frozen=True, kw_only=True):
     base_model: str | None = None  # for fine-tunes: the catalog model underneath
     billable: bool = True  # False for mirrored traffic: recorded, not charged to the customer
     user: str | None = None  # the caller's end user (OpenAI's ``user`` field), for reports grouped by it
+    endpoint_name: str = "serverless"  # the endpoint that served it ("serverless": the built-in one at /v1)
+    deployment: str = "default"  # its deployment ("default": the serverless endpoint's one deployment)

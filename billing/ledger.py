@@ -91,7 +91,7 @@ class LedgerWriter:
         return {
             "request_id": event.request_id, "tenant": event.tenant, "key_id": event.key_id,
             "model": event.model, "base_model": event.base_model, "end_user": event.user,
-            "endpoint": event.endpoint,
+            "endpoint": event.endpoint, "endpoint_name": event.endpoint_name, "deployment": event.deployment,
             "prompt_tokens": event.prompt_tokens, "completion_tokens": event.completion_tokens,
             "input_per_million": price.input_per_million, "output_per_million": price.output_per_million,
             "cost": price.cost(event.prompt_tokens, event.completion_tokens), "currency": price.currency,

@@ -1,4 +1,6 @@
-"""Usage reports for finance: billable ledger entries grouped by day / model / key / tenant, JSON or CSV.
+"""Usage reports for finance: billable ledger entries grouped by day / model / key / tenant / user / endpoint /
+deployment, JSON or CSV. Grouped by ``billable`` too, a report also shows the entries nobody is charged for
+(mirrored traffic), at cost 0.
 
 Totals are exact: SQL sums integer token counts per price pair, Python multiplies by the exact prices, so a
 report equals the sum of its entries' costs to the last digit on SQLite and PostgreSQL alike.
@@ -23,7 +25,9 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 GROUPS: dict[str, Any] = {"day": LedgerEntryRow.usage_day, "model": LedgerEntryRow.model, "key": LedgerEntryRow.key_id,
-          "tenant": LedgerEntryRow.tenant, "user": func.coalesce(LedgerEntryRow.end_user, "")}
+          "tenant": LedgerEntryRow.tenant, "user": func.coalesce(LedgerEntryRow.end_user, ""),
+          "endpoint": LedgerEntryRow.endpoint_name, "deployment": LedgerEntryRow.deployment,
+          "billable": LedgerEntryRow.billable}
 _COUNTS = ("requests", "prompt_tokens", "completion_tokens", "total_tokens")
 
 
@@ -122,12 +126,14 @@ class UsageReports:
         """Billable usage matching ``query``, grouped, with exact costs."""
         columns = [GROUPS[name].label(name) for name in query.group_by]
         entry = LedgerEntryRow
-        prices = [entry.input_per_million, entry.output_per_million, entry.currency]
+        prices = [entry.input_per_million, entry.output_per_million, entry.currency,
+                  entry.billable.label("charged")]
         statement = (select(*columns, *prices, func.count().label("requests"),
                             func.sum(LedgerEntryRow.prompt_tokens).label("prompt"),
                             func.sum(LedgerEntryRow.completion_tokens).label("completion"))
-                     .where(LedgerEntryRow.billable.is_(True))
                      .group_by(*columns, *prices))
+        if "billable" not in query.group_by:
+            statement = statement.where(LedgerEntryRow.billable.is_(True))
         if query.tenant is not None:
             statement = statement.where(LedgerEntryRow.tenant == query.tenant)
         if query.start is not None:
@@ -139,7 +145,7 @@ class UsageReports:
         lines: dict[tuple[str, ...], UsageLine] = {}
         total = UsageLine({}, "")
         for row in rows:
-            key = (*(str(getattr(row, name)) for name in query.group_by), row.currency)
+            key = (*(_text(getattr(row, name)) for name in query.group_by), row.currency)
             group = dict(zip(query.group_by, key, strict=False))
             line = lines.setdefault(key, UsageLine(group, row.currency))
             for target in (line, total):
@@ -153,4 +159,9 @@ def _add(line: UsageLine, row: Any) -> None:
     line.requests += int(row.requests)
     line.prompt_tokens += prompt
     line.completion_tokens += completion
-    line.cost += cost_of(prompt, completion, row.input_per_million, row.output_per_million)
+    if row.charged:  # mirrored traffic is shown, never charged
+        line.cost += cost_of(prompt, completion, row.input_per_million, row.output_per_million)
+
+
+def _text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)

@@ -37,7 +37,9 @@ class LedgerEntryRow(Base):
     model: Mapped[str] = mapped_column(String(128))
     base_model: Mapped[str | None] = mapped_column(String(128))
     end_user: Mapped[str | None] = mapped_column(String(256))  # the request's ``user``
-    endpoint: Mapped[str] = mapped_column(String(64))
+    endpoint: Mapped[str] = mapped_column(String(64))  # the route ("chat.completions", ...)
+    endpoint_name: Mapped[str] = mapped_column(String(32), server_default="serverless")  # which endpoint
+    deployment: Mapped[str] = mapped_column(String(32), server_default="default")  # and its deployment
     prompt_tokens: Mapped[int] = mapped_column(Integer)
     completion_tokens: Mapped[int] = mapped_column(Integer)
     input_per_million: Mapped[Decimal] = mapped_column(ExactDecimal)

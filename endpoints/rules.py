@@ -9,6 +9,7 @@ import re
 from meterway.errors import InvalidRequest
 
 MAX_MIRROR_PERCENT = 50
+RESERVED = frozenset({"serverless"})  # the built-in endpoint's name in usage reports
 LABEL = re.compile(r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$")  # DNS-label style: the name is part of a URL
 
 
@@ -36,6 +37,13 @@ def check_weights(traffic: dict[str, int], mirror: dict[str, int], deployments: 
     if both:
         raise InvalidRequest(f"deployment {both[0]!r} takes live traffic; only a deployment at 0% live traffic "
                              "can be mirrored to", param="mirror_traffic")
+
+
+def check_endpoint_name(name: str) -> None:
+    check_name(name, "name")
+    if name in RESERVED:
+        raise InvalidRequest(f"the endpoint name {name!r} is reserved: it is the built-in endpoint at /v1",
+                             param="name")
 
 
 def holds_traffic(name: str, traffic: dict[str, int], mirror: dict[str, int]) -> bool:

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from endpoints.rules import check_name, check_weights, holds_traffic
+from endpoints.keys import KEY_TYPES, Sign, derive, new_nonce
+from endpoints.rules import check_endpoint_name, check_name, check_weights, holds_traffic
 from endpoints.tables import DeploymentRow, EndpointRow
 from meterway.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
 
@@ -46,6 +47,18 @@ class Caller:
 
 
 @dataclass(frozen=True)
+class Snapshot:
+    """What the request path needs of an endpoint: its owner, weights, deployments' models and key nonces."""
+
+    name: str
+    tenant: str
+    traffic: dict[str, int]
+    mirror_traffic: dict[str, int]
+    deployments: dict[str, str]  # deployment -> model
+    nonces: dict[str, str]  # key type -> nonce
+
+
+@dataclass(frozen=True)
 class EndpointSpec:
     kind: str
     description: str
@@ -58,11 +71,20 @@ class EndpointSpec:
 class EndpointService:
     """Endpoints and deployments in the database."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], check_model: CheckModel) -> None:
-        self._sessions, self._check_model = sessions, check_model
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], check_model: CheckModel, sign: Sign) -> None:
+        self._sessions, self._check_model, self._sign = sessions, check_model, sign
+        self._changed: list[Callable[[], None]] = []
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after every committed change (the router's cache forgets what it holds)."""
+        self._changed.append(listener)
+
+    def _notify(self) -> None:
+        for listener in self._changed:
+            listener()
 
     async def put(self, caller: Caller, name: str, spec: EndpointSpec) -> dict[str, Any]:
-        check_name(name, "name")
+        check_endpoint_name(name)
         now = datetime.now(UTC)
         async with self._sessions() as session, session.begin():
             row = await self._locked(session, name)
@@ -74,11 +96,14 @@ class EndpointService:
             deployments = await self._deployments(session, name)
             check_weights(spec.traffic, spec.mirror_traffic, {d.name for d in deployments})
             if row is None:
-                row = EndpointRow(name=name, tenant=owner, created_at=now)
+                row = EndpointRow(name=name, tenant=owner, created_at=now, primary_nonce=new_nonce(),
+                                  secondary_nonce=new_nonce())
                 session.add(row)
             row.kind, row.description, row.auth_mode = spec.kind, spec.description, spec.auth_mode
             row.traffic, row.mirror_traffic, row.updated_at = dict(spec.traffic), dict(spec.mirror_traffic), now
-            return endpoint_body(row, deployments)
+            body = endpoint_body(row, deployments)
+        self._notify()
+        return body
 
     async def all(self, caller: Caller) -> list[dict[str, Any]]:
         async with self._sessions() as session:
@@ -99,6 +124,7 @@ class EndpointService:
             for deployment in await self._deployments(session, name):
                 await session.delete(deployment)
             await session.delete(row)
+        self._notify()
 
     async def put_deployment(self, caller: Caller, endpoint: str, name: str, model: str,
                              capacity: str) -> dict[str, Any]:
@@ -112,7 +138,9 @@ class EndpointService:
                 row = DeploymentRow(id=f"{endpoint}/{name}", endpoint=endpoint, name=name, created_at=now)
                 session.add(row)
             row.model, row.capacity, row.updated_at = model, capacity, now
-            return deployment_body(row)
+            body = deployment_body(row)
+        self._notify()
+        return body
 
     async def get_deployment(self, caller: Caller, endpoint: str, name: str) -> dict[str, Any]:
         async with self._sessions() as session:
@@ -127,6 +155,38 @@ class EndpointService:
                 raise Conflict(f"deployment {name!r} still takes traffic; move its traffic (and mirror "
                                "traffic) to 0 first", param="deployment")
             await session.delete(row)
+        self._notify()
+
+    async def keys(self, caller: Caller, name: str) -> dict[str, str]:
+        """The endpoint's primary and secondary keys."""
+        async with self._sessions() as session:
+            return self._keys(await self._visible(session, caller, name))
+
+    async def regenerate(self, caller: Caller, name: str, key_type: str) -> dict[str, str]:
+        """Replace one key; the other keeps working."""
+        async with self._sessions() as session, session.begin():
+            row = await self._visible(session, caller, name, lock=True)
+            setattr(row, f"{key_type}_nonce", new_nonce())
+            row.updated_at = datetime.now(UTC)
+            keys = self._keys(row)
+        self._notify()
+        return keys
+
+    def _keys(self, row: EndpointRow) -> dict[str, str]:
+        return {f"{key_type}_key": derive(self._sign, row.name, key_type, getattr(row, f"{key_type}_nonce"))
+                for key_type in KEY_TYPES}
+
+    async def snapshots(self, names: list[str]) -> dict[str, Snapshot]:
+        """The endpoints among ``names`` that exist, as the request path sees them (any owner)."""
+        async with self._sessions() as session:
+            rows = (await session.execute(select(EndpointRow).where(EndpointRow.name.in_(names)))).scalars()
+            found = {row.name: row for row in rows}
+            query = select(DeploymentRow).where(DeploymentRow.endpoint.in_(list(found)))
+            models: dict[str, dict[str, str]] = {name: {} for name in found}
+            for deployment in (await session.execute(query)).scalars():
+                models[deployment.endpoint][deployment.name] = deployment.model
+        return {name: Snapshot(name, row.tenant, dict(row.traffic), dict(row.mirror_traffic), models[name],
+                               {t: getattr(row, f"{t}_nonce") for t in KEY_TYPES}) for name, row in found.items()}
 
     async def _locked(self, session: AsyncSession, name: str) -> EndpointRow | None:
         query = select(EndpointRow).where(EndpointRow.name == name).with_for_update()

@@ -1,4 +1,4 @@
-"""ORM tables of endpoints and their deployments (migrated by 0006)."""
+"""ORM tables of endpoints and their deployments (migrated by 0006; endpoint keys by 0007)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ class EndpointRow(Base):
     auth_mode: Mapped[str] = mapped_column(String(8))
     traffic: Mapped[dict[str, Any]] = mapped_column(JSON)  # deployment -> percent, sums to 100 or empty
     mirror_traffic: Mapped[dict[str, Any]] = mapped_column(JSON)  # deployment -> percent, sum <= 50
+    primary_nonce: Mapped[str] = mapped_column(String(32))  # endpoint keys derive from these (endpoints.keys)
+    secondary_nonce: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

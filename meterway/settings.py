@@ -40,6 +40,8 @@ class ServerSettings:
                               "<this token>' (empty: open, without tenant-identifying labels)", "")
     enable_test_model: bool = _env("METERWAY_ENABLE_TEST_MODEL",
                                    "list and serve the built-in deterministic 'meterway-echo' model", False)
+    mirror_max_inflight: int = _env("METERWAY_MIRROR_MAX_INFLIGHT", "mirrored copies one deployment runs at once "
+                                    "(more are dropped and counted)", 4)
     burst_hold_ms: float = _env("METERWAY_BURST_HOLD_MS", "longest a generation request waits for others the "
                                 "gateway is still reading, so that a burst is prefilled in one pass (0: off)", 25.0)
 

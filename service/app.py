@@ -41,6 +41,7 @@ from service.http.openapi import StrictStructSchemas, accurate_components, docum
 from service.key_throttle import KeyThrottle
 from service.keys import KeyService
 from service.lifecycle import Finishes
+from service.mirroring import Mirrors
 from service.pricing import BookQuotes
 from service.resolver import CatalogResolver
 from service.routes.billing import billing_dependencies, billing_handlers
@@ -48,9 +49,10 @@ from service.routes.endpoints import endpoint_dependencies, endpoint_handlers
 from service.routes.fine_tunes import fine_tune_dependencies, fine_tune_handlers
 from service.routes.health import health_handlers
 from service.routes.keys import key_handlers
-from service.routes.openai import openai_handlers
+from service.routes.openai import openai_handlers, provide_via
 from service.routes.tenants import tenant_handlers
 from service.routes.uploads import upload_dependencies, upload_handlers
+from service.routing import Routes
 from service.secrets import load_secrets
 from service.serving import Gates, ServingService
 from service.telemetry import Telemetry
@@ -84,6 +86,8 @@ class AppParts:
     quotes: BookQuotes
     arrivals: Arrivals
     endpoints: EndpointService
+    routes: Routes
+    mirrors: Mirrors
 
 
 def build_parts(settings: Settings, *, meter: UsageRecorder | None = None) -> AppParts:
@@ -105,16 +109,19 @@ def build_parts(settings: Settings, *, meter: UsageRecorder | None = None) -> Ap
     quotes = BookQuotes(billing.prices)
     arrivals = Arrivals(hold_s=settings.server.burst_hold_ms / 1000)
     finishes = Finishes()
-    gates = Gates(throttle, meter or billing.meter, billing.meter, arrivals, finishes)
-    serving = ServingService(settings, resolver, TokenizerCache(settings.store_dir), pool, quotes, gates)
     telemetry = Telemetry(pool, settings.server.metrics_token)
 
     async def check_model(model: str, tenant: str) -> None:  # a deployment's model: one its owner may call
         await resolver.resolve(model, Principal(tenant=tenant, key_id=None))
 
-    endpoints = EndpointService(database.sessions, check_model)
+    endpoints = EndpointService(database.sessions, check_model, secrets_.hasher.digest)
+    routes = Routes(resolver, endpoints, secrets_.hasher.digest)
+    mirrors = Mirrors(pool, meter or billing.meter, settings.server.request_timeout_s,
+                      settings.server.mirror_max_inflight, telemetry.registry)
+    gates = Gates(throttle, meter or billing.meter, billing.meter, arrivals, finishes, mirrors)
+    serving = ServingService(settings, routes, TokenizerCache(settings.store_dir), pool, quotes, gates)
     return AppParts(settings, database, keys, pool, billing, serving, finishes, telemetry, throttle, fine_tunes,
-                    catalog, quotes, arrivals, endpoints)
+                    catalog, quotes, arrivals, endpoints, routes, mirrors)
 
 
 def _freeze_startup_heap() -> None:
@@ -136,10 +143,12 @@ def create_app(settings: Settings, *, meter: UsageRecorder | None = None) -> Lit
 
     async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
         secret = secret_from_headers(request.headers.get("authorization"), request.headers.get("api-key"))
-        return (await parts.keys.authenticate(secret)).principal
+        endpoint_key = secret and await parts.routes.authenticate(request.path_params.get("endpoint"), secret)
+        return endpoint_key or (await parts.keys.authenticate(secret)).principal
 
     dependencies = {
         "principal": Provide(provide_principal),
+        "via": Provide(provide_via),
         "keys": Provide(lambda: parts.keys, use_cache=True, sync_to_thread=False),
         "tenants": Provide(lambda: tenants, use_cache=True, sync_to_thread=False),
         "serving": Provide(lambda: parts.serving, use_cache=True, sync_to_thread=False),
@@ -182,16 +191,19 @@ def _lifespan(parts: AppParts) -> Callable[[Litestar], AbstractAsyncContextManag
         await parts.pool.start()
         parts.keys.start()
         parts.quotes.start()
+        parts.routes.start()
         _freeze_startup_heap()
         tokenizers = asyncio.create_task(asyncio.to_thread(parts.serving.preload_tokenizers, parts.catalog))
         try:
             yield
         finally:
             await tokenizers
+            await parts.mirrors.drain()
             await parts.finishes.drain()
             await parts.pool.close()
             await parts.keys.close()
             await parts.quotes.close()
+            await parts.routes.close()
             await parts.billing.stop()
             await parts.throttle.close()
             await parts.database.close()

@@ -21,12 +21,13 @@ _LOOKUP_LENGTH = 15
 
 @dataclass(frozen=True)
 class Principal:
-    """The caller: a tenant's key, or the platform admin (``tenant`` is None for the admin)."""
+    """The caller: a tenant's key, an endpoint's key, or the platform admin (``tenant`` None for the admin)."""
 
     tenant: str | None
     key_id: str | None
     is_admin: bool = False
     limits: Any = field(default=None, compare=False)  # the key's ``KeyLimits`` (None: unlimited)
+    endpoint: str | None = None  # an endpoint key's endpoint: the only one it may call
 
     @property
     def billing_tenant(self) -> str:

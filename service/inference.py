@@ -34,14 +34,28 @@ log = structlog.get_logger("meterway.inference")
 FINAL_WAIT_S = 10.0
 
 
+@dataclass(frozen=True)
+class Placement:
+    """What a request is metered under: the endpoint and deployment that served it, and whether the customer
+    pays (a mirrored copy does not). ``/v1`` is the built-in serverless endpoint's one deployment."""
+
+    endpoint: str = "serverless"
+    deployment: str = "default"
+    billable: bool = True
+
+
+SERVERLESS = Placement()
+
+
 def usage_event(request_id: str, principal: Principal, model: ModelSpec, endpoint: str, prompt_tokens: int,
                 completion_tokens: int, started_at: datetime, status: str = "completed",
-                user: str | None = None) -> UsageEvent:
+                user: str | None = None, placement: Placement = SERVERLESS) -> UsageEvent:
     """The one place a served request becomes its usage event (finished now)."""
     return UsageEvent(request_id=request_id, tenant=principal.billing_tenant, key_id=principal.billing_key,
                       model=model.id, endpoint=endpoint, prompt_tokens=prompt_tokens,
                       completion_tokens=completion_tokens, started_at=started_at, finished_at=datetime.now(UTC),
-                      status=status, base_model=model.base, user=user)
+                      status=status, base_model=model.base, user=user, billable=placement.billable,
+                      endpoint_name=placement.endpoint, deployment=placement.deployment)
 
 
 class UsageRecorder(Protocol):
@@ -201,7 +215,8 @@ class Run:
             await self._admission.release()
             return
         event = usage_event(self.plan.request_id, self.principal, self.plan.model, self.plan.endpoint,
-                            self.prompt_tokens, completion, self.started_at, status, self.plan.user)
+                            self.prompt_tokens, completion, self.started_at, status, self.plan.user,
+                            self.plan.placement)
         settle = self._admission.settle(self.prompt_tokens + completion,
                                         self._prices.cost(self.prompt_tokens, completion))
         # Independent: the event's durability and the throttle's refund need not wait for each other.

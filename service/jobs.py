@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from meterway.errors import ContextTooLong, InvalidRequest, NotFound
 from models.pool.api import EmbeddingJob, GenerationJob
 from models.runtime.api import SamplingParams
+from service.inference import SERVERLESS, Placement
 from service.surface import Options, chat_options, completion_options, refuse_chat_fields, refuse_unsupported
 from service.tools import ToolPlan, call_text, plan_tools, tool_prompt
 
@@ -43,6 +44,7 @@ class Plan:
     tools: ToolPlan | None = None  # the request offered tools (its output may hold calls)
     logprobs: bool = False  # log probabilities go into the response
     user: str | None = None  # the caller's end user, recorded with the usage event
+    placement: Placement = SERVERLESS  # the endpoint and deployment it is metered under
 
     @property
     def reserved_tokens(self) -> int:
@@ -57,6 +59,7 @@ class EmbeddingPlan:
     model: ModelSpec
     job: EmbeddingJob
     prompt_tokens: int
+    placement: Placement = SERVERLESS
 
 
 def new_request_id(prefix: str) -> str:

@@ -113,8 +113,10 @@ class Generation:
 
     @property
     def headers(self) -> dict[str, str]:
-        """The throttle's ``x-ratelimit-*`` headers and the model's state when the request arrived."""
-        return {**self._run.headers, "x-meterway-model-state": self.model_state}
+        """The throttle's ``x-ratelimit-*`` headers, the model's state when the request arrived and the
+        deployment that serves it."""
+        return {**self._run.headers, "x-meterway-model-state": self.model_state,
+                "x-meterway-deployment": self._run.plan.placement.deployment}
 
     def usage(self) -> Usage:
         """The run's usage as the engine counted it."""

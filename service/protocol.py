@@ -102,7 +102,7 @@ class ChatCompletionRequest(Request, kw_only=True):
     """``POST /v1/chat/completions``."""
 
     messages: Annotated[list[ChatMessage], Meta(min_length=1)]
-    model: str
+    model: str = ""  # required at /v1; at an endpoint's scoring_uri the endpoint decides
     frequency_penalty: Penalty | None = None
     logit_bias: dict[str, Annotated[float, Meta(ge=-100, le=100)]] | None = None
     logprobs: bool | None = None
@@ -140,7 +140,7 @@ class ChatCompletionRequest(Request, kw_only=True):
 class CompletionRequest(Request, kw_only=True):
     """``POST /v1/completions`` (legacy)."""
 
-    model: str
+    model: str = ""  # required at /v1; at an endpoint's scoring_uri the endpoint decides
     prompt: str | list[Any]  # a string, strings, token ids, or lists of token ids (checked in service.jobs)
     best_of: Literal[1] | None = None  # every generated choice is returned
     echo: Literal[False] = False  # not supported: the prompt is not echoed
@@ -164,7 +164,7 @@ class EmbeddingRequest(Request, kw_only=True):
     """``POST /v1/embeddings``."""
 
     input: str | list[Any]  # a string, strings, token ids, or lists of token ids (checked in service.jobs)
-    model: str
+    model: str = ""  # required at /v1; at an endpoint's scoring_uri the endpoint decides
     dimensions: PositiveInt | None = None
     encoding_format: Literal["float", "base64"] = "float"
     user: str | None = None

@@ -1,12 +1,14 @@
 """The serving service: resolves a model for the caller, validates, admits, and starts the run.
 
 Routes call one method here; this module owns the order of the request path (see docs/architecture.md):
-resolve → tokenize/validate → billing available → throttle admit → pool → meter → settle.
+route → tokenize/validate → billing available → throttle admit → pool → meter → settle, then the mirrored
+copy (if the router sampled one). Routing (``service.routing``) picks the model: ``/v1`` is the built-in
+serverless endpoint over the catalog, a named endpoint one of its deployments.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
@@ -18,6 +20,7 @@ from service.jobs import EmbeddingPlan, Plan, plan_chat, plan_completion, plan_e
 from service.lifecycle import Finishes, Generation
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from decimal import Decimal
 
     from billing.money import Price
@@ -27,17 +30,21 @@ if TYPE_CHECKING:
     from models.tokenizer import PromptTokenizer, TokenizerCache
     from service.arrivals import Arrivals
     from service.auth import Principal
+    from service.mirroring import Mirrors
     from service.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+    from service.routing import Target, Via
 
 log = structlog.get_logger(__name__)
 
 
-class ModelResolver(Protocol):
-    """Which models a caller may see and call; endpoints and deployments plug in here."""
+class Router(Protocol):
+    """Where a request runs (``service.routing.Routes``): the model, its endpoint and deployment, its mirror."""
 
-    async def visible(self, principal: Principal) -> list[ModelSpec]: ...
+    async def route(self, principal: Principal, model: str, via: Via) -> Target: ...
 
-    async def resolve(self, model_id: str, principal: Principal) -> ModelSpec: ...
+    async def visible(self, principal: Principal, via: Via) -> list[ModelSpec]: ...
+
+    async def resolve(self, principal: Principal, model: str, via: Via) -> ModelSpec: ...
 
 
 class AdmissionControl(Protocol):
@@ -67,15 +74,16 @@ class Gates:
     billing: BillingGate
     arrivals: Arrivals
     finishes: Finishes
+    mirrors: Mirrors
 
 
 class ServingService:
     """Runs chat, completion and embedding requests for a principal."""
 
-    def __init__(self, settings: Settings, resolver: ModelResolver, tokenizers: TokenizerCache, pool: ModelPool,
+    def __init__(self, settings: Settings, router: Router, tokenizers: TokenizerCache, pool: ModelPool,
                  prices: PriceQuotes, gates: Gates) -> None:
         self._settings = settings
-        self._resolver = resolver
+        self._router = router
         self._tokenizers = tokenizers
         self._pool = pool
         self._prices = prices
@@ -84,33 +92,56 @@ class ServingService:
         self._gate = gates.billing
         self._arrivals = gates.arrivals
         self._finishes = gates.finishes
+        self._mirrors = gates.mirrors
 
-    async def models(self, principal: Principal) -> list[tuple[ModelSpec, str, Price]]:
-        """The caller's catalog with each model's live state and current prices."""
+    async def models(self, principal: Principal, via: Via) -> list[tuple[ModelSpec, str, Price]]:
+        """The caller's models (the catalog and its fine-tunes, or an endpoint's deployments') with each
+        one's live state and current prices."""
         now = datetime.now(UTC)
         return [(spec, str(self._pool.state(spec.id)), await self._prices.quote(spec, now))
-                for spec in await self._resolver.visible(principal)]
+                for spec in await self._router.visible(principal, via)]
 
-    async def model(self, principal: Principal, model_id: str) -> tuple[ModelSpec, str, Price]:
-        spec = await self._resolver.resolve(model_id, principal)
+    async def model(self, principal: Principal, model_id: str, via: Via) -> tuple[ModelSpec, str, Price]:
+        spec = await self._router.resolve(principal, model_id, via)
         return spec, str(self._pool.state(spec.id)), await self._prices.quote(spec, datetime.now(UTC))
 
-    async def chat(self, principal: Principal, request: ChatCompletionRequest, request_id: str) -> Generation:
-        spec = await self._resolver.resolve(request.model, principal)
-        plan = plan_chat(request, spec, self._tokenizer(spec), request_id=request_id,
-                         max_n=self._settings.pool.max_n)
-        return await self._start(principal, plan)
+    async def chat(self, principal: Principal, request: ChatCompletionRequest, request_id: str,
+                   via: Via) -> Generation:
+        def plan(target: Target, rid: str) -> Plan:
+            return replace(plan_chat(request, target.model, self._tokenizer(target.model), request_id=rid,
+                                     max_n=self._settings.pool.max_n), placement=target.placement)
 
-    async def completion(self, principal: Principal, request: CompletionRequest, request_id: str) -> Generation:
-        spec = await self._resolver.resolve(request.model, principal)
-        plan = plan_completion(request, spec, self._tokenizer(spec), request_id=request_id,
-                               max_n=self._settings.pool.max_n)
-        return await self._start(principal, plan)
+        return await self._generate(principal, await self._router.route(principal, request.model, via), plan,
+                                    request_id)
 
-    async def embeddings(self, principal: Principal, request: EmbeddingRequest,
-                         request_id: str) -> tuple[EmbeddingPlan, list[list[float]], dict[str, str]]:
-        spec = await self._resolver.resolve(request.model, principal)
-        plan = plan_embeddings(request, spec, self._tokenizer(spec), request_id=request_id)
+    async def completion(self, principal: Principal, request: CompletionRequest, request_id: str,
+                         via: Via) -> Generation:
+        def plan(target: Target, rid: str) -> Plan:
+            return replace(plan_completion(request, target.model, self._tokenizer(target.model), request_id=rid,
+                                           max_n=self._settings.pool.max_n), placement=target.placement)
+
+        return await self._generate(principal, await self._router.route(principal, request.model, via), plan,
+                                    request_id)
+
+    async def _generate(self, principal: Principal, target: Target, plan: Callable[[Target, str], Plan],
+                        request_id: str) -> Generation:
+        generation = await self._start(principal, plan(target, request_id))
+        if (mirror := target.mirror) is not None:
+            prices = await self._prices.quote(mirror.model, datetime.now(UTC))
+            self._mirrors.generation(principal, mirror.placement, lambda: plan(mirror, f"{request_id}-mirror"),
+                                     prices)
+        return generation
+
+    async def embeddings(self, principal: Principal, request: EmbeddingRequest, request_id: str,
+                         via: Via) -> tuple[EmbeddingPlan, list[list[float]], dict[str, str]]:
+        target = await self._router.route(principal, request.model, via)
+
+        def plan_for(chosen: Target, rid: str) -> EmbeddingPlan:
+            return replace(plan_embeddings(request, chosen.model, self._tokenizer(chosen.model), request_id=rid),
+                           placement=chosen.placement)
+
+        plan = plan_for(target, request_id)
+        spec = target.model
         await self._gate.ensure_available()
         prices = await self._prices.quote(spec, datetime.now(UTC))
         admission = await self._throttle.admit(principal, plan.prompt_tokens, prices.cost(plan.prompt_tokens, 0))
@@ -121,12 +152,14 @@ class ServingService:
             await admission.release()
             raise
         event = usage_event(request_id, principal, spec, "embeddings", result.prompt_tokens, 0, started,
-                            user=request.user)
+                            user=request.user, placement=plan.placement)
         try:
             await self._meter.record(event)
         finally:
             await admission.settle(result.prompt_tokens, prices.cost(result.prompt_tokens, 0))
-        return plan, result.vectors, admission.headers
+        if (mirror := target.mirror) is not None:
+            self._mirrors.embedding(principal, mirror.placement, lambda: plan_for(mirror, f"{request_id}-mirror"))
+        return plan, result.vectors, {**admission.headers, "x-meterway-deployment": plan.placement.deployment}
 
     async def _start(self, principal: Principal, plan: Plan) -> Generation:
         state = str(self._pool.state(plan.model.id if not plan.model.base else plan.model.base))

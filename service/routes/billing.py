@@ -12,7 +12,7 @@ from msgspec import Meta
 
 from billing.money import Price, format_decimal, parse_amount
 from billing.prices import PriceBook
-from billing.reports import UsageQuery, UsageReports, parse_bound, parse_group_by
+from billing.reports import GROUPS, UsageQuery, UsageReports, parse_bound, parse_group_by
 from meterway.errors import NotFound, PermissionDenied
 from service.auth import Principal
 from service.http.fields import MOMENT_FORMS, Body, ModelId, Moment, PricePerMillion
@@ -28,7 +28,8 @@ class PriceCreate(Body, kw_only=True):
     effective_from: Moment | Annotated[int, Meta(ge=0, le=99_999_999_999)] | None = None  # default: now
 
 
-GROUP_BY = r"^((day|model|key|tenant|user)(,(day|model|key|tenant|user)){0,4})?$"  # empty: the total only
+_GROUP = f"({'|'.join(GROUPS)})"
+GROUP_BY = rf"^({_GROUP}(,{_GROUP}){{0,{len(GROUPS) - 1}}})?$"  # empty: the total only
 MOMENT_QUERY = {"anyOf": [{"maxLength": 0}, *MOMENT_FORMS]}  # empty: unbounded
 
 

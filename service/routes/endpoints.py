@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from litestar import delete, get, put
+from litestar import Request, delete, get, post, put
 from litestar.di import Provide
 from msgspec import Meta
 
@@ -41,29 +41,45 @@ class DeploymentPut(Body):
     capacity: Literal["serverless"] = "serverless"  # dedicated instances arrive with the pool's support
 
 
+class Regenerate(Body):
+    """``POST /v1/endpoints/{name}/keys/regenerate``: which key to replace."""
+
+    key_type: Literal["primary", "secondary"]
+
+
 def _caller(principal: Principal) -> Caller:
     return Caller(None if principal.is_admin else principal.tenant)
 
 
+def _located(request: Request[Any, Any, Any], body: dict[str, Any]) -> dict[str, Any]:
+    """The endpoint's body with its ``scoring_uri``: the OpenAI base URL its callers use."""
+    base = str(request.base_url).rstrip("/")
+    return {**body, "scoring_uri": f"{base}/endpoints/{body['name']}/v1",
+            "openapi_uri": f"{base}/schema/openapi.json"}
+
+
 @put("/v1/endpoints/{name:str}", summary="Create or update an endpoint", tags=TAGS)
-async def put_endpoint(name: str, data: EndpointPut, principal: Principal,
-                       endpoints: EndpointService) -> dict[str, Any]:
+async def put_endpoint(name: str, data: EndpointPut, principal: Principal, endpoints: EndpointService,
+                       request: Request[Any, Any, Any]) -> dict[str, Any]:
     """Idempotent; traffic sums to 100 (or is empty), mirror traffic to at most 50."""
     spec = EndpointSpec(data.kind, data.description, data.auth_mode, data.traffic, data.mirror_traffic,
                         data.tenant)
-    return await endpoints.put(_caller(principal), name, spec)
+    return _located(request, await endpoints.put(_caller(principal), name, spec))
 
 
 @get("/v1/endpoints", summary="List endpoints", tags=TAGS)
-async def list_endpoints(principal: Principal, endpoints: EndpointService) -> dict[str, Any]:
+async def list_endpoints(principal: Principal, endpoints: EndpointService,
+                         request: Request[Any, Any, Any]) -> dict[str, Any]:
     """The caller's endpoints (every tenant's for the admin)."""
-    return {"object": "list", "data": await endpoints.all(_caller(principal))}
+    bodies = await endpoints.all(_caller(principal))
+    return {"object": "list", "data": [_located(request, body) for body in bodies]}
 
 
 @get("/v1/endpoints/{name:str}", summary="Get an endpoint", tags=TAGS)
-async def get_endpoint(name: str, principal: Principal, endpoints: EndpointService) -> dict[str, Any]:
+async def get_endpoint(name: str, principal: Principal, endpoints: EndpointService,
+                       request: Request[Any, Any, Any]) -> dict[str, Any]:
     """One endpoint with its deployments; another tenant's is a 404."""
-    return await endpoints.get(_caller(principal), name)
+    return _located(request, await endpoints.get(_caller(principal), name))
 
 
 @delete("/v1/endpoints/{name:str}", summary="Delete an endpoint", tags=TAGS, status_code=200)
@@ -96,8 +112,22 @@ async def delete_deployment(name: str, deployment: str, principal: Principal,
     return {"name": deployment, "object": "deployment", "deleted": True}
 
 
-endpoint_handlers = [put_endpoint, list_endpoints, get_endpoint, delete_endpoint, put_deployment,
-                     get_deployment, delete_deployment]
+@post("/v1/endpoints/{name:str}/keys", summary="List an endpoint's keys", tags=TAGS, status_code=200)
+async def list_endpoint_keys(name: str, principal: Principal, endpoints: EndpointService) -> dict[str, Any]:
+    """The endpoint's ``primary_key`` and ``secondary_key``: each calls this endpoint only."""
+    return await endpoints.keys(_caller(principal), name)
+
+
+@post("/v1/endpoints/{name:str}/keys/regenerate", summary="Regenerate an endpoint key", tags=TAGS,
+      status_code=200)
+async def regenerate_endpoint_key(name: str, data: Regenerate, principal: Principal,
+                                  endpoints: EndpointService) -> dict[str, Any]:
+    """Replace one key at once; the other keeps working, so callers rotate without downtime."""
+    return await endpoints.regenerate(_caller(principal), name, data.key_type)
+
+
+endpoint_handlers = [put_endpoint, list_endpoints, get_endpoint, delete_endpoint, put_deployment, get_deployment,
+                     delete_deployment, list_endpoint_keys, regenerate_endpoint_key]
 
 
 def endpoint_dependencies(service: EndpointService) -> dict[str, Provide]:

@@ -12,9 +12,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from litestar import Response, get, post
+from litestar import Request, Response, get, post
 from litestar.response import Stream
 
+from endpoints.router import PIN_HEADERS
+from meterway.errors import InvalidRequest
 from service.auth import Principal
 from service.http.openapi import RATE_HEADERS
 from service.jobs import new_request_id
@@ -31,6 +33,7 @@ from service.protocol import (
     ModelList,
 )
 from service.responses import chat_choice, completion_choice
+from service.routing import Via
 from service.serving import ServingService
 from service.streams import chat_chunks, completion_chunks
 
@@ -50,50 +53,66 @@ def _bind(principal: Principal, model: str) -> None:
     structlog.contextvars.bind_contextvars(tenant=principal.billing_tenant, model=model)
 
 
-@post("/v1/chat/completions", summary="Create a chat completion", tags=["OpenAI"], status_code=200,
+def paths(route: str) -> list[str]:
+    """A route of the OpenAI protocol at ``/v1`` (the serverless endpoint) and at every endpoint's
+    ``scoring_uri`` (``/endpoints/{name}/v1``)."""
+    return [f"/v1{route}", f"/endpoints/{{endpoint:str}}/v1{route}"]
+
+
+async def provide_via(request: Request[Any, Any, Any]) -> Via:
+    """The endpoint a request addressed (from its path) and the deployment it pins (from its headers)."""
+    pins = {name: request.headers[name] for name in PIN_HEADERS if request.headers.get(name)}
+    if len(set(pins.values())) > 1:
+        raise InvalidRequest(f"{' and '.join(pins)} name different deployments; send one", param=PIN_HEADERS[1])
+    header, pin = next(iter(pins.items()), (PIN_HEADERS[0], None))
+    return Via(request.path_params.get("endpoint"), pin.strip() if pin else None, header)
+
+
+@post(paths("/chat/completions"), summary="Create a chat completion", tags=["OpenAI"], status_code=200,
       response_headers=RATE_HEADERS)
-async def create_chat_completion(data: ChatCompletionRequest, principal: Principal,
-                                 serving: ServingService) -> Response[Any]:
+async def create_chat_completion(data: ChatCompletionRequest, principal: Principal, serving: ServingService,
+                                 via: Via) -> Response[Any]:
     """OpenAI's chat completions, streamed (SSE) or not; ``usage`` is the engine's own count."""
     _bind(principal, data.model)
     request_id = new_request_id("chatcmpl")
-    generation = await serving.chat(principal, data, request_id)
-    created = int(time.time())
+    generation = await serving.chat(principal, data, request_id, via)
+    created, model = int(time.time()), generation.plan.model.id
     if data.stream:
-        return _sse(generation, chat_chunks(generation.plan, generation.choice_count, data.model, created))
+        return _sse(generation, chat_chunks(generation.plan, generation.choice_count, model, created))
     outcome = await generation.collect()
     return Response(ChatCompletion(id=request_id, choices=[chat_choice(c, generation.plan) for c in outcome.choices],
-                                   created=created, model=data.model, system_fingerprint=generation.fingerprint,
+                                   created=created, model=model, system_fingerprint=generation.fingerprint,
                                    usage=outcome.usage), headers=generation.headers)
 
 
-@post("/v1/completions", summary="Create a completion (legacy)", tags=["OpenAI"], status_code=200,
+@post(paths("/completions"), summary="Create a completion (legacy)", tags=["OpenAI"], status_code=200,
       response_headers=RATE_HEADERS)
-async def create_completion(data: CompletionRequest, principal: Principal,
-                            serving: ServingService) -> Response[Any]:
+async def create_completion(data: CompletionRequest, principal: Principal, serving: ServingService,
+                            via: Via) -> Response[Any]:
     """OpenAI's legacy prompt completions; a list of prompts gives ``n`` choices per prompt."""
     _bind(principal, data.model)
     request_id = new_request_id("cmpl")
-    generation = await serving.completion(principal, data, request_id)
-    created = int(time.time())
+    generation = await serving.completion(principal, data, request_id, via)
+    created, model = int(time.time()), generation.plan.model.id
     if data.stream:
-        return _sse(generation, completion_chunks(generation.plan, data.model, created))
+        return _sse(generation, completion_chunks(generation.plan, model, created))
     outcome = await generation.collect()
     choices = [completion_choice(c, generation.plan) for c in outcome.choices]
-    return Response(Completion(id=request_id, choices=choices, created=created, model=data.model,
+    return Response(Completion(id=request_id, choices=choices, created=created, model=model,
                                system_fingerprint=generation.fingerprint, usage=outcome.usage),
                     headers=generation.headers)
 
 
-@post("/v1/embeddings", summary="Create embeddings", tags=["OpenAI"], status_code=200,
+@post(paths("/embeddings"), summary="Create embeddings", tags=["OpenAI"], status_code=200,
       response_headers=RATE_HEADERS)
-async def create_embeddings(data: EmbeddingRequest, principal: Principal, serving: ServingService) -> Response[Any]:
+async def create_embeddings(data: EmbeddingRequest, principal: Principal, serving: ServingService,
+                            via: Via) -> Response[Any]:
     """OpenAI's embeddings: a string or a list of inputs; billed per input token."""
     _bind(principal, data.model)
-    plan, vectors, headers = await serving.embeddings(principal, data, new_request_id("emb"))
+    plan, vectors, headers = await serving.embeddings(principal, data, new_request_id("emb"), via)
     items = [Embedding(embedding=_encode_vector(v, data.encoding_format), index=i) for i, v in enumerate(vectors)]
     usage = EmbeddingUsage(prompt_tokens=plan.prompt_tokens, total_tokens=plan.prompt_tokens)
-    return Response(EmbeddingList(data=items, model=data.model, usage=usage), headers=headers)
+    return Response(EmbeddingList(data=items, model=plan.model.id, usage=usage), headers=headers)
 
 
 def _encode_vector(vector: list[float], encoding: str) -> list[float] | str:
@@ -110,16 +129,17 @@ def _model(spec_state_prices: tuple[Any, str, Any]) -> Model:
                  output_price_per_million=str(prices.output_per_million))
 
 
-@get("/v1/models", summary="List models", tags=["OpenAI"])
-async def list_models(principal: Principal, serving: ServingService) -> ModelList:
-    """The catalog as this key sees it, with each model's live state (cold / loading / ready)."""
-    return ModelList(data=[_model(item) for item in await serving.models(principal)])
+@get(paths("/models"), summary="List models", tags=["OpenAI"])
+async def list_models(principal: Principal, serving: ServingService, via: Via) -> ModelList:
+    """The catalog as this key sees it (at an endpoint: its deployments' models), with each model's live state
+    (cold / loading / ready)."""
+    return ModelList(data=[_model(item) for item in await serving.models(principal, via)])
 
 
-@get("/v1/models/{model_id:path}", summary="Retrieve a model", tags=["OpenAI"])
-async def retrieve_model(model_id: str, principal: Principal, serving: ServingService) -> Model:
+@get(paths("/models/{model_id:path}"), summary="Retrieve a model", tags=["OpenAI"])
+async def retrieve_model(model_id: str, principal: Principal, serving: ServingService, via: Via) -> Model:
     """One model, or 404 if it does not exist or is not visible to this key."""
-    return _model(await serving.model(principal, model_id.lstrip("/")))
+    return _model(await serving.model(principal, model_id.lstrip("/"), via))
 
 
 openai_handlers = [create_chat_completion, create_completion, create_embeddings, list_models, retrieve_model]

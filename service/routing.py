@@ -1,0 +1,140 @@
+"""Where a request runs: the built-in serverless endpoint at ``/v1``, or a named endpoint's deployment.
+
+``Routes.route`` turns (caller, requested model, how the endpoint was addressed) into a ``Target``: the model
+to run, the endpoint and deployment it is metered under, and the mirror deployment that gets a copy. The
+serverless endpoint at ``/v1`` is one built-in deployment over the catalog (and the caller's fine-tunes);
+a named endpoint's deployments are chosen by ``endpoints.router`` over a cached snapshot of its weights,
+so a weight change holds at every replica within ``FRESH_S``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from endpoints.keys import is_endpoint_key, matching_type
+from endpoints.router import PIN_HEADERS, choose
+from meterway.errors import AuthenticationFailed, InvalidRequest, NotFound
+from service.auth import Principal
+from service.inference import Placement
+from service.warm_cache import WarmCache
+
+if TYPE_CHECKING:
+    from endpoints.keys import Sign
+    from endpoints.service import EndpointService, Snapshot
+    from models.catalog import ModelSpec
+    from service.resolver import CatalogResolver
+
+FRESH_S, REFRESH_S, ACTIVE_S = 1.0, 0.5, 300.0
+
+
+@dataclass(frozen=True)
+class Via:
+    """How a request addressed its endpoint: the endpoint in its path (None: ``/v1``), a pinned deployment."""
+
+    endpoint: str | None = None
+    pin: str | None = None
+    pin_header: str = PIN_HEADERS[0]
+
+
+@dataclass(frozen=True)
+class Target:
+    """The model one request runs on, where it is metered, and its mirrored copy's target (or None)."""
+
+    model: ModelSpec
+    placement: Placement
+    mirror: Target | None = None
+
+
+class Routes:
+    """Routing for both kinds of endpoint, and the endpoint keys' authentication."""
+
+    def __init__(self, resolver: CatalogResolver, endpoints: EndpointService, sign: Sign) -> None:
+        self._resolver = resolver
+        self._sign = sign
+        self._snapshots: WarmCache[str, Snapshot] = WarmCache(
+            lambda name: self._load(endpoints, name), endpoints.snapshots, fresh_s=FRESH_S, refresh_s=REFRESH_S,
+            active_s=ACTIVE_S, name="endpoints")
+        endpoints.on_change(self._snapshots.clear)
+
+    def start(self) -> None:
+        self._snapshots.start()
+
+    async def close(self) -> None:
+        await self._snapshots.close()
+
+    async def route(self, principal: Principal, model: str, via: Via) -> Target:
+        if via.endpoint is None:
+            return await self._serverless(principal, model, via)
+        snapshot = await self._endpoint(principal, via.endpoint)
+        served = set(snapshot.deployments.values())
+        if model and model not in served and model != snapshot.name:
+            raise InvalidRequest(f"endpoint {snapshot.name!r} serves {', '.join(sorted(served)) or 'no model'}; "
+                                 "omit `model` (the endpoint decides) or name one of those", param="model")
+        choice = choose(snapshot.traffic, snapshot.mirror_traffic, set(snapshot.deployments), pin=via.pin,
+                        pin_header=via.pin_header, endpoint=snapshot.name)
+        owner = Principal(tenant=snapshot.tenant, key_id=None)
+        mirror = None
+        if choice.mirror is not None:
+            spec = await self._resolver.resolve(snapshot.deployments[choice.mirror], owner)
+            mirror = Target(spec, Placement(snapshot.name, choice.mirror, billable=False))
+        spec = await self._resolver.resolve(snapshot.deployments[choice.deployment], owner)
+        return Target(spec, Placement(snapshot.name, choice.deployment), mirror)
+
+    async def visible(self, principal: Principal, via: Via) -> list[ModelSpec]:
+        """The models a caller may name: the catalog and its fine-tunes, or the endpoint's deployments'."""
+        if via.endpoint is None:
+            return await self._resolver.visible(principal)
+        snapshot = await self._endpoint(principal, via.endpoint)
+        owner = Principal(tenant=snapshot.tenant, key_id=None)
+        return [await self._resolver.resolve(model, owner) for model in sorted(set(snapshot.deployments.values()))]
+
+    async def resolve(self, principal: Principal, model: str, via: Via) -> ModelSpec:
+        """One model a caller may see (``GET .../models/{id}``)."""
+        if via.endpoint is None:
+            return await self._resolver.resolve(model, principal)
+        for spec in await self.visible(principal, via):
+            if spec.id == model:
+                return spec
+        raise NotFound(f"endpoint {via.endpoint!r} does not serve the model {model!r}", param="model",
+                       code="model_not_found")
+
+    async def authenticate(self, endpoint: str | None, secret: str) -> Principal | None:
+        """The principal of an endpoint key (for its own endpoint only), or None if ``secret`` is not one."""
+        if not is_endpoint_key(secret):
+            return None
+        if endpoint is not None:
+            try:
+                snapshot = await self._snapshots.get(endpoint)
+            except NotFound:
+                pass
+            else:
+                key_type = matching_type(self._sign, endpoint, snapshot.nonces, secret)
+                if key_type is not None:
+                    return Principal(snapshot.tenant, f"ep:{endpoint}:{key_type}", endpoint=endpoint)
+        raise AuthenticationFailed("Incorrect API key provided: an endpoint key calls only its own endpoint, at "
+                                   "its scoring_uri.")
+
+    async def _serverless(self, principal: Principal, model: str, via: Via) -> Target:
+        if principal.endpoint is not None:
+            raise AuthenticationFailed("Incorrect API key provided: an endpoint key calls only its own endpoint.")
+        if via.pin is not None:
+            raise InvalidRequest(f"the serverless API at /v1 has no deployments to pin; {via.pin_header} applies "
+                                 "to a named endpoint's scoring_uri", param=via.pin_header)
+        if not model:
+            raise InvalidRequest("you must provide a model parameter", param="model")
+        return Target(await self._resolver.resolve(model, principal), Placement())
+
+    async def _endpoint(self, principal: Principal, name: str) -> Snapshot:
+        snapshot = await self._snapshots.get(name)
+        allowed = principal.is_admin or principal.tenant == snapshot.tenant
+        if not allowed or principal.endpoint not in (None, name):
+            raise NotFound(f"endpoint {name!r} does not exist", param="endpoint")
+        return snapshot
+
+    @staticmethod
+    async def _load(endpoints: EndpointService, name: str) -> Snapshot:
+        found = await endpoints.snapshots([name])
+        if name not in found:
+            raise NotFound(f"endpoint {name!r} does not exist", param="endpoint")
+        return found[name]
