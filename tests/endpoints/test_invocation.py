@@ -7,22 +7,21 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
 import openai
 import pytest
 
 from tests.api.ledger import ledger_rows
-from tests.server import ServerProcess
+from tests.endpoints.helpers import ECHO, MESSAGES, make_endpoint, served_by, tenant_client
+from tests.server import ADMIN_KEY, ServerProcess
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
 pytestmark = pytest.mark.slow
-ECHO = "meterway-echo"
-MESSAGES = [{"role": "user", "content": "ping"}]
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -32,30 +31,6 @@ def gateway(request: pytest.FixtureRequest, store_dir: Path,
     process = ServerProcess(home=tmp_path_factory.mktemp("invoke"), store=store_dir, env=env).start()
     yield process
     process.stop()
-
-
-def tenant_client(gateway: ServerProcess, tenant: str) -> httpx.Client:
-    secret = gateway.create_key(tenant)["secret"]
-    return httpx.Client(base_url=gateway.url, headers={"Authorization": f"Bearer {secret}"}, timeout=30)
-
-
-def make_endpoint(manager: httpx.Client, deployments: dict[str, str], **weights: Any) -> dict[str, Any]:
-    """A fresh endpoint with ``deployments`` (name -> model) and ``weights`` (traffic, mirror_traffic)."""
-    name = f"ep-{uuid.uuid4().hex[:8]}"
-    assert manager.put(f"/v1/endpoints/{name}", json={}).status_code == 200
-    for deployment, model in deployments.items():
-        made = manager.put(f"/v1/endpoints/{name}/deployments/{deployment}", json={"model": model})
-        assert made.status_code == 200, made.text
-    shown = manager.put(f"/v1/endpoints/{name}", json=weights)
-    assert shown.status_code == 200, shown.text
-    return dict(shown.json())
-
-
-def served_by(client: openai.OpenAI, **extra: Any) -> tuple[str, Any]:
-    """(the deployment that answered, the completion) for one chat call (``model`` empty unless given)."""
-    raw = client.chat.completions.with_raw_response.create(messages=MESSAGES, max_tokens=2,
-                                                           **{"model": "", **extra})
-    return raw.headers["x-meterway-deployment"], raw.parse()
 
 
 def test_split_pin_and_model_field(gateway: ServerProcess) -> None:
@@ -79,6 +54,14 @@ def test_split_pin_and_model_field(gateway: ServerProcess) -> None:
         served_by(client, model="smollm2-135m-instruct")
     assert other_model.value.body["param"] == "model"  # type: ignore[index]
     assert [m.id for m in client.models.list()] == [ECHO]
+
+    omitted = {"messages": MESSAGES, "max_tokens": 2}  # no `model` at all: the endpoint decides
+    auth = {"Authorization": f"Bearer {keys['primary_key']}"}
+    answer = httpx.post(f"{endpoint['scoring_uri']}/chat/completions", json=omitted, headers=auth)
+    assert answer.status_code == 200 and answer.json()["model"] == ECHO
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    serverless = httpx.post(f"{gateway.url}/v1/chat/completions", json=omitted, headers=admin)
+    assert serverless.status_code == 400 and serverless.json()["error"]["param"] == "model"
 
 
 def test_endpoint_keys_rotate_and_stay_on_their_endpoint(gateway: ServerProcess) -> None:
