@@ -47,15 +47,27 @@ class Caller:
 
 
 @dataclass(frozen=True)
+class DeploymentSpec:
+    """A deployment as it should be: its model, capacity and own limits (None: unlimited)."""
+
+    model: str
+    capacity: str = "serverless"
+    rpm: int | None = None
+    tpm: int | None = None
+    max_concurrency: int | None = None
+
+
+@dataclass(frozen=True)
 class Snapshot:
-    """What the request path needs of an endpoint: its owner, weights, deployments' models and key nonces."""
+    """What the request path needs of an endpoint: owner, weights, deployments, limits and key nonces."""
 
     name: str
     tenant: str
     traffic: dict[str, int]
     mirror_traffic: dict[str, int]
-    deployments: dict[str, str]  # deployment -> model
+    deployments: dict[str, DeploymentSpec]
     nonces: dict[str, str]  # key type -> nonce
+    max_concurrency: int | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +78,7 @@ class EndpointSpec:
     traffic: dict[str, int]
     mirror_traffic: dict[str, int]
     tenant: str | None = None
+    max_concurrency: int | None = None
 
 
 class EndpointService:
@@ -101,6 +114,7 @@ class EndpointService:
                 session.add(row)
             row.kind, row.description, row.auth_mode = spec.kind, spec.description, spec.auth_mode
             row.traffic, row.mirror_traffic, row.updated_at = dict(spec.traffic), dict(spec.mirror_traffic), now
+            row.max_concurrency = spec.max_concurrency
             body = endpoint_body(row, deployments)
         self._notify()
         return body
@@ -126,18 +140,18 @@ class EndpointService:
             await session.delete(row)
         self._notify()
 
-    async def put_deployment(self, caller: Caller, endpoint: str, name: str, model: str,
-                             capacity: str) -> dict[str, Any]:
+    async def put_deployment(self, caller: Caller, endpoint: str, name: str, spec: DeploymentSpec) -> dict[str, Any]:
         check_name(name, "deployment")
         now = datetime.now(UTC)
         async with self._sessions() as session, session.begin():
             owner = await self._visible(session, caller, endpoint, lock=True)
-            await self._check_model(model, owner.tenant)
+            await self._check_model(spec.model, owner.tenant)
             row = await session.get(DeploymentRow, f"{endpoint}/{name}")
             if row is None:
                 row = DeploymentRow(id=f"{endpoint}/{name}", endpoint=endpoint, name=name, created_at=now)
                 session.add(row)
-            row.model, row.capacity, row.updated_at = model, capacity, now
+            row.model, row.capacity, row.updated_at = spec.model, spec.capacity, now
+            row.rpm, row.tpm, row.max_concurrency = spec.rpm, spec.tpm, spec.max_concurrency
             body = deployment_body(row)
         self._notify()
         return body
@@ -182,11 +196,12 @@ class EndpointService:
             rows = (await session.execute(select(EndpointRow).where(EndpointRow.name.in_(names)))).scalars()
             found = {row.name: row for row in rows}
             query = select(DeploymentRow).where(DeploymentRow.endpoint.in_(list(found)))
-            models: dict[str, dict[str, str]] = {name: {} for name in found}
-            for deployment in (await session.execute(query)).scalars():
-                models[deployment.endpoint][deployment.name] = deployment.model
-        return {name: Snapshot(name, row.tenant, dict(row.traffic), dict(row.mirror_traffic), models[name],
-                               {t: getattr(row, f"{t}_nonce") for t in KEY_TYPES}) for name, row in found.items()}
+            deployments: dict[str, dict[str, DeploymentSpec]] = {name: {} for name in found}
+            for d in (await session.execute(query)).scalars():
+                deployments[d.endpoint][d.name] = DeploymentSpec(d.model, d.capacity, d.rpm, d.tpm, d.max_concurrency)
+        return {name: Snapshot(name, row.tenant, dict(row.traffic), dict(row.mirror_traffic), deployments[name],
+                               {t: getattr(row, f"{t}_nonce") for t in KEY_TYPES}, row.max_concurrency)
+                for name, row in found.items()}
 
     async def _locked(self, session: AsyncSession, name: str) -> EndpointRow | None:
         query = select(EndpointRow).where(EndpointRow.name == name).with_for_update()
@@ -217,12 +232,14 @@ def _seconds(moment: datetime) -> int:
 def endpoint_body(row: EndpointRow, deployments: list[DeploymentRow]) -> dict[str, Any]:
     return {"name": row.name, "object": "endpoint", "kind": row.kind, "owner": row.tenant,
             "description": row.description, "auth_mode": row.auth_mode, "traffic": row.traffic,
-            "mirror_traffic": row.mirror_traffic, "deployments": [deployment_body(d) for d in deployments],
+            "mirror_traffic": row.mirror_traffic, "max_concurrency": row.max_concurrency,
+            "deployments": [deployment_body(d) for d in deployments],
             "created_at": _seconds(row.created_at), "updated_at": _seconds(row.updated_at)}
 
 
 def deployment_body(row: DeploymentRow) -> dict[str, Any]:
     # A serverless deployment runs on the shared pool, which loads its model on the first call: always ready.
     return {"name": row.name, "object": "deployment", "endpoint": row.endpoint, "model": row.model,
-            "capacity": row.capacity, "state": "ready", "created_at": _seconds(row.created_at),
+            "capacity": row.capacity, "rpm": row.rpm, "tpm": row.tpm, "max_concurrency": row.max_concurrency,
+            "state": "ready", "created_at": _seconds(row.created_at),
             "updated_at": _seconds(row.updated_at)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from meterway.tables import Base
@@ -25,6 +25,7 @@ class EndpointRow(Base):
     mirror_traffic: Mapped[dict[str, Any]] = mapped_column(JSON)  # deployment -> percent, sum <= 50
     primary_nonce: Mapped[str] = mapped_column(String(32))  # endpoint keys derive from these (endpoints.keys)
     secondary_nonce: Mapped[str] = mapped_column(String(32))
+    max_concurrency: Mapped[int | None] = mapped_column(Integer)  # over all its deployments (None: unlimited)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -40,5 +41,8 @@ class DeploymentRow(Base):
     name: Mapped[str] = mapped_column(String(32))
     model: Mapped[str] = mapped_column(String(255))
     capacity: Mapped[str] = mapped_column(String(16))  # "serverless": the shared pool, scale to zero
+    rpm: Mapped[int | None] = mapped_column(Integer)  # the deployment's own limits (None: unlimited)
+    tpm: Mapped[int | None] = mapped_column(Integer)
+    max_concurrency: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

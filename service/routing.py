@@ -17,6 +17,7 @@ from endpoints.router import PIN_HEADERS, choose
 from meterway.errors import AuthenticationFailed, InvalidRequest, NotFound
 from service.auth import Principal
 from service.inference import Placement
+from service.key_throttle import Capacity
 from service.warm_cache import WarmCache
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ class Target:
     model: ModelSpec
     placement: Placement
     mirror: Target | None = None
+    capacity: Capacity | None = None  # the deployment's own limits (None: only the caller's key's)
 
 
 class Routes:
@@ -67,7 +69,7 @@ class Routes:
         if via.endpoint is None:
             return await self._serverless(principal, model, via)
         snapshot = await self._endpoint(principal, via.endpoint)
-        served = set(snapshot.deployments.values())
+        served = {d.model for d in snapshot.deployments.values()}
         if model and model not in served and model != snapshot.name:
             raise InvalidRequest(f"endpoint {snapshot.name!r} serves {', '.join(sorted(served)) or 'no model'}; "
                                  "omit `model` (the endpoint decides) or name one of those", param="model")
@@ -76,10 +78,13 @@ class Routes:
         owner = Principal(tenant=snapshot.tenant, key_id=None)
         mirror = None
         if choice.mirror is not None:
-            spec = await self._resolver.resolve(snapshot.deployments[choice.mirror], owner)
+            spec = await self._resolver.resolve(snapshot.deployments[choice.mirror].model, owner)
             mirror = Target(spec, Placement(snapshot.name, choice.mirror, billable=False))
-        spec = await self._resolver.resolve(snapshot.deployments[choice.deployment], owner)
-        return Target(spec, Placement(snapshot.name, choice.deployment), mirror)
+        chosen = snapshot.deployments[choice.deployment]
+        spec = await self._resolver.resolve(chosen.model, owner)
+        capacity = Capacity.of(snapshot.name, choice.deployment, chosen.rpm, chosen.tpm, chosen.max_concurrency,
+                               snapshot.max_concurrency)
+        return Target(spec, Placement(snapshot.name, choice.deployment), mirror, capacity)
 
     async def visible(self, principal: Principal, via: Via) -> list[ModelSpec]:
         """The models a caller may name: the catalog and its fine-tunes, or the endpoint's deployments'."""
@@ -87,7 +92,8 @@ class Routes:
             return await self._resolver.visible(principal)
         snapshot = await self._endpoint(principal, via.endpoint)
         owner = Principal(tenant=snapshot.tenant, key_id=None)
-        return [await self._resolver.resolve(model, owner) for model in sorted(set(snapshot.deployments.values()))]
+        models = sorted({d.model for d in snapshot.deployments.values()})
+        return [await self._resolver.resolve(model, owner) for model in models]
 
     async def resolve(self, principal: Principal, model: str, via: Via) -> ModelSpec:
         """One model a caller may see (``GET .../models/{id}``)."""

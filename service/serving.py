@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from models.tokenizer import PromptTokenizer, TokenizerCache
     from service.arrivals import Arrivals
     from service.auth import Principal
+    from service.key_throttle import Capacity
     from service.mirroring import Mirrors
     from service.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
     from service.routing import Target, Via
@@ -50,7 +51,8 @@ class Router(Protocol):
 class AdmissionControl(Protocol):
     """Admission control: reserve before the model runs, settle after."""
 
-    async def admit(self, principal: Principal, tokens: int, cost: Decimal) -> Admission: ...
+    async def admit(self, principal: Principal, tokens: int, cost: Decimal,
+                    capacity: Capacity | None = None) -> Admission: ...
 
 
 class PriceQuotes(Protocol):
@@ -125,7 +127,7 @@ class ServingService:
 
     async def _generate(self, principal: Principal, target: Target, plan: Callable[[Target, str], Plan],
                         request_id: str) -> Generation:
-        generation = await self._start(principal, plan(target, request_id))
+        generation = await self._start(principal, plan(target, request_id), target.capacity)
         if (mirror := target.mirror) is not None:
             prices = await self._prices.quote(mirror.model, datetime.now(UTC))
             self._mirrors.generation(principal, mirror.placement, lambda: plan(mirror, f"{request_id}-mirror"),
@@ -144,7 +146,8 @@ class ServingService:
         spec = target.model
         await self._gate.ensure_available()
         prices = await self._prices.quote(spec, datetime.now(UTC))
-        admission = await self._throttle.admit(principal, plan.prompt_tokens, prices.cost(plan.prompt_tokens, 0))
+        admission = await self._throttle.admit(principal, plan.prompt_tokens, prices.cost(plan.prompt_tokens, 0),
+                                               target.capacity)
         started = datetime.now(UTC)
         try:
             result = await self._pool.embed(plan.job)
@@ -161,13 +164,14 @@ class ServingService:
             self._mirrors.embedding(principal, mirror.placement, lambda: plan_for(mirror, f"{request_id}-mirror"))
         return plan, result.vectors, {**admission.headers, "x-meterway-deployment": plan.placement.deployment}
 
-    async def _start(self, principal: Principal, plan: Plan) -> Generation:
+    async def _start(self, principal: Principal, plan: Plan, capacity: Capacity | None) -> Generation:
         state = str(self._pool.state(plan.model.id if not plan.model.base else plan.model.base))
         await self._gate.ensure_available()
         prices = await self._prices.quote(plan.model, datetime.now(UTC))
         await self._arrivals.ready()  # a burst's requests go to the pool together (service/arrivals.py)
         admission = await self._throttle.admit(principal, plan.reserved_tokens,
-                                               prices.cost(plan.prompt_tokens, plan.reserved_completion_tokens))
+                                               prices.cost(plan.prompt_tokens, plan.reserved_completion_tokens),
+                                               capacity)
         run = Run(plan, principal, self._pool, self._meter, admission, prices,
                   self._settings.server.request_timeout_s)
         return await Generation.begin(run, state, self._finishes)

@@ -12,7 +12,7 @@ from litestar import Request, delete, get, post, put
 from litestar.di import Provide
 from msgspec import Meta
 
-from endpoints.service import Caller, EndpointService, EndpointSpec
+from endpoints.service import Caller, DeploymentSpec, EndpointService, EndpointSpec
 from service.auth import Principal
 from service.http.fields import Body, Name
 
@@ -32,6 +32,7 @@ class EndpointPut(Body):
     traffic: dict[Label, Percent] = {}
     mirror_traffic: dict[Label, Percent] = {}
     tenant: Name | None = None  # the admin names the owner
+    max_concurrency: Annotated[int, Meta(ge=1)] | None = None  # requests in flight over all its deployments
 
 
 class DeploymentPut(Body):
@@ -39,6 +40,9 @@ class DeploymentPut(Body):
 
     model: Annotated[str, Meta(min_length=1, max_length=255)]
     capacity: Literal["serverless"] = "serverless"  # dedicated instances arrive with the pool's support
+    rpm: Annotated[int, Meta(ge=1)] | None = None  # the deployment's own limits, beside each caller's key's
+    tpm: Annotated[int, Meta(ge=1)] | None = None
+    max_concurrency: Annotated[int, Meta(ge=1)] | None = None
 
 
 class Regenerate(Body):
@@ -63,7 +67,7 @@ async def put_endpoint(name: str, data: EndpointPut, principal: Principal, endpo
                        request: Request[Any, Any, Any]) -> dict[str, Any]:
     """Idempotent; traffic sums to 100 (or is empty), mirror traffic to at most 50."""
     spec = EndpointSpec(data.kind, data.description, data.auth_mode, data.traffic, data.mirror_traffic,
-                        data.tenant)
+                        data.tenant, data.max_concurrency)
     return _located(request, await endpoints.put(_caller(principal), name, spec))
 
 
@@ -94,7 +98,8 @@ async def delete_endpoint(name: str, principal: Principal, endpoints: EndpointSe
 async def put_deployment(name: str, deployment: str, data: DeploymentPut, principal: Principal,
                          endpoints: EndpointService) -> dict[str, Any]:
     """The model must be one the endpoint's owner may call (a catalog model or its own fine-tune)."""
-    return await endpoints.put_deployment(_caller(principal), name, deployment, data.model, data.capacity)
+    spec = DeploymentSpec(data.model, data.capacity, data.rpm, data.tpm, data.max_concurrency)
+    return await endpoints.put_deployment(_caller(principal), name, deployment, spec)
 
 
 @get("/v1/endpoints/{name:str}/deployments/{deployment:str}", summary="Get a deployment", tags=TAGS)

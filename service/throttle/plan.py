@@ -151,5 +151,6 @@ def plan_key(rules: Iterable[Rule], subject: Subject, *, prefix: str, now: float
 
 
 def _base(prefix: str, subject: Subject, rule: Rule) -> str:
-    owner = f"key:{subject.key_id}" if rule.scope == "key" else "tenant"
+    key, ceiling = subject.kinds
+    owner = f"{key}:{subject.key_id}" if rule.scope == "key" else ceiling
     return f"{prefix}:{{{subject.tenant_id}}}:{owner}"

@@ -47,10 +47,15 @@ def units_to_money(units: int) -> Decimal:
 
 @dataclass(frozen=True)
 class Subject:
-    """Who is asking: the key and the tenant that owns it (the tenant names the shared ceiling)."""
+    """Who is asking: the key and the tenant that owns it (the tenant names the shared ceiling).
+
+    ``kinds`` names both in messages and storage keys: a deployment is limited like a key, under its
+    endpoint's ceiling (``("deployment", "endpoint")``), in counters of its own.
+    """
 
     key_id: str
     tenant_id: str
+    kinds: tuple[str, str] = ("key", "tenant")
 
 
 @dataclass(frozen=True)

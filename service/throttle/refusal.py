@@ -71,7 +71,8 @@ def _wait(item: Planned, count: tuple[int, int]) -> float | None:
 
 def _message(item: Planned, count: tuple[int, int], subject: Subject, retry_after: float | None) -> str:
     rule, check = item.rule, item.check
-    owner = f"key {subject.key_id}" if rule.scope == "key" else f"tenant {subject.tenant_id}"
+    key, ceiling = subject.kinds
+    owner = f"{key} {subject.key_id}" if rule.scope == "key" else f"{ceiling} {subject.tenant_id}"
     if rule.name == "budget":
         text = (f"Budget exhausted for {owner}: {units_to_money(check.limit)} per {rule.period}, "
                 f"{units_to_money(count[0])} spent or reserved, this request needs up to "

@@ -117,3 +117,23 @@ async def test_usage_is_metered_per_endpoint_and_deployment(gateway: ServerProce
         report = acme.get("/v1/usage", params={"group_by": "endpoint,deployment"}).json()
         lines = {(line["endpoint"], line["deployment"]): line["requests"] for line in report["data"]}
         assert lines == dict(Counter((endpoint["name"], d) for d in served.values()))
+
+
+def test_a_deployment_has_limits_of_its_own(gateway: ServerProcess) -> None:
+    with tenant_client(gateway, f"acme-{uuid.uuid4().hex[:6]}") as acme:
+        endpoint = make_endpoint(acme, {"blue": ECHO}, traffic={"blue": 100})
+        limited = acme.put(f"/v1/endpoints/{endpoint['name']}/deployments/blue", json={"model": ECHO, "rpm": 3})
+        assert limited.status_code == 200 and limited.json()["rpm"] == 3
+        refused = acme.put(f"/v1/endpoints/{endpoint['name']}/deployments/blue", json={"model": ECHO, "rpm": 0})
+        assert refused.status_code == 400 and "rpm" in refused.text
+        key = acme.headers["authorization"].removeprefix("Bearer ")
+    client = openai.OpenAI(base_url=endpoint["scoring_uri"], api_key=key, max_retries=0)
+    for _ in range(3):
+        served_by(client)
+    with pytest.raises(openai.RateLimitError) as limit:
+        served_by(client)
+    assert f"deployment {endpoint['name']}/blue" in limit.value.message
+    assert float(limit.value.response.headers["retry-after"]) > 0
+    # The caller's key has no such limit: the serverless API still answers it.
+    serverless = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0)
+    assert serverless.chat.completions.create(model=ECHO, messages=MESSAGES, max_tokens=2).choices
