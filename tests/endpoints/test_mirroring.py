@@ -50,6 +50,7 @@ def worker_pids(gateway: ServerProcess) -> set[int]:
     return {c.pid for c in children if "models.pool.worker" in " ".join(c.cmdline())}
 
 
+@pytest.mark.battery(16)
 async def test_mirror_is_metered_unbilled_and_never_touches_the_primary(gateway: ServerProcess) -> None:
     with tenant_client(gateway, f"acme-{uuid.uuid4().hex[:6]}") as acme:
         endpoint = make_endpoint(acme, {"blue": SMOLLM, "green": SMOLLM_BF16}, traffic={"blue": 100},
@@ -118,7 +119,6 @@ async def _until(condition: object, timeout_s: float = 30.0) -> None:
         await asyncio.sleep(0.1)
 
 
-@pytest.mark.battery(16)
 async def test_traffic_shift_under_load_loses_no_request(gateway: ServerProcess) -> None:
     with tenant_client(gateway, f"acme-{uuid.uuid4().hex[:6]}") as acme:
         endpoint = make_endpoint(acme, {"blue": ECHO, "green": ECHO}, traffic={"blue": 100})
