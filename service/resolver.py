@@ -2,7 +2,7 @@
 
 The catalog is public; fine-tunes belong to one tenant and are indistinguishable from a missing model for
 anyone else. Named endpoints with several deployments (traffic split, mirroring) plug in as another
-``ModelResolver`` without touching the routes.
+``service.routing.Routes`` without touching the routes.
 """
 
 from __future__ import annotations
