@@ -109,24 +109,20 @@ class ServingService:
 
     async def chat(self, principal: Principal, request: ChatCompletionRequest, request_id: str,
                    via: Via) -> Generation:
-        def plan(target: Target, rid: str) -> Plan:
-            return replace(plan_chat(request, target.model, self._tokenizer(target.model), request_id=rid,
-                                     max_n=self._settings.pool.max_n), placement=target.placement)
-
-        return await self._generate(principal, await self._router.route(principal, request.model, via), plan,
-                                    request_id)
+        return await self._generate(principal, request, request_id, via, plan_chat)
 
     async def completion(self, principal: Principal, request: CompletionRequest, request_id: str,
                          via: Via) -> Generation:
+        return await self._generate(principal, request, request_id, via, plan_completion)
+
+    async def _generate(self, principal: Principal, request: ChatCompletionRequest | CompletionRequest,
+                        request_id: str, via: Via, planner: Callable[..., Plan]) -> Generation:
+        """Route, plan for the chosen deployment, start; then the mirrored copy, planned for its own."""
         def plan(target: Target, rid: str) -> Plan:
-            return replace(plan_completion(request, target.model, self._tokenizer(target.model), request_id=rid,
-                                           max_n=self._settings.pool.max_n), placement=target.placement)
+            return replace(planner(request, target.model, self._tokenizer(target.model), request_id=rid,
+                                   max_n=self._settings.pool.max_n), placement=target.placement)
 
-        return await self._generate(principal, await self._router.route(principal, request.model, via), plan,
-                                    request_id)
-
-    async def _generate(self, principal: Principal, target: Target, plan: Callable[[Target, str], Plan],
-                        request_id: str) -> Generation:
+        target = await self._router.route(principal, request.model, via)
         generation = await self._start(principal, plan(target, request_id), target.capacity)
         if (mirror := target.mirror) is not None:
             prices = await self._prices.quote(mirror.model, datetime.now(UTC))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from typing import TYPE_CHECKING
 
 import httpx
 import openai
@@ -17,20 +16,7 @@ from tests.api.ledger import ledger_rows
 from tests.endpoints.helpers import ECHO, MESSAGES, make_endpoint, served_by, tenant_client
 from tests.server import ADMIN_KEY, ServerProcess
 
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-    from pathlib import Path
-
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def gateway(request: pytest.FixtureRequest, store_dir: Path,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    env = {"METERWAY_DATABASE_URL": request.getfixturevalue("module_pg_url")} if request.param == "postgresql" else {}
-    process = ServerProcess(home=tmp_path_factory.mktemp("invoke"), store=store_dir, env=env).start()
-    yield process
-    process.stop()
 
 
 def test_split_pin_and_model_field(gateway: ServerProcess) -> None:

@@ -11,23 +11,11 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from tests.server import ServerProcess
-
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-    from pathlib import Path
+    from tests.server import ServerProcess
 
 pytestmark = pytest.mark.slow
 BASE = "smollm2-135m-instruct"
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def gateway(request: pytest.FixtureRequest, store_dir: Path,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    env = {"METERWAY_DATABASE_URL": request.getfixturevalue("module_pg_url")} if request.param == "postgresql" else {}
-    process = ServerProcess(home=tmp_path_factory.mktemp("endpoints"), store=store_dir, env=env).start()
-    yield process
-    process.stop()
 
 
 def _client(gateway: ServerProcess, tenant: str) -> httpx.Client:
