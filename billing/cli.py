@@ -7,6 +7,8 @@
     meterway billing link-stripe --tenant acme --customer cus_123
     meterway billing prices [--model M]
     meterway billing set-price --model M --input 0.05 --output 0.10 [--from 2026-12-01]
+    meterway billing instance-prices [--model M]
+    meterway billing set-instance-price --model M --instance-type gpu-small --per-minute 0.02 [--from ...]
     meterway billing consume            # drain the bus into the ledger once, then exit
     meterway usage report --start 2026-11-01 --end 2026-11-30 --group-by day,model --format csv
 """
@@ -48,12 +50,19 @@ def add_billing_commands(subparsers: Any) -> None:
     shown.set_defaults(run=_command(_statements))
     commands.add_parser("export-stripe", help="send usage to Stripe as meter events").set_defaults(
         run=_command(_export))
-    commands.add_parser("reconcile", help="ledger vs exported tokens per tenant").set_defaults(
+    commands.add_parser("reconcile", help="ledger vs exported tokens and instance-minutes per tenant").set_defaults(
         run=_command(_reconcile))
     link = commands.add_parser("link-stripe", help="link a tenant to a Stripe customer id")
     link.add_argument("--tenant", required=True)
     link.add_argument("--customer", required=True)
     link.set_defaults(run=_command(_link))
+    _add_price_commands(commands)
+    commands.add_parser("consume", help="drain the usage bus into the ledger once").set_defaults(
+        run=_command(_consume))
+    _add_usage_commands(subparsers)
+
+
+def _add_price_commands(commands: Any) -> None:
     prices = commands.add_parser("prices", help="list the price book")
     prices.add_argument("--model")
     prices.set_defaults(run=_command(_prices))
@@ -63,9 +72,16 @@ def add_billing_commands(subparsers: Any) -> None:
     set_price.add_argument("--output", required=True, help="price per 1M output tokens")
     set_price.add_argument("--from", dest="effective_from", help="ISO datetime or unix seconds; default now")
     set_price.set_defaults(run=_command(_set_price))
-    commands.add_parser("consume", help="drain the usage bus into the ledger once").set_defaults(
-        run=_command(_consume))
-    _add_usage_commands(subparsers)
+    instance_prices = commands.add_parser("instance-prices", help="list the instance price book")
+    instance_prices.add_argument("--model")
+    instance_prices.set_defaults(run=_command(_instance_prices))
+    set_instance = commands.add_parser("set-instance-price",
+                                       help="add a price per instance-minute of a model on an instance type")
+    set_instance.add_argument("--model", required=True)
+    set_instance.add_argument("--instance-type", required=True, help="1-32 lower-case letters, digits or '-'")
+    set_instance.add_argument("--per-minute", required=True, help="price per started instance-minute")
+    set_instance.add_argument("--from", dest="effective_from", help="ISO datetime or unix seconds; default now")
+    set_instance.set_defaults(run=_command(_set_instance_price))
 
 
 def _add_usage_commands(subparsers: Any) -> None:
@@ -124,7 +140,8 @@ async def _export(billing: Billing, _args: argparse.Namespace) -> str:
     if billing.exporter is None:
         raise SystemExit("meterway: set METERWAY_STRIPE_API_KEY to export to Stripe")
     result = await billing.exporter.export()
-    return json.dumps({"sent": result.sent, "already_there": result.already_there, "tokens": result.tokens})
+    return json.dumps({"sent": result.sent, "already_there": result.already_there, "tokens": result.tokens,
+                       "instance_minutes": result.instance_minutes})
 
 
 async def _reconcile(billing: Billing, _args: argparse.Namespace) -> str:
@@ -153,6 +170,21 @@ async def _set_price(billing: Billing, args: argparse.Namespace) -> str:
                                            parse_amount(args.output, "output"), start)
     return f"{price.model}: {price.input_per_million}/{price.output_per_million} {price.currency} per 1M " \
            f"tokens from {price.effective_from.isoformat()}"
+
+
+async def _instance_prices(billing: Billing, args: argparse.Namespace) -> str:
+    rows = [{"model": p.model, "instance_type": p.instance_type, "per_minute": format_decimal(p.per_minute),
+             "currency": p.currency, "effective_from": p.effective_from.isoformat()}
+            for p in await billing.prices.list_instance_prices(args.model)]
+    return json.dumps({"data": rows}, indent=2)
+
+
+async def _set_instance_price(billing: Billing, args: argparse.Namespace) -> str:
+    start = parse_bound(args.effective_from, "effective_from") if args.effective_from else None
+    price = await billing.prices.set_instance_price(args.model, args.instance_type,
+                                                    parse_amount(args.per_minute, "per_minute"), start)
+    return f"{price.model} on {price.instance_type}: {price.per_minute} {price.currency} per instance-minute " \
+           f"from {price.effective_from.isoformat()}"
 
 
 async def _consume(billing: Billing, _args: argparse.Namespace) -> str:

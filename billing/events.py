@@ -12,13 +12,17 @@ import msgspec
 
 
 class UsageEvent(msgspec.Struct, frozen=True, kw_only=True):
-    """One served request. ``request_id`` is unique: it is the ledger's idempotency key."""
+    """One served request, or one started minute of a dedicated instance (a capacity event).
+
+``request_id`` is unique: it is the ledger's idempotency key. A capacity event has ``instance_minutes > 0``,
+no tokens and ``endpoint`` "instances"; the ledger prices it per instance-minute of ``(model, instance_type)``.
+"""
 
     request_id: str
     tenant: str
     key_id: str
     model: str
-    endpoint: str  # the route that served it: "chat.completions", "completions", "embeddings", "batch"
+    endpoint: str  # the route: "chat.completions", "completions", "embeddings", "batch"; "instances" (capacity)
     prompt_tokens: int
     completion_tokens: int
     started_at: datetime
@@ -29,3 +33,5 @@ class UsageEvent(msgspec.Struct, frozen=True, kw_only=True):
     user: str | None = None  # the caller's end user (OpenAI's ``user`` field), for reports grouped by it
     endpoint_name: str = "serverless"  # the endpoint that served it ("serverless": the built-in one at /v1)
     deployment: str = "default"  # its deployment ("default": the serverless endpoint's one deployment)
+    instance_minutes: int = 0  # > 0: a capacity event, billed per started instance-minute
+    instance_type: str | None = None  # the instance type a capacity event's minutes ran on

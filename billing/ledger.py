@@ -7,15 +7,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 from sqlalchemy import select, text
 
 from billing.ledger_insert import BULK_INSERTS
-from billing.money import Price, as_utc, next_period
-from billing.prices import PriceTable, price_from_row
-from billing.tables import ClosedPeriodRow, PriceRow
+from billing.money import InstancePrice, Price, as_utc, next_period
+from billing.prices import candidates, load_price_table, models_to_price
+from billing.tables import ClosedPeriodRow
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -23,9 +23,11 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
     from billing.events import UsageEvent
+    from billing.prices import PriceTable
 
 log = structlog.get_logger("billing.ledger")
 ZERO = Decimal(0)
+_P = TypeVar("_P", Price, InstancePrice)
 
 # Dialect-specific pieces, chosen by name (the bulk inserts live in billing.ledger_insert).
 # PostgreSQL: ROW EXCLUSIVE conflicts with the EXCLUSIVE lock that close_period takes, so a writer either
@@ -67,7 +69,7 @@ class LedgerWriter:
             if also is not None:
                 await also(session)
             closed = set((await session.execute(select(ClosedPeriodRow.period))).scalars())
-            prices = await _price_table(session, events)
+            prices = await load_price_table(session, *models_to_price(events))
             now = datetime.now(UTC)
             unique = {e.request_id: e for e in events}  # a batch may carry a redelivery of its own event
             rows = [self.entry(unique[rid], prices, closed, now) for rid in sorted(unique)]
@@ -77,32 +79,52 @@ class LedgerWriter:
         """The ledger row of ``event``: priced at its start, in the first open period (an adjustment if its
         own is in ``closed``). Every write path builds its rows here."""
         started = as_utc(event.started_at)
-        price = prices.at(event.model, started)
-        if price is None and event.base_model:
-            price = prices.at(event.base_model, started)  # a fine-tune without its own price
-        if price is None:
-            # Never drop usage: record it at zero so the request id is taken, and tell finance to adjust.
-            log.error("usage_without_price", model=event.model, request_id=event.request_id)
-            price = Price(event.model, ZERO, ZERO, self._currency)
         stamp = started.isoformat()  # 'YYYY-MM-DDTHH:...' in UTC: cheaper than three strftime calls
         period, kind = stamp[:7], "usage"
         while period in closed:
             period, kind = next_period(period), "adjustment"
+        charge = self._capacity(event, prices, started) if event.instance_minutes > 0 else \
+            self._tokens(event, prices, started)
         return {
             "request_id": event.request_id, "tenant": event.tenant, "key_id": event.key_id,
             "model": event.model, "base_model": event.base_model, "end_user": event.user,
             "endpoint": event.endpoint, "endpoint_name": event.endpoint_name, "deployment": event.deployment,
-            "prompt_tokens": event.prompt_tokens, "completion_tokens": event.completion_tokens,
-            "input_per_million": price.input_per_million, "output_per_million": price.output_per_million,
-            "cost": price.cost(event.prompt_tokens, event.completion_tokens), "currency": price.currency,
+            "prompt_tokens": event.prompt_tokens, "completion_tokens": event.completion_tokens, **charge,
             "started_at": started, "finished_at": as_utc(event.finished_at),
             "usage_day": stamp[:10], "usage_hour": stamp[:13],
             "status": event.status, "billable": event.billable, "period": period, "kind": kind,
             "created_at": now,
         }
 
+    def _tokens(self, event: UsageEvent, prices: PriceTable, started: datetime) -> dict[str, Any]:
+        """The price columns of a request: its model's token price (or its base model's)."""
+        price = _first(lambda model: prices.at(model, started), event)
+        if price is None:
+            price = Price(event.model, ZERO, ZERO, self._currency)
+        return {"input_per_million": price.input_per_million, "output_per_million": price.output_per_million,
+                "instance_type": None, "instance_minutes": 0, "per_instance_minute": ZERO,
+                "cost": price.cost(event.prompt_tokens, event.completion_tokens), "currency": price.currency}
 
-async def _price_table(session: AsyncSession, events: Sequence[UsageEvent]) -> PriceTable:
-    models = {e.model for e in events} | {e.base_model for e in events if e.base_model}
-    rows = (await session.execute(select(PriceRow).where(PriceRow.model.in_(models)))).scalars()
-    return PriceTable(price_from_row(row) for row in rows)
+    def _capacity(self, event: UsageEvent, prices: PriceTable, started: datetime) -> dict[str, Any]:
+        """The price columns of a capacity event: the price per minute of (model, instance type); its tokens,
+        if any, are not charged."""
+        price = _first(lambda model: prices.instance_at(model, event.instance_type, started), event)
+        if price is None:
+            price = InstancePrice(event.model, event.instance_type or "", ZERO, self._currency)
+        return {"input_per_million": ZERO, "output_per_million": ZERO, "instance_type": event.instance_type,
+                "instance_minutes": event.instance_minutes, "per_instance_minute": price.per_minute,
+                "cost": price.cost(event.instance_minutes), "currency": price.currency}
+
+
+def _first(find: Callable[[str], _P | None], event: UsageEvent) -> _P | None:
+    """The price ``find`` has for the event's model, else for its base model (a fine-tune without its own)."""
+    for model in candidates(event.model, event.base_model):
+        price = find(model)
+        if price is not None:
+            return price
+    # Never drop usage: the caller records it at zero so the request id is taken, and finance adjusts.
+    log.error("usage_without_price", model=event.model, request_id=event.request_id,
+              instance_type=event.instance_type)
+    return None
+
+

@@ -23,7 +23,8 @@ _PG_COLUMNS = {
     "request_id": "text", "tenant": "text", "key_id": "text", "model": "text", "base_model": "text",
     "end_user": "text", "endpoint": "text", "endpoint_name": "text", "deployment": "text",
     "prompt_tokens": "int4", "completion_tokens": "int4", "input_per_million": "numeric",
-    "output_per_million": "numeric", "cost": "numeric", "currency": "text", "started_at": "timestamptz",
+    "output_per_million": "numeric", "instance_type": "text", "instance_minutes": "int4",
+    "per_instance_minute": "numeric", "cost": "numeric", "currency": "text", "started_at": "timestamptz",
     "finished_at": "timestamptz", "usage_day": "text", "usage_hour": "text", "status": "text",
     "billable": "bool", "period": "text", "kind": "text", "created_at": "timestamptz",
 }

@@ -1,4 +1,4 @@
-"""Exact money: prices per 1M tokens, costs as Decimals, the one rounding rule, and billing periods.
+"""Exact money: prices per 1M tokens and per instance-minute, exact Decimal costs, the one rounding rule, periods.
 
 Nothing here is a float. A cost is exact until a statement line rounds it, once, with ``to_minor_units``.
 """
@@ -30,6 +30,21 @@ class Price:
     def cost(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
         """The exact cost of a request at this price."""
         return cost_of(prompt_tokens, completion_tokens, self.input_per_million, self.output_per_million)
+
+
+@dataclass(frozen=True)
+class InstancePrice:
+    """A model's price per started minute of one instance type, in force from ``effective_from``."""
+
+    model: str
+    instance_type: str
+    per_minute: Decimal
+    currency: str
+    effective_from: datetime = EPOCH
+
+    def cost(self, minutes: int) -> Decimal:
+        """The exact cost of ``minutes`` instance-minutes at this price."""
+        return minutes * self.per_minute
 
 
 def cost_of(prompt_tokens: int, completion_tokens: int, input_per_million: Decimal,

@@ -1,5 +1,8 @@
 """Period close: freeze each tenant's billable totals for a month into invoice-ready statements.
 
+A statement has a line per model and token prices (requests, tokens) and one per model, instance type and
+price per minute (instance-minutes); its cost is the exact sum of its lines, rounded once to minor units.
+
 A closed period is never reopened or edited; events for it that arrive later become adjustments in the next
 open period (the ledger writer does that). Closing serialises with the writer on the ledger lock.
 """
@@ -18,14 +21,17 @@ from sqlalchemy import func, select
 
 from billing.ledger import CLOSE_LOCKS, lock_ledger
 from billing.money import check_period, cost_of, format_decimal, to_minor_units
-from billing.tables import ClosedPeriodRow, LedgerEntryRow, StatementRow
+from billing.tables import LEDGER_METER, REQUEST_COUNT, ClosedPeriodRow, LedgerEntryRow, StatementRow
 from meterway.errors import Conflict
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-_CSV_COLUMNS = ("period", "tenant", "requests", "prompt_tokens", "completion_tokens", "cost", "amount_minor",
-                "currency")
+_CSV_COLUMNS = ("period", "tenant", "requests", "prompt_tokens", "completion_tokens", "instance_minutes", "cost",
+                "amount_minor", "currency")
+_ENTRY = LedgerEntryRow
+_GROUPS = (_ENTRY.tenant, _ENTRY.currency, _ENTRY.model, LEDGER_METER.label("meter"), _ENTRY.instance_type,
+           _ENTRY.input_per_million, _ENTRY.output_per_million, _ENTRY.per_instance_minute)
 
 
 @dataclass(frozen=True)
@@ -40,13 +46,18 @@ class Statement:
     completion_tokens: int
     cost: Decimal
     amount_minor: int
-    lines: list[dict[str, Any]]  # per model: tokens, unit prices, exact cost
+    lines: list[dict[str, Any]]  # per model: tokens or instance-minutes, unit prices, exact cost
+
+    @property
+    def instance_minutes(self) -> int:
+        """The instance-minutes the statement charges (the sum of its instance lines)."""
+        return sum(int(line.get("instance_minutes", 0)) for line in self.lines)
 
     def as_dict(self) -> dict[str, Any]:
         return {"period": self.period, "tenant": self.tenant, "currency": self.currency,
                 "requests": self.requests, "prompt_tokens": self.prompt_tokens,
-                "completion_tokens": self.completion_tokens, "cost": format_decimal(self.cost),
-                "amount_minor": self.amount_minor, "lines": self.lines}
+                "completion_tokens": self.completion_tokens, "instance_minutes": self.instance_minutes,
+                "cost": format_decimal(self.cost), "amount_minor": self.amount_minor, "lines": self.lines}
 
 
 def statements_json(statements: list[Statement]) -> str:
@@ -99,30 +110,37 @@ class PeriodCloser:
                           r.cost, r.amount_minor, json.loads(r.lines)) for r in rows]
 
 async def _compute(session: AsyncSession, period: str) -> list[Statement]:
-    entry = LedgerEntryRow
-    groups = (entry.tenant, entry.currency, entry.model, entry.input_per_million, entry.output_per_million)
     rows = (await session.execute(
-        select(*groups, func.count().label("requests"), func.sum(entry.prompt_tokens).label("prompt"),
-               func.sum(entry.completion_tokens).label("completion"))
-        .where(entry.period == period, entry.billable.is_(True)).group_by(*groups)
-        .order_by(entry.tenant, entry.model))).all()
+        select(*_GROUPS, REQUEST_COUNT.label("requests"), func.sum(_ENTRY.prompt_tokens).label("prompt"),
+               func.sum(_ENTRY.completion_tokens).label("completion"),
+               func.sum(_ENTRY.instance_minutes).label("minutes"))
+        .where(_ENTRY.period == period, _ENTRY.billable.is_(True)).group_by(*_GROUPS)
+        .order_by(_ENTRY.tenant, _ENTRY.model, LEDGER_METER.desc(), _ENTRY.instance_type))).all()
     by_tenant: dict[tuple[str, str], list[Any]] = {}
     for row in rows:
         by_tenant.setdefault((row.tenant, row.currency), []).append(row)
     return [_statement(period, tenant, currency, lines) for (tenant, currency), lines in by_tenant.items()]
 
 
+def _token_line(row: Any) -> dict[str, Any]:
+    return {"model": row.model, "requests": int(row.requests), "prompt_tokens": int(row.prompt),
+            "completion_tokens": int(row.completion),
+            "input_per_million": format_decimal(row.input_per_million),
+            "output_per_million": format_decimal(row.output_per_million),
+            "cost": format_decimal(cost_of(int(row.prompt), int(row.completion),
+                                           row.input_per_million, row.output_per_million))}
+
+
+def _instance_line(row: Any) -> dict[str, Any]:
+    return {"model": row.model, "meter": "instance_minutes", "instance_type": row.instance_type or "",
+            "instance_minutes": int(row.minutes), "per_instance_minute": format_decimal(row.per_instance_minute),
+            "cost": format_decimal(int(row.minutes) * row.per_instance_minute)}
+
+
 def _statement(period: str, tenant: str, currency: str, rows: list[Any]) -> Statement:
-    lines = []
-    for row in rows:
-        lines.append({"model": row.model, "requests": int(row.requests), "prompt_tokens": int(row.prompt),
-                      "completion_tokens": int(row.completion),
-                      "input_per_million": format_decimal(row.input_per_million),
-                      "output_per_million": format_decimal(row.output_per_million),
-                      "cost": format_decimal(cost_of(int(row.prompt), int(row.completion),
-                                                     row.input_per_million, row.output_per_million))})
+    lines = [_instance_line(row) if row.meter == "instance_minutes" else _token_line(row) for row in rows]
     cost = sum((Decimal(line["cost"]) for line in lines), Decimal(0))
-    return Statement(period, tenant, currency, sum(line["requests"] for line in lines),
-                     sum(line["prompt_tokens"] for line in lines),
-                     sum(line["completion_tokens"] for line in lines), cost,
+    return Statement(period, tenant, currency, sum(line.get("requests", 0) for line in lines),
+                     sum(line.get("prompt_tokens", 0) for line in lines),
+                     sum(line.get("completion_tokens", 0) for line in lines), cost,
                      to_minor_units(cost, currency), lines)

@@ -1,48 +1,120 @@
-"""The effective-dated price book: per model, price per 1M input and output tokens from a start time on."""
+"""The effective-dated price books: per model, price per 1M input and output tokens from a start time on, and
+per (model, instance type), price per instance-minute from a start time on.
+
+Both books follow one rule: an entry is never edited, a change is a new entry with a later start, and the
+entry in force at t is the latest one whose start is at or before t. A fine-tune without its own entry uses its
+base model's.
+"""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from sqlalchemy import select
 
-from billing.money import EPOCH, Price, as_utc
-from billing.tables import PriceRow
+from billing.money import EPOCH, InstancePrice, Price, as_utc
+from billing.tables import InstancePriceRow, PriceRow
 from meterway.errors import Conflict, InvalidRequest, NotFound
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Hashable, Iterable, Sequence
     from decimal import Decimal
 
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+    from billing.events import UsageEvent
     from models.catalog import ModelSpec
+
+INSTANCE_TYPE_PATTERN = r"^[a-z0-9-]{1,32}$"
+_INSTANCE_TYPE = re.compile(INSTANCE_TYPE_PATTERN)
+
+
+class _Dated(Protocol):
+    @property
+    def effective_from(self) -> datetime: ...
+
+
+_P = TypeVar("_P", bound=_Dated)
 
 
 def price_from_row(row: PriceRow) -> Price:
-    """The price an ORM row holds."""
+    """The token price an ORM row holds."""
     return Price(row.model, row.input_per_million, row.output_per_million, row.currency,
                  as_utc(row.effective_from))
 
 
-class PriceTable:
-    """All prices of some models, loaded once; answers 'which price was in force at t' without SQL."""
+def instance_price_from_row(row: InstancePriceRow) -> InstancePrice:
+    """The instance price an ORM row holds."""
+    return InstancePrice(row.model, row.instance_type, row.per_minute, row.currency, as_utc(row.effective_from))
 
-    def __init__(self, prices: Iterable[Price]) -> None:
-        self._by_model: dict[str, list[Price]] = {}
-        for price in sorted(prices, key=lambda p: p.effective_from):
-            self._by_model.setdefault(price.model, []).append(price)
+
+def check_instance_type(instance_type: str) -> str:
+    """Validate an instance type name: 1-32 lower-case letters, digits or '-'."""
+    if not _INSTANCE_TYPE.match(instance_type or ""):
+        raise InvalidRequest(f"instance_type must be 1-32 lower-case letters, digits or '-', not "
+                             f"{instance_type!r}", param="instance_type")
+    return instance_type
+
+
+def candidates(model: str, base_model: str | None) -> list[str]:
+    """The models whose price applies to ``model``, in order: its own, then its base model's (fine-tunes)."""
+    return [model, base_model] if base_model and base_model != model else [model]
+
+
+def models_to_price(events: Sequence[UsageEvent]) -> tuple[set[str], set[str]]:
+    """The models (base models included) whose token prices and whose instance prices ``events`` may need."""
+    tokens: set[str] = set()
+    instances: set[str] = set()
+    for event in events:
+        (instances if event.instance_minutes > 0 else tokens).update(candidates(event.model, event.base_model))
+    return tokens, instances
+
+
+class _Timeline(Generic[_P]):
+    """Entries per key, oldest first: which one was in force at a moment, without SQL."""
+
+    def __init__(self, entries: Iterable[_P], key: Callable[[_P], Hashable]) -> None:
+        self._by_key: dict[Hashable, list[_P]] = {}
+        for entry in sorted(entries, key=lambda e: e.effective_from):
+            self._by_key.setdefault(key(entry), []).append(entry)
+
+    def at(self, key: Hashable, moment: datetime) -> _P | None:
+        found = None
+        for entry in self._by_key.get(key, []):
+            if entry.effective_from > moment:
+                break
+            found = entry
+        return found
+
+
+class PriceTable:
+    """Token and instance prices of some models, loaded once; answers 'which price was in force at t'."""
+
+    def __init__(self, prices: Iterable[Price], instance_prices: Iterable[InstancePrice] = ()) -> None:
+        self._tokens = _Timeline(prices, lambda p: p.model)
+        self._instances = _Timeline(instance_prices, lambda p: (p.model, p.instance_type))
 
     def at(self, model: str, moment: datetime) -> Price | None:
-        """The latest price of ``model`` whose start is at or before ``moment``."""
-        moment = as_utc(moment)
-        found = None
-        for price in self._by_model.get(model, []):
-            if price.effective_from > moment:
-                break
-            found = price
-        return found
+        """The latest token price of ``model`` whose start is at or before ``moment``."""
+        return self._tokens.at(model, as_utc(moment))
+
+    def instance_at(self, model: str, instance_type: str | None, moment: datetime) -> InstancePrice | None:
+        """The latest price per minute of ``model`` on ``instance_type`` whose start is at or before ``moment``."""
+        return self._instances.at((model, instance_type), as_utc(moment))
+
+
+async def load_price_table(session: AsyncSession, models: Iterable[str],
+                           instance_models: Iterable[str] = ()) -> PriceTable:
+    """Every token price of ``models`` and every instance price of ``instance_models``, in one table."""
+    tokens = (await session.execute(select(PriceRow).where(PriceRow.model.in_(set(models))))).scalars()
+    prices = [price_from_row(row) for row in tokens]
+    instance_models = set(instance_models)
+    instances = [instance_price_from_row(row) for row in (await session.execute(
+        select(InstancePriceRow).where(InstancePriceRow.model.in_(instance_models))
+    )).scalars()] if instance_models else []
+    return PriceTable(prices, instances)
 
 
 class PriceBook:
@@ -53,45 +125,62 @@ class PriceBook:
         self.currency = currency
 
     async def quote(self, model: str, at: datetime | None = None) -> Price:
-        """The price in force for ``model`` at ``at`` (now by default); for budget reservations."""
+        """The token price in force for ``model`` at ``at`` (now by default); for budget reservations."""
         at = at or datetime.now(UTC)
-        async with self._sessions() as session:
-            row = (await session.execute(
-                select(PriceRow).where(PriceRow.model == model, PriceRow.effective_from <= at)
-                .order_by(PriceRow.effective_from.desc()).limit(1))).scalar_one_or_none()
+        row = await _in_force(self._sessions, PriceRow, [PriceRow.model == model], at)
         if row is None:
             raise NotFound(f"no price for model '{model}' at {at.isoformat()}", param="model",
                            code="no_price")
         return price_from_row(row)
 
-    async def table(self, models: Iterable[str]) -> PriceTable:
-        """Every price of ``models``, for pricing a batch of events in one query."""
+    async def instance_quote(self, model: str, instance_type: str, at: datetime | None = None, *,
+                             base_model: str | None = None) -> InstancePrice:
+        """The price per instance-minute in force for ``model`` on ``instance_type`` at ``at`` (now by
+        default), falling back to ``base_model``'s for a fine-tune without its own."""
+        at = at or datetime.now(UTC)
+        for candidate in candidates(model, base_model):
+            where = [InstancePriceRow.model == candidate, InstancePriceRow.instance_type == instance_type]
+            row = await _in_force(self._sessions, InstancePriceRow, where, at)
+            if row is not None:
+                return instance_price_from_row(row)
+        raise NotFound(f"no instance price for model '{model}' on '{instance_type}' at {at.isoformat()}",
+                       param="instance_type", code="no_price")
+
+    async def table(self, models: Iterable[str], instance_models: Iterable[str] = ()) -> PriceTable:
+        """Every price of ``models`` (and instance price of ``instance_models``), for pricing a batch."""
         async with self._sessions() as session:
-            rows = (await session.execute(select(PriceRow).where(PriceRow.model.in_(set(models))))).scalars()
-            return PriceTable(price_from_row(row) for row in rows)
+            return await load_price_table(session, models, instance_models)
+
+    async def list_instance_prices(self, model: str | None = None) -> list[InstancePrice]:
+        """All instance price entries (of one model, or of all), by model and instance type, oldest first."""
+        rows = await _entries(self._sessions, InstancePriceRow, model, InstancePriceRow.model,
+                              InstancePriceRow.instance_type, InstancePriceRow.effective_from)
+        return [instance_price_from_row(row) for row in rows]
 
     async def list(self, model: str | None = None) -> list[Price]:
-        """All entries (of one model, or of all), oldest first."""
-        query = select(PriceRow).order_by(PriceRow.model, PriceRow.effective_from)
-        if model:
-            query = query.where(PriceRow.model == model)
-        async with self._sessions() as session:
-            return [price_from_row(row) for row in (await session.execute(query)).scalars()]
+        """All token price entries (of one model, or of all), oldest first."""
+        rows = await _entries(self._sessions, PriceRow, model, PriceRow.model, PriceRow.effective_from)
+        return [price_from_row(row) for row in rows]
 
     async def set_price(self, model: str, input_per_million: Decimal, output_per_million: Decimal,
                         effective_from: datetime | None = None) -> Price:
-        """Append a price for ``model`` from ``effective_from`` (now by default) on."""
-        if not model:
-            raise InvalidRequest("model is required", param="model")
-        start = as_utc(effective_from) if effective_from else datetime.now(UTC)
-        async with self._sessions() as session, session.begin():
-            clash = await session.scalar(select(PriceRow.id).where(
-                PriceRow.model == model, PriceRow.effective_from == start))
-            if clash is not None:
-                raise Conflict(f"a price for '{model}' already starts at {start.isoformat()}",
-                               param="effective_from", code="price_exists")
-            session.add(_row(model, input_per_million, output_per_million, self.currency, start))
+        """Append a token price for ``model`` from ``effective_from`` (now by default) on."""
+        start = _start(model, effective_from)
+        row = _row(model, input_per_million, output_per_million, self.currency, start)
+        await _append(self._sessions, row, [PriceRow.model == model], f"'{model}'")
         return Price(model, input_per_million, output_per_million, self.currency, start)
+
+    async def set_instance_price(self, model: str, instance_type: str, per_minute: Decimal,
+                                 effective_from: datetime | None = None) -> InstancePrice:
+        """Append a price per instance-minute for ``model`` on ``instance_type`` from ``effective_from`` (now
+        by default) on."""
+        start = _start(model, effective_from)
+        check_instance_type(instance_type)
+        row = InstancePriceRow(model=model, instance_type=instance_type, per_minute=per_minute,
+                               currency=self.currency, effective_from=start, created_at=datetime.now(UTC))
+        same = [InstancePriceRow.model == model, InstancePriceRow.instance_type == instance_type]
+        await _append(self._sessions, row, same, f"'{model}' on '{instance_type}'")
+        return InstancePrice(model, instance_type, per_minute, self.currency, start)
 
     async def seed(self, specs: Iterable[ModelSpec]) -> int:
         """Give each catalog model without any price its catalog default, effective from the epoch."""
@@ -103,6 +192,41 @@ class PriceBook:
                 session.add(_row(spec.id, spec.input_price_per_million, spec.output_price_per_million,
                                  self.currency, EPOCH))
         return len(missing)
+
+
+async def _in_force(sessions: async_sessionmaker[AsyncSession], table: Any, where: list[Any],
+                    at: datetime) -> Any:
+    """The row of ``table`` matching ``where`` that was in force at ``at``, or None."""
+    async with sessions() as session:
+        return (await session.execute(
+            select(table).where(*where, table.effective_from <= at)
+            .order_by(table.effective_from.desc()).limit(1))).scalar_one_or_none()
+
+
+async def _entries(sessions: async_sessionmaker[AsyncSession], table: Any, model: str | None,
+                   *order: Any) -> list[Any]:
+    query = select(table).order_by(*order)
+    if model:
+        query = query.where(table.model == model)
+    async with sessions() as session:
+        return list((await session.execute(query)).scalars())
+
+
+async def _append(sessions: async_sessionmaker[AsyncSession], row: Any, same: list[Any], what: str) -> None:
+    """Add ``row`` unless an entry with the same key (``same``) already starts when it does."""
+    table = type(row)
+    async with sessions() as session, session.begin():
+        clash = await session.scalar(select(table.id).where(*same, table.effective_from == row.effective_from))
+        if clash is not None:
+            raise Conflict(f"a price for {what} already starts at {row.effective_from.isoformat()}",
+                           param="effective_from", code="price_exists")
+        session.add(row)
+
+
+def _start(model: str, effective_from: datetime | None) -> datetime:
+    if not model:
+        raise InvalidRequest("model is required", param="model")
+    return as_utc(effective_from) if effective_from else datetime.now(UTC)
 
 
 def _row(model: str, input_pm: Decimal, output_pm: Decimal, currency: str, start: datetime) -> PriceRow:

@@ -1,9 +1,11 @@
 """Usage reports for finance: billable ledger entries grouped by day / model / key / tenant / user / endpoint /
-deployment, JSON or CSV. Grouped by ``billable`` too, a report also shows the entries nobody is charged for
-(mirrored traffic), at cost 0.
+deployment / meter / instance type, JSON or CSV. Grouped by ``billable`` too, a report also shows the entries
+nobody is charged for (mirrored traffic), at cost 0.
 
-Totals are exact: SQL sums integer token counts per price pair, Python multiplies by the exact prices, so a
-report equals the sum of its entries' costs to the last digit on SQLite and PostgreSQL alike.
+Two meters: tokens (requests) and instance-minutes (capacity entries of dedicated deployments, which are not
+requests). Totals are exact: SQL sums integer token and minute counts per set of unit prices, Python
+multiplies by the exact prices, so a report equals the sum of its entries' costs to the last digit on SQLite
+and PostgreSQL alike.
 """
 
 from __future__ import annotations
@@ -18,17 +20,26 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 
 from billing.money import cost_of, format_decimal
-from billing.tables import LedgerEntryRow
+from billing.tables import LEDGER_METER, REQUEST_COUNT, LedgerEntryRow
 from meterway.errors import InvalidRequest
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-GROUPS: dict[str, Any] = {"day": LedgerEntryRow.usage_day, "model": LedgerEntryRow.model, "key": LedgerEntryRow.key_id,
-          "tenant": LedgerEntryRow.tenant, "user": func.coalesce(LedgerEntryRow.end_user, ""),
-          "endpoint": LedgerEntryRow.endpoint_name, "deployment": LedgerEntryRow.deployment,
-          "billable": LedgerEntryRow.billable}
-_COUNTS = ("requests", "prompt_tokens", "completion_tokens", "total_tokens")
+GROUPS: dict[str, Any] = {
+    "day": LedgerEntryRow.usage_day, "model": LedgerEntryRow.model, "key": LedgerEntryRow.key_id,
+    "tenant": LedgerEntryRow.tenant, "user": func.coalesce(LedgerEntryRow.end_user, ""),
+    "endpoint": LedgerEntryRow.endpoint_name, "deployment": LedgerEntryRow.deployment,
+    "billable": LedgerEntryRow.billable, "meter": LEDGER_METER,
+    "instance_type": func.coalesce(LedgerEntryRow.instance_type, ""),
+}
+_COUNTS = ("requests", "prompt_tokens", "completion_tokens", "total_tokens", "instance_minutes")
+# What a report sums per group and set of unit prices.
+_PRICES = (LedgerEntryRow.input_per_million, LedgerEntryRow.output_per_million,
+           LedgerEntryRow.per_instance_minute, LedgerEntryRow.currency, LedgerEntryRow.billable.label("charged"))
+_SUMS = (REQUEST_COUNT.label("requests"), func.sum(LedgerEntryRow.prompt_tokens).label("prompt"),
+         func.sum(LedgerEntryRow.completion_tokens).label("completion"),
+         func.sum(LedgerEntryRow.instance_minutes).label("minutes"))
 
 
 @dataclass(frozen=True)
@@ -43,20 +54,22 @@ class UsageQuery:
 
 @dataclass
 class UsageLine:
-    """One group's totals."""
+    """One group's totals: requests and tokens, instance-minutes, and the exact cost of both."""
 
     group: dict[str, str]
     currency: str
     requests: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    instance_minutes: int = 0
     cost: Decimal = field(default_factory=Decimal)
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.group, "requests": self.requests, "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens,
                 "total_tokens": self.prompt_tokens + self.completion_tokens,
-                "cost": format_decimal(self.cost), "currency": self.currency}
+                "instance_minutes": self.instance_minutes, "cost": format_decimal(self.cost),
+                "currency": self.currency}
 
 
 @dataclass
@@ -124,24 +137,8 @@ class UsageReports:
 
     async def report(self, query: UsageQuery) -> UsageReport:
         """Billable usage matching ``query``, grouped, with exact costs."""
-        columns = [GROUPS[name].label(name) for name in query.group_by]
-        entry = LedgerEntryRow
-        prices = [entry.input_per_million, entry.output_per_million, entry.currency,
-                  entry.billable.label("charged")]
-        statement = (select(*columns, *prices, func.count().label("requests"),
-                            func.sum(LedgerEntryRow.prompt_tokens).label("prompt"),
-                            func.sum(LedgerEntryRow.completion_tokens).label("completion"))
-                     .group_by(*columns, *prices))
-        if "billable" not in query.group_by:
-            statement = statement.where(LedgerEntryRow.billable.is_(True))
-        if query.tenant is not None:
-            statement = statement.where(LedgerEntryRow.tenant == query.tenant)
-        if query.start is not None:
-            statement = statement.where(LedgerEntryRow.started_at >= query.start.astimezone(UTC))
-        if query.end is not None:
-            statement = statement.where(LedgerEntryRow.started_at < query.end.astimezone(UTC))
         async with self._sessions() as session:
-            rows = (await session.execute(statement)).all()
+            rows = (await session.execute(_statement(query))).all()
         lines: dict[tuple[str, ...], UsageLine] = {}
         total = UsageLine({}, "")
         for row in rows:
@@ -154,13 +151,30 @@ class UsageReports:
         return UsageReport(query, [lines[k] for k in sorted(lines)], total)
 
 
+def _statement(query: UsageQuery) -> Any:
+    """The SQL of a report: sums per group and set of unit prices, within the query's bounds."""
+    columns = [GROUPS[name].label(name) for name in query.group_by]
+    statement = select(*columns, *_PRICES, *_SUMS).group_by(*columns, *_PRICES)
+    if "billable" not in query.group_by:
+        statement = statement.where(LedgerEntryRow.billable.is_(True))
+    if query.tenant is not None:
+        statement = statement.where(LedgerEntryRow.tenant == query.tenant)
+    if query.start is not None:
+        statement = statement.where(LedgerEntryRow.started_at >= query.start.astimezone(UTC))
+    if query.end is not None:
+        statement = statement.where(LedgerEntryRow.started_at < query.end.astimezone(UTC))
+    return statement
+
+
 def _add(line: UsageLine, row: Any) -> None:
-    prompt, completion = int(row.prompt or 0), int(row.completion or 0)
+    prompt, completion, minutes = int(row.prompt or 0), int(row.completion or 0), int(row.minutes or 0)
     line.requests += int(row.requests)
     line.prompt_tokens += prompt
     line.completion_tokens += completion
+    line.instance_minutes += minutes
     if row.charged:  # mirrored traffic is shown, never charged
         line.cost += cost_of(prompt, completion, row.input_per_million, row.output_per_million)
+        line.cost += minutes * row.per_instance_minute
 
 
 def _text(value: Any) -> str:

@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 from billing.bus import decode_event
 from billing.ledger_insert import LEDGER_COLUMNS
-from billing.money import Price, as_utc
+from billing.money import InstancePrice, Price, as_utc
 from billing.outbox_writers import SQLITE_TIME, open_sqlite
-from billing.prices import PriceTable
+from billing.prices import PriceTable, models_to_price
 
 if TYPE_CHECKING:
     import sqlite3
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 _INSERT = (f"INSERT INTO ledger_entries ({', '.join(LEDGER_COLUMNS)}) "
            f"VALUES ({', '.join('?' * len(LEDGER_COLUMNS))}) ON CONFLICT (request_id) DO NOTHING")
 _PRICE_COLUMNS = "model, input_per_million, output_per_million, currency, effective_from"
+_INSTANCE_PRICE_COLUMNS = "model, instance_type, per_minute, currency, effective_from"
 
 
 class SqliteLedgerDrain:
@@ -147,11 +148,20 @@ def _entries(connection: sqlite3.Connection, writer: LedgerWriter, payloads: lis
 
 
 def _price_table(connection: sqlite3.Connection, events: list[UsageEvent]) -> PriceTable:
-    models = sorted({e.model for e in events} | {e.base_model for e in events if e.base_model})
+    models, instance_models = (sorted(names) for names in models_to_price(events))
     query = f"SELECT {_PRICE_COLUMNS} FROM prices WHERE model IN ({', '.join('?' * len(models))})"
-    return PriceTable(Price(model, Decimal(input_pm), Decimal(output_pm), currency,
-                            as_utc(datetime.fromisoformat(start)))
-                      for model, input_pm, output_pm, currency, start in connection.execute(query, models))
+    prices = [Price(model, Decimal(input_pm), Decimal(output_pm), currency, _moment(start))
+              for model, input_pm, output_pm, currency, start in connection.execute(query, models)]
+    query = (f"SELECT {_INSTANCE_PRICE_COLUMNS} FROM instance_prices "
+             f"WHERE model IN ({', '.join('?' * len(instance_models))})")
+    instance_prices = [InstancePrice(model, instance_type, Decimal(per_minute), currency, _moment(start))
+                       for model, instance_type, per_minute, currency, start
+                       in (connection.execute(query, instance_models) if instance_models else ())]
+    return PriceTable(prices, instance_prices)
+
+
+def _moment(stored: str) -> datetime:
+    return as_utc(datetime.fromisoformat(stored))
 
 
 def _params(entry: dict[str, Any]) -> list[Any]:

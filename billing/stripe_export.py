@@ -1,4 +1,7 @@
-"""The Stripe export: ledger tokens per tenant / model / hour / token type, as meter events, exactly once.
+"""The Stripe export: ledger usage per tenant / model / hour / token type, as meter events, exactly once.
+
+Token types "input" and "output" (tokens) go out under the token meter's event name, "instance_minutes"
+(instance-minutes of dedicated deployments) under the instance meter's.
 
 Each run: (1) re-send every record left ``pending`` by a crash, with its fixed identifier and value;
 (2) in one transaction, record as ``pending`` the difference between the ledger and what was exported, per
@@ -14,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import column, func, select, table, text, update
+from sqlalchemy import case, column, func, select, table, text, update
 
 from billing.ledger import dialect_name
 from billing.stripe_sink import DuplicateMeterEvent, MeterEvent
@@ -33,6 +36,8 @@ TENANTS = table("tenants", column("id"), column("stripe_customer_id"))
 _MAX_AGE = timedelta(days=34)
 _PLAN_LOCKS = {"postgresql": "LOCK TABLE stripe_exports IN EXCLUSIVE MODE",
                "sqlite": "UPDATE stripe_exports SET seq = seq WHERE 1 = 0"}  # takes SQLite's write lock
+INSTANCE_MINUTES = "instance_minutes"  # the token type of instance-minute records
+DEFAULT_INSTANCE_EVENT = "meterway_instance_minutes"
 
 
 def identifier_for(tenant: str, model: str, hour: str, token_type: str, seq: int) -> str:
@@ -48,45 +53,55 @@ class ExportResult:
     sent: int  # meter events Stripe accepted now
     already_there: int  # duplicates: an earlier, unrecorded attempt had arrived
     tokens: int  # tokens covered by this run's records
+    instance_minutes: int = 0  # instance-minutes covered by this run's records
 
 
 @dataclass(frozen=True)
 class ReconcileLine:
-    """Ledger vs exported billable tokens for one tenant."""
+    """Ledger vs exported billable tokens and instance-minutes for one tenant."""
 
     tenant: str
     stripe_customer_id: str | None
     ledger_tokens: int
     exported_tokens: int
     pending_tokens: int
+    ledger_instance_minutes: int = 0
+    exported_instance_minutes: int = 0
+    pending_instance_minutes: int = 0
 
     @property
     def balanced(self) -> bool:
-        return self.stripe_customer_id is None or self.ledger_tokens == self.exported_tokens
+        return self.stripe_customer_id is None or (
+            self.ledger_tokens == self.exported_tokens
+            and self.ledger_instance_minutes == self.exported_instance_minutes)
 
     def as_dict(self) -> dict[str, Any]:
         return {"tenant": self.tenant, "stripe_customer_id": self.stripe_customer_id,
                 "ledger_tokens": self.ledger_tokens, "exported_tokens": self.exported_tokens,
-                "pending_tokens": self.pending_tokens, "balanced": self.balanced}
+                "pending_tokens": self.pending_tokens, "ledger_instance_minutes": self.ledger_instance_minutes,
+                "exported_instance_minutes": self.exported_instance_minutes,
+                "pending_instance_minutes": self.pending_instance_minutes, "balanced": self.balanced}
 
 
 class StripeExporter:
     """Projects the ledger onto Stripe meter events; never writes the ledger."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], sink: MeterEventSink,
-                 event_name: str) -> None:
+                 event_name: str, instance_event_name: str = DEFAULT_INSTANCE_EVENT) -> None:
         self._sessions = sessions
         self._sink = sink
         self._event_name = event_name
+        self._instance_event_name = instance_event_name
 
     async def export(self) -> ExportResult:
         """One full export run (safe to repeat, safe to interrupt)."""
-        sent = dup = tokens = 0
+        sent = dup = 0
+        values = {"tokens": 0, INSTANCE_MINUTES: 0}
         for _round in ("resume", "new"):
             if _round == "new":
                 await self._plan()
             for record in await self._pending():
-                tokens += record.value
+                values[INSTANCE_MINUTES if record.token_type == INSTANCE_MINUTES else "tokens"] += record.value
                 try:
                     await self._sink.send(self._event(record))
                     sent += 1
@@ -94,11 +109,12 @@ class StripeExporter:
                     dup += 1
                 await self._mark_sent(record.identifier)
         if sent or dup:
-            log.info("stripe_export", sent=sent, already_there=dup, tokens=tokens)
-        return ExportResult(sent, dup, tokens)
+            log.info("stripe_export", sent=sent, already_there=dup, **values)
+        return ExportResult(sent, dup, values["tokens"], values[INSTANCE_MINUTES])
 
     def _event(self, record: StripeExportRow) -> MeterEvent:
-        return MeterEvent(self._event_name, record.identifier, record.stripe_customer_id, record.value,
+        name = self._instance_event_name if record.token_type == INSTANCE_MINUTES else self._event_name
+        return MeterEvent(name, record.identifier, record.stripe_customer_id, record.value,
                           record.timestamp, record.model, record.token_type)
 
     async def _pending(self) -> list[StripeExportRow]:
@@ -122,7 +138,8 @@ class StripeExporter:
                         for r in (await session.execute(_exported_by_key())).all()}
             records = 0
             for row in (await session.execute(_ledger_by_key())).all():
-                for token_type, total in (("input", int(row.prompt)), ("output", int(row.completion))):
+                for token_type, total in (("input", int(row.prompt)), ("output", int(row.completion)),
+                                          (INSTANCE_MINUTES, int(row.minutes))):
                     done, seq = exported.get((row.tenant, row.model, row.usage_hour, token_type), (0, -1))
                     if total > done:
                         session.add(_record(row, token_type, total - done, seq + 1, now))
@@ -130,27 +147,42 @@ class StripeExporter:
         return records
 
     async def reconcile(self) -> list[ReconcileLine]:
-        """Ledger vs exported billable tokens per tenant (linked tenants must balance after an export)."""
-        entry, export = LedgerEntryRow, StripeExportRow
+        """Ledger vs exported billable tokens and instance-minutes per tenant (linked tenants must balance
+        after an export)."""
         async with self._sessions() as session:
-            ledger = (await session.execute(
-                select(entry.tenant, TENANTS.c.stripe_customer_id,
-                       func.sum(entry.prompt_tokens + entry.completion_tokens).label("tokens"))
-                .outerjoin(TENANTS, TENANTS.c.id == entry.tenant).where(entry.billable.is_(True))
-                .group_by(entry.tenant, TENANTS.c.stripe_customer_id))).all()
-            exported = {(r.tenant, r.status): int(r.tokens) for r in (await session.execute(
-                select(export.tenant, export.status, func.sum(export.value).label("tokens"))
-                .group_by(export.tenant, export.status))).all()}
+            ledger = (await session.execute(_ledger_by_tenant())).all()
+            exported = {(r.tenant, r.status, r.meter): int(r.value)
+                        for r in (await session.execute(_exported_by_tenant())).all()}
         return [ReconcileLine(r.tenant, r.stripe_customer_id, int(r.tokens or 0),
-                              exported.get((r.tenant, "sent"), 0), exported.get((r.tenant, "pending"), 0))
+                              exported.get((r.tenant, "sent", "tokens"), 0),
+                              exported.get((r.tenant, "pending", "tokens"), 0), int(r.minutes or 0),
+                              exported.get((r.tenant, "sent", INSTANCE_MINUTES), 0),
+                              exported.get((r.tenant, "pending", INSTANCE_MINUTES), 0))
                 for r in sorted(ledger, key=lambda r: r.tenant)]
+
+
+def _ledger_by_tenant() -> Any:
+    entry = LedgerEntryRow
+    return (select(entry.tenant, TENANTS.c.stripe_customer_id,
+                   func.sum(entry.prompt_tokens + entry.completion_tokens).label("tokens"),
+                   func.sum(entry.instance_minutes).label("minutes"))
+            .outerjoin(TENANTS, TENANTS.c.id == entry.tenant).where(entry.billable.is_(True))
+            .group_by(entry.tenant, TENANTS.c.stripe_customer_id))
+
+
+def _exported_by_tenant() -> Any:
+    export = StripeExportRow
+    meter = case((export.token_type == INSTANCE_MINUTES, INSTANCE_MINUTES), else_="tokens").label("meter")
+    return (select(export.tenant, export.status, meter, func.sum(export.value).label("value"))
+            .group_by(export.tenant, export.status, meter))
 
 
 def _ledger_by_key() -> Any:
     entry = LedgerEntryRow
     return (select(entry.tenant, entry.model, entry.usage_hour, TENANTS.c.stripe_customer_id,
                    func.sum(entry.prompt_tokens).label("prompt"),
-                   func.sum(entry.completion_tokens).label("completion"))
+                   func.sum(entry.completion_tokens).label("completion"),
+                   func.sum(entry.instance_minutes).label("minutes"))
             .join(TENANTS, TENANTS.c.id == entry.tenant)
             .where(entry.billable.is_(True), TENANTS.c.stripe_customer_id.is_not(None))
             .group_by(entry.tenant, entry.model, entry.usage_hour, TENANTS.c.stripe_customer_id))

@@ -1,6 +1,6 @@
-"""ORM tables of the billing package: the outbox, the ledger, the price book, statements, Stripe exports.
+"""ORM tables of the billing package: the outbox, the ledger, the price books, statements, Stripe exports.
 
-Migration ``0002_billing`` creates the same tables; keep the two in step.
+Migration ``0002_billing`` creates the same tables (``0008`` and ``0009`` add to them); keep them in step.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, DateTime, Integer, String, Text, UniqueConstraint, case, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from meterway.tables import Base, BigId, ExactDecimal
@@ -26,14 +26,15 @@ class OutboxRow(Base):
 
 
 class LedgerEntryRow(Base):
-    """One billed request (kind 'usage') or a late one landed in a later period (kind 'adjustment')."""
+    """One billed request or instance-minute event (kind 'usage'), or a late one landed in a later period
+    (kind 'adjustment')."""
 
     __tablename__ = "ledger_entries"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     request_id: Mapped[str] = mapped_column(String(128), unique=True)
     tenant: Mapped[str] = mapped_column(String(64), index=True)
-    key_id: Mapped[str] = mapped_column(String(40))
+    key_id: Mapped[str] = mapped_column(String(80))  # an API key id, or "deployment:<endpoint>/<deployment>"
     model: Mapped[str] = mapped_column(String(128))
     base_model: Mapped[str | None] = mapped_column(String(128))
     end_user: Mapped[str | None] = mapped_column(String(256))  # the request's ``user``
@@ -44,6 +45,9 @@ class LedgerEntryRow(Base):
     completion_tokens: Mapped[int] = mapped_column(Integer)
     input_per_million: Mapped[Decimal] = mapped_column(ExactDecimal)
     output_per_million: Mapped[Decimal] = mapped_column(ExactDecimal)
+    instance_type: Mapped[str | None] = mapped_column(String(32))  # capacity entries: what the minutes ran on
+    instance_minutes: Mapped[int] = mapped_column(Integer, server_default="0")  # > 0: a capacity entry
+    per_instance_minute: Mapped[Decimal] = mapped_column(ExactDecimal, server_default="0")
     cost: Mapped[Decimal] = mapped_column(ExactDecimal)
     currency: Mapped[str] = mapped_column(String(8))
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
@@ -69,6 +73,28 @@ class PriceRow(Base):
     input_per_million: Mapped[Decimal] = mapped_column(ExactDecimal)
     output_per_million: Mapped[Decimal] = mapped_column(ExactDecimal)
     currency: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# Derived columns of a ledger entry, shared by the projections: the meter it counts on, and whether it is a
+# request (capacity entries are not requests).
+LEDGER_METER = case((LedgerEntryRow.instance_minutes > 0, "instance_minutes"), else_="tokens")
+REQUEST_COUNT = func.count(case((LedgerEntryRow.instance_minutes == 0, 1)))
+
+
+class InstancePriceRow(Base):
+    """A model's price per instance-minute on one instance type from ``effective_from`` until the next entry
+    of the same (model, instance type)."""
+
+    __tablename__ = "instance_prices"
+    __table_args__ = (UniqueConstraint("model", "instance_type", "effective_from"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(128), index=True)
+    instance_type: Mapped[str] = mapped_column(String(32))
+    per_minute: Mapped[Decimal] = mapped_column(ExactDecimal)
+    currency: Mapped[str] = mapped_column(String(8))
+    effective_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -110,7 +136,7 @@ class StripeExportRow(Base):
     tenant: Mapped[str] = mapped_column(String(64), index=True)
     model: Mapped[str] = mapped_column(String(128))
     usage_hour: Mapped[str] = mapped_column(String(13))
-    token_type: Mapped[str] = mapped_column(String(8))  # "input" or "output"
+    token_type: Mapped[str] = mapped_column(String(16))  # "input", "output" or "instance_minutes"
     seq: Mapped[int] = mapped_column(Integer)
     value: Mapped[int] = mapped_column(BigInteger)
     stripe_customer_id: Mapped[str] = mapped_column(String(255))

@@ -113,7 +113,8 @@ def build_billing(settings: Settings, database: Database, *, options: BusOptions
     billing_settings = settings.billing
     if sink is None and billing_settings.stripe_api_key:
         sink = StripeMeterEventSink(billing_settings.stripe_api_key, billing_settings.stripe_api_base)
-    exporter = StripeExporter(database.sessions, sink, billing_settings.stripe_meter_event) if sink else None
+    exporter = StripeExporter(database.sessions, sink, billing_settings.stripe_meter_event,
+                              billing_settings.stripe_instance_meter_event) if sink else None
     return Billing(settings, database, bus, meter, PriceBook(database.sessions, billing_settings.currency),
                    UsageReports(database.sessions, billing_settings.currency), PeriodCloser(database.sessions),
                    LedgerWriter(database.sessions, billing_settings.currency), exporter,

@@ -122,6 +122,9 @@ class BillingSettings:
     stripe_api_key: str = _env("METERWAY_STRIPE_API_KEY", "Stripe secret key for meter events", "")
     stripe_api_base: str = _env("METERWAY_STRIPE_API_BASE", "Stripe API base (a local server in tests)", "")
     stripe_meter_event: str = _env("METERWAY_STRIPE_METER_EVENT", "Stripe meter event name", "meterway_tokens")
+    stripe_instance_meter_event: str = _env("METERWAY_STRIPE_INSTANCE_METER_EVENT",
+                                            "Stripe meter event name of instance-minutes (dedicated deployments)",
+                                            "meterway_instance_minutes")
     stripe_export_interval_s: float = _env("METERWAY_STRIPE_EXPORT_INTERVAL_S",
                                            "how often the export runs in the server; 0 = only on demand", 0.0)
 

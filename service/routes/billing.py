@@ -1,4 +1,5 @@
-"""Billing routes: the price book (``/v1/prices``) and usage reports (``/v1/usage``); decode, call, encode."""
+"""Billing routes: the price books (``/v1/prices``, ``/v1/prices/instances``) and usage reports (``/v1/usage``);
+decode, call, encode."""
 
 from __future__ import annotations
 
@@ -10,14 +11,16 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody, QueryParameter
 from msgspec import Meta
 
-from billing.money import Price, format_decimal, parse_amount
-from billing.prices import PriceBook
+from billing.money import InstancePrice, Price, format_decimal, parse_amount
+from billing.prices import INSTANCE_TYPE_PATTERN, PriceBook
 from billing.reports import GROUPS, UsageQuery, UsageReports, parse_bound, parse_group_by
 from meterway.errors import NotFound, PermissionDenied
 from service.auth import Principal
 from service.http.fields import MOMENT_FORMS, Body, ModelId, Moment, PricePerMillion
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from billing.wiring import Billing
 
 
@@ -25,6 +28,17 @@ class PriceCreate(Body, kw_only=True):
     model: ModelId
     input_per_million: PricePerMillion  # decimal strings: money never travels as a float
     output_per_million: PricePerMillion
+    effective_from: Moment | Annotated[int, Meta(ge=0, le=99_999_999_999)] | None = None  # default: now
+
+
+InstanceType = Annotated[str, Meta(pattern=INSTANCE_TYPE_PATTERN,
+                                   description="1-32 lower-case letters, digits or '-'")]
+
+
+class InstancePriceCreate(Body, kw_only=True):
+    model: ModelId
+    instance_type: InstanceType
+    per_minute: PricePerMillion  # a decimal string per started instance-minute
     effective_from: Moment | Annotated[int, Meta(ge=0, le=99_999_999_999)] | None = None  # default: now
 
 
@@ -47,6 +61,35 @@ class PriceList(msgspec.Struct, kw_only=True):
     data: list[PriceView]
 
 
+class InstancePriceView(msgspec.Struct, kw_only=True):
+    object: str = "instance_price"
+    model: str
+    instance_type: str
+    per_minute: str
+    currency: str
+    effective_from: int
+
+
+class InstancePriceList(msgspec.Struct, kw_only=True):
+    object: str = "list"
+    data: list[InstancePriceView]
+
+
+def _instance_view(price: InstancePrice) -> InstancePriceView:
+    return InstancePriceView(model=price.model, instance_type=price.instance_type,
+                             per_minute=format_decimal(price.per_minute), currency=price.currency,
+                             effective_from=int(price.effective_from.timestamp()))
+
+
+def _admin(principal: Principal) -> None:
+    if not principal.is_admin:
+        raise PermissionDenied("This route needs the platform admin key.")
+
+
+def _start(effective_from: str | int | None) -> datetime | None:
+    return None if effective_from is None else parse_bound(str(effective_from), "effective_from")
+
+
 def _view(price: Price) -> PriceView:
     return PriceView(model=price.model, input_per_million=format_decimal(price.input_per_million),
                      output_per_million=format_decimal(price.output_per_million), currency=price.currency,
@@ -64,12 +107,31 @@ async def list_prices(principal: NamedDependency[Principal], price_book: NamedDe
 async def create_price(data: JSONBody[PriceCreate], principal: NamedDependency[Principal],
                        price_book: NamedDependency[PriceBook]) -> PriceView:
     """Append a price for a model from ``effective_from`` on; entries already written keep their price."""
-    if not principal.is_admin:
-        raise PermissionDenied("This route needs the platform admin key.")
-    start = None if data.effective_from is None else parse_bound(str(data.effective_from), "effective_from")
+    _admin(principal)
     price = await price_book.set_price(data.model, parse_amount(data.input_per_million, "input_per_million"),
-                                       parse_amount(data.output_per_million, "output_per_million"), start)
+                                       parse_amount(data.output_per_million, "output_per_million"),
+                                       _start(data.effective_from))
     return _view(price)
+
+
+@get("/v1/prices/instances", summary="List the instance price book", tags=["Billing"])
+async def list_instance_prices(principal: NamedDependency[Principal], price_book: NamedDependency[PriceBook],
+                               model: Annotated[str | None, QueryParameter()] = None) -> InstancePriceList:
+    """Every price per instance-minute (per model and instance type), oldest first; each applies until the
+    next entry of the same model and instance type."""
+    return InstancePriceList(data=[_instance_view(p) for p in await price_book.list_instance_prices(model)])
+
+
+@post("/v1/prices/instances", summary="Add an instance price (admin)", tags=["Billing"], status_code=201)
+async def create_instance_price(data: JSONBody[InstancePriceCreate], principal: NamedDependency[Principal],
+                                price_book: NamedDependency[PriceBook]) -> InstancePriceView:
+    """Append a price per started instance-minute of a model on an instance type from ``effective_from`` on;
+    a fine-tune without its own uses its base model's."""
+    _admin(principal)
+    price = await price_book.set_instance_price(data.model, data.instance_type,
+                                                parse_amount(data.per_minute, "per_minute"),
+                                                _start(data.effective_from))
+    return _instance_view(price)
 
 
 @get("/v1/usage", summary="Usage report", tags=["Billing"])
@@ -93,7 +155,7 @@ async def usage_report(
     return Response(report.as_json())
 
 
-billing_handlers = [list_prices, create_price, usage_report]
+billing_handlers = [list_prices, create_price, list_instance_prices, create_instance_price, usage_report]
 
 
 def billing_dependencies(billing: Billing) -> dict[str, Provide]:

@@ -1,17 +1,27 @@
-"""Billing fixtures: a connected database per test, settings, an event factory, the Stripe server."""
+"""Billing fixtures: a connected database per test, settings, an event factory, the Stripe server, an HTTP
+client of the billing routes."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from litestar import Litestar, Request
+from litestar.di import Provide
+from litestar.testing import AsyncTestClient
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from billing.events import UsageEvent
+from billing.wiring import build_billing
 from meterway.db import Database
 from meterway.settings import DatabaseSettings, Settings
+from service.auth import Principal
+from service.http.errors import handle_exception
+from service.routes.billing import billing_dependencies, billing_handlers
 from tests.billing.stripe_server import StripeServer
 
 if TYPE_CHECKING:
@@ -59,3 +69,26 @@ def stripe_server() -> Iterator[StripeServer]:
     server = StripeServer().start()
     yield server
     server.stop()
+
+
+def _billing_app(billing: Any) -> Litestar:
+    """The billing routes alone; the ``x-tenant`` header stands in for a tenant's key, none for the admin's."""
+
+    async def principal(request: Request[Any, Any, Any]) -> Principal:
+        tenant = request.headers.get("x-tenant")
+        return Principal(tenant=tenant, key_id="k", is_admin=tenant is None)
+
+    return Litestar(route_handlers=billing_handlers,
+                    dependencies={"principal": Provide(principal), **billing_dependencies(billing)},
+                    exception_handlers={Exception: handle_exception})  # the gateway's one error mapping
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    """An HTTP client of the billing routes on the test database."""
+    # The test client runs the app on its own event loop: give it its own, unpooled engine.
+    engine = create_async_engine(settings.database_url, poolclass=NullPool)
+    app_database = Database(engine, async_sessionmaker(engine, expire_on_commit=False))
+    async with AsyncTestClient(_billing_app(build_billing(settings, app_database))) as test_client:
+        yield test_client
+    await engine.dispose()

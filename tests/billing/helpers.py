@@ -1,12 +1,14 @@
-"""Helpers for billing tests: read the ledger directly, as finance would."""
+"""Helpers for billing tests: read the ledger directly, as finance would; add tenants linked to Stripe."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
+from billing.stripe_export import link_stripe_customer
 from billing.tables import LedgerEntryRow
 
 if TYPE_CHECKING:
@@ -21,3 +23,14 @@ async def ledger_rows(database: Database) -> list[Any]:
 
 def total_cost(rows: list[Any]) -> Decimal:
     return sum((row.cost for row in rows if row.billable), Decimal(0))
+
+
+async def add_tenants(database: Database, **links: str | None) -> None:
+    """Create tenants, each linked to the Stripe customer given (None: not linked)."""
+    async with database.sessions() as session, session.begin():
+        for tenant in links:
+            await session.execute(text("INSERT INTO tenants (id, created_at) VALUES (:id, :at)"),
+                                  {"id": tenant, "at": datetime.now(UTC)})
+    for tenant, customer in links.items():
+        if customer:
+            await link_stripe_customer(database.sessions, tenant, customer)

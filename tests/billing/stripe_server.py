@@ -2,7 +2,8 @@
 
 Form-encoded body (``payload[stripe_customer_id]=...``), bearer auth, ``identifier`` unique over 24 hours
 (a duplicate is a 400 in Stripe's error shape), ``timestamp`` no older than 35 days and at most 5 minutes
-ahead. It answers with the ``billing.meter_event`` object. Tests read what it holds with ``totals()``.
+ahead. Any ``event_name`` is taken (one per meter: tokens, instance-minutes). It answers with the
+``billing.meter_event`` object. Tests read what it holds with ``totals()``, per customer and meter.
 """
 
 from __future__ import annotations
@@ -69,11 +70,13 @@ class MeterEventStore:
             self.events.append(event)
         return event
 
-    def totals(self) -> dict[str, int]:
-        """Sum of ``value`` per Stripe customer."""
+    def totals(self, event_name: str | None = None) -> dict[str, int]:
+        """Sum of ``value`` per Stripe customer (of one meter's events, or of all)."""
         with self.lock:
             out: dict[str, int] = {}
             for event in self.events:
+                if event_name is not None and event["event_name"] != event_name:
+                    continue
                 customer = event["payload"]["stripe_customer_id"]
                 out[customer] = out.get(customer, 0) + int(event["payload"]["value"])
             return out

@@ -39,6 +39,9 @@ async def test_prices_consume_report_close_and_stripe_from_the_cli(sqlite_url, t
             await session.execute(text("INSERT INTO tenants (id, created_at) VALUES ('acme', :at)"),
                                   {"at": datetime.now(UTC)})
         events = [make_event(model="m", prompt_tokens=1000, completion_tokens=500) for _ in range(4)]
+        events.append(make_event(model="m", endpoint="instances", key_id="deployment:support/blue",
+                                 prompt_tokens=0, completion_tokens=0, instance_minutes=60,
+                                 instance_type="gpu-small"))
         await LocalOutboxBus(database, BusOptions()).publish_many(events)
     finally:
         await database.close()
@@ -46,16 +49,25 @@ async def test_prices_consume_report_close_and_stripe_from_the_cli(sqlite_url, t
     _meterway(env, "billing", "set-price", "--model", "m", "--input", "0.5", "--output", "1.5",
               "--from", "2026-01-01")
     assert json.loads(_meterway(env, "billing", "prices"))["data"][0]["input_per_million"] == "0.5"
-    assert "4 events" in _meterway(env, "billing", "consume")
+    _meterway(env, "billing", "set-instance-price", "--model", "m", "--instance-type", "gpu-small",
+              "--per-minute", "0.0125", "--from", "2026-01-01")
+    listed = json.loads(_meterway(env, "billing", "instance-prices", "--model", "m"))["data"]
+    assert [(p["instance_type"], p["per_minute"]) for p in listed] == [("gpu-small", "0.0125")]
+    assert "5 events" in _meterway(env, "billing", "consume")
     report = _meterway(env, "usage", "report", "--start", "2026-11-01", "--end", "2026-11-30",
-                       "--group-by", "day,model", "--format", "csv")
+                       "--group-by", "day,model,meter", "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(report)))
-    assert [row["cost"] for row in rows] == ["0.005"]  # 4 x (0.0005 + 0.00075)
+    # 4 x (0.0005 + 0.00075) in tokens; 60 x 0.0125 in instance-minutes
+    assert [(row["meter"], row["requests"], row["instance_minutes"], row["cost"]) for row in rows] == [
+        ("instance_minutes", "0", "60", "0.75"), ("tokens", "4", "0", "0.005")]
     closed = json.loads(_meterway(env, "billing", "close", "--period", "2026-11"))
-    assert closed["data"][0]["amount_minor"] == 1  # 0.005 rounds half up to one cent
+    assert closed["data"][0]["amount_minor"] == 76  # 0.755 rounds half up, once, to 76 cents
     statements = _meterway(env, "billing", "statements", "--period", "2026-11", "--format", "csv")
-    assert "2026-11,acme,4,4000,2000,0.005,1,usd" in statements
+    assert "2026-11,acme,4,4000,2000,60,0.755,76,usd" in statements
     _meterway(env, "billing", "link-stripe", "--tenant", "acme", "--customer", "cus_acme")
-    assert json.loads(_meterway(env, "billing", "export-stripe"))["tokens"] == 6000
+    exported = json.loads(_meterway(env, "billing", "export-stripe"))
+    assert (exported["tokens"], exported["instance_minutes"]) == (6000, 60)
     reconciled = json.loads(_meterway(env, "billing", "reconcile"))
-    assert reconciled["balanced"] and stripe_server.store.totals() == {"cus_acme": 6000}
+    assert reconciled["balanced"] and reconciled["data"][0]["exported_instance_minutes"] == 60
+    assert stripe_server.store.totals("meterway_tokens") == {"cus_acme": 6000}
+    assert stripe_server.store.totals("meterway_instance_minutes") == {"cus_acme": 60}

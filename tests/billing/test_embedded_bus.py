@@ -18,7 +18,8 @@ from tests.billing.helpers import ledger_rows
 
 _SAME = ("tenant", "key_id", "model", "base_model", "endpoint", "prompt_tokens", "completion_tokens",
          "input_per_million", "output_per_million", "cost", "currency", "started_at", "finished_at",
-         "usage_day", "usage_hour", "status", "billable", "period", "kind")
+         "usage_day", "usage_hour", "status", "billable", "period", "kind", "instance_type", "instance_minutes",
+         "per_instance_minute")
 
 
 async def test_drained_entries_equal_the_writers_own(sqlite_url, make_event) -> None:
@@ -29,12 +30,16 @@ async def test_drained_entries_equal_the_writers_own(sqlite_url, make_event) -> 
         book = PriceBook(database.sessions, "usd")
         await book.set_price("m", Decimal("0.123"), Decimal("7"), T0 - timedelta(days=60))
         await book.set_price("m", Decimal("0.5"), Decimal("1.10"), T0)
+        await book.set_instance_price("m", "gpu-small", Decimal("0.0125"), T0 - timedelta(days=60))
         await PeriodCloser(database.sessions).close_period("2026-10")
         shapes = [{"model": "m", "started_at": T0 - timedelta(microseconds=1)},
                   {"model": "m", "started_at": T0, "billable": False},
                   {"model": "ft:m:acme", "base_model": "m", "started_at": T0 + timedelta(hours=3)},
                   {"model": "m", "started_at": T0 - timedelta(days=20), "status": "abandoned"},  # closed: adjusts
-                  {"model": "unpriced"}]
+                  {"model": "unpriced"},
+                  {"model": "ft:m:acme", "base_model": "m", "endpoint": "instances", "prompt_tokens": 0,
+                   "completion_tokens": 0, "instance_minutes": 1, "instance_type": "gpu-small"},
+                  {"model": "m", "endpoint": "instances", "instance_minutes": 3, "instance_type": "unpriced"}]
         direct = [make_event(**shape) for shape in shapes]
         via_bus = [make_event(**shape) for shape in shapes]
         await writer.write(direct)
@@ -49,6 +54,8 @@ async def test_drained_entries_equal_the_writers_own(sqlite_url, make_event) -> 
         adjusted = rows[via_bus[3].request_id]
         assert (adjusted.kind, adjusted.period) == ("adjustment", "2026-11")
         assert rows[via_bus[2].request_id].input_per_million == Decimal("0.5")  # the base model's price
+        assert rows[via_bus[5].request_id].cost == Decimal("0.0125")  # the base model's instance price
+        assert (rows[via_bus[6].request_id].instance_minutes, rows[via_bus[6].request_id].cost) == (3, 0)
         assert await bus.pending() == 0
     finally:
         await bus.close()

@@ -62,7 +62,8 @@ async def test_statements_render_as_json_and_csv(database, make_event) -> None:
     assert document["data"][0]["lines"][0]["model"] == "m"
     rows = list(csv.DictReader(io.StringIO(statements_csv(statements))))
     assert rows == [{"period": "2026-11", "tenant": "a", "requests": "1", "prompt_tokens": "3",
-                     "completion_tokens": "5", "cost": "0.045", "amount_minor": "5", "currency": "usd"}]
+                     "completion_tokens": "5", "instance_minutes": "0", "cost": "0.045", "amount_minor": "5",
+                     "currency": "usd"}]
 
 
 def test_rounding_is_half_up_once_to_minor_units() -> None:

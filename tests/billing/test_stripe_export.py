@@ -8,7 +8,6 @@ from decimal import Decimal
 
 import pytest
 import stripe
-from sqlalchemy import text
 
 from billing.ledger import LedgerWriter
 from billing.prices import PriceBook
@@ -16,6 +15,7 @@ from billing.stripe_export import StripeExporter, link_stripe_customer
 from billing.stripe_sink import MeterEvent, StripeMeterEventSink
 from meterway.errors import NotFound
 from tests.billing.conftest import T0
+from tests.billing.helpers import add_tenants as _tenants
 from tests.billing.helpers import ledger_rows
 
 
@@ -34,16 +34,6 @@ class CrashingSink:
         self._left -= 1
         if self._left == 0:
             raise SimulatedCrash(event.identifier)
-
-
-async def _tenants(database, **links: str | None) -> None:
-    async with database.sessions() as session, session.begin():
-        for tenant in links:
-            await session.execute(text("INSERT INTO tenants (id, created_at) VALUES (:id, :at)"),
-                                  {"id": tenant, "at": datetime.now(UTC)})
-    for tenant, customer in links.items():
-        if customer:
-            await link_stripe_customer(database.sessions, tenant, customer)
 
 
 async def _usage(database, make_event, hours: range, **fields: object) -> None:
