@@ -86,6 +86,12 @@ class Conflict(MeterwayError):
     status, type, code = 409, "invalid_request_error", "conflict"
 
 
+class InsufficientCapacity(Conflict):
+    """A dedicated deployment's instances do not fit the pool's memory beside the others'."""
+
+    code = "insufficient_capacity"
+
+
 class PayloadTooLarge(MeterwayError):
     status, type, code = 413, "invalid_request_error", "payload_too_large"
 

@@ -34,6 +34,7 @@ class GenerationJob:
     model: ModelSpec
     prompt_ids: tuple[int, ...]
     params: SamplingParams
+    group: str | None = None  # the dedicated deployment whose instances run it (None: the shared pool)
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,34 @@ class EmbeddingJob:
     request_id: str
     model: ModelSpec
     inputs: tuple[tuple[int, ...], ...]
+    group: str | None = None  # as ``GenerationJob.group``
+
+
+@dataclass(frozen=True)
+class InstanceView:
+    """One instance as operators and billing see it; times are unix seconds."""
+
+    id: str  # "<group>#<n>", unique within the group's life in this pool
+    uid: str  # unique across pools and restarts: what an instance's billing is keyed by
+    state: str  # waiting (for memory) / loading / ready / failed / stopping / stopped
+    in_flight: int
+    pid: int | None
+    started_at: float  # since when it holds its memory: what instance-minutes are billed from
+    ended_at: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class GroupView:
+    """A dedicated deployment's instances: the live ones, and those that stopped lately (for billing)."""
+
+    model: str
+    instances: tuple[InstanceView, ...]
+    stopped: tuple[InstanceView, ...]
+
+    @property
+    def in_flight(self) -> int:
+        return sum(instance.in_flight for instance in self.instances)
 
 
 class DeltaStream(Protocol):
@@ -91,3 +120,17 @@ class ModelPool(Protocol):
 
     def metrics_text(self) -> str:
         """Prometheus exposition of the pool's metrics."""
+
+    @property
+    def instance_types(self) -> tuple[str, ...]:
+        """The instance types dedicated deployments may ask for here ("cpu", "gpu")."""
+
+    def provision(self, group: str, spec: ModelSpec, instances: int) -> None:
+        """Hold ``instances`` dedicated workers of ``spec`` for ``group`` (a deployment; 0 releases them).
+        Raises ``InsufficientCapacity`` when they could never fit; jobs naming ``group`` run on them."""
+
+    def instances(self, group: str) -> GroupView | None:
+        """A dedicated group's instances now, and those that stopped lately."""
+
+    def instance_logs(self, group: str) -> list[str]:
+        """The recent log lines of a dedicated group's workers and the pool's events about them."""

@@ -72,6 +72,7 @@ class HostContext:
     settings: PoolSettings
     spawn_worker: Callable[[], Awaitable[asyncio.subprocess.Process]]  # a standby, or a fresh process
     on_exit: Callable[[ModelHost], None]
+    on_log: Callable[[str], None] | None = None  # a copy of each worker log line (a dedicated deployment's)
 
 
 class HostKind(Protocol):
@@ -95,7 +96,7 @@ class WorkerKind:
         load = LoadSpec(model_id=spec.id, path=str(model_dir(context.store_dir, spec.store_name).resolve()),
                          task=spec.task, dtype=spec.dtype, device=settings.device,
                          max_batch=settings.max_batch, threads=settings.threads, extra=dict(spec.extra))
-        return WorkerHost(load, spawn=context.spawn_worker, on_exit=context.on_exit,
+        return WorkerHost(load, spawn=context.spawn_worker, on_exit=context.on_exit, on_log=context.on_log,
                           call_timeout_s=settings.call_timeout_s, load_timeout_s=settings.load_timeout_s)
 
 

@@ -9,6 +9,7 @@ Policies, all enforced on the event loop without locks (every decision below is 
 - scale to zero: a supervisor unloads models idle for ``idle_ttl_s`` and samples worker memory and stats;
 - crash: a worker that dies ends its streams with an ``error`` delta and leaves its model cold.
 A LoRA fine-tune runs on its base model's worker: the pool attaches the adapter once per worker lifetime.
+Dedicated deployments hold instances of their own beside the shared models (``models.pool.dedicated``).
 """
 
 from __future__ import annotations
@@ -16,22 +17,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
 
-from meterway.errors import (
-    InternalFailure,
-    MeterwayError,
-    ModelLoading,
-    ModelNotFound,
-    ModelOverloaded,
-    Unavailable,
-    WorkerCrashed,
-)
+from meterway.errors import InternalFailure, ModelLoading, ModelNotFound, ModelOverloaded, Unavailable, WorkerCrashed
 from models.pool.adapters import DEFAULT_MAX_ADAPTERS, AdapterSlots
 from models.pool.api import EmbeddingJob, GenerationJob, ModelState
+from models.pool.dedicated import GroupView, InstanceGroups
 from models.pool.hosts import HostContext, ModelHost, host_kind
 from models.pool.metrics import PoolMetrics
 from models.pool.residency import Resident, choose_victims, reserved_bytes
@@ -53,7 +48,6 @@ STANDBY_REFILL_DELAY_S, STANDBY_REFILL_MAX_WAIT_S = 2.0, 10.0
 
 log = structlog.get_logger("meterway.pool")
 DEFAULT_LOADER = "models.runtime:load"
-BATCH_STAT_KEYS = ("batch_size", "running", "active")  # whichever the engine's stats() names it
 
 
 class LocalPool:
@@ -68,6 +62,9 @@ class LocalPool:
         self._residents: dict[str, Resident] = {}
         self.standby = StandbyWorker(worker_loader, enabled=settings.standby)
         self._context = HostContext(store_dir, settings, self.standby.take, self._host_exited)
+        self.groups = InstanceGroups(self._residents, settings.memory_budget_mb << 20, self._footprint,
+                                     self._start_load, self._unload)
+        self.instance_types = ("gpu",) if settings.device.startswith("cuda") else ("cpu",)
         self._background: set[asyncio.Task[None]] = set()
         self._supervisor: asyncio.Task[None] | None = None
         self._sampling: asyncio.Task[None] | None = None
@@ -101,7 +98,7 @@ class LocalPool:
 
     async def embed(self, job: EmbeddingJob) -> EmbeddingResult:
         """Embed ``job``'s inputs on its model's worker."""
-        resident = await self._acquire(job.model)
+        resident = await self._acquire(job.model, job.group)
         try:
             host = self._host_of(resident)
             return await host.embed(job.request_id, [list(ids) for ids in job.inputs])
@@ -118,6 +115,20 @@ class LocalPool:
     def metrics_text(self) -> str:
         return self.metrics.text()
 
+    def provision(self, group: str, spec: ModelSpec, instances: int) -> None:
+        """Hold ``instances`` dedicated workers of ``spec`` for ``group``; ``InsufficientCapacity`` if they
+        could never fit beside the other dedicated ones (nothing changes then)."""
+        self._specs.setdefault(spec.id, spec)
+        self.groups.provision(group, self._host_spec(spec), instances)
+
+    def instances(self, group: str) -> GroupView | None:
+        """A dedicated group's instances now, and those that stopped lately."""
+        return self.groups.view(group)
+
+    def instance_logs(self, group: str) -> list[str]:
+        """The recent log lines of a dedicated group's workers, oldest first."""
+        return self.groups.logs(group)
+
     def worker_pid(self, model_id: str) -> int | None:
         """The process serving ``model_id`` now, if any (for operators and tests)."""
         resident = self._residents.get(model_id)
@@ -127,7 +138,7 @@ class LocalPool:
 
     async def _open(self, stream: GenerationStream) -> Callable[[], None]:
         job = stream.job
-        resident = await self._acquire(job.model)
+        resident = await self._acquire(job.model, job.group)
         adapter: str | None = None
         try:
             adapter = await self._use_adapter(resident, job.model)
@@ -142,10 +153,11 @@ class LocalPool:
                     self.metrics.timed_sink(stream.push, resident.spec.id, submitted, job.model.id))
         return lambda: host.cancel(job.request_id)
 
-    async def _acquire(self, spec: ModelSpec) -> Resident:
-        """Admit one request to ``spec``'s model and wait until it is ready; the caller must release."""
+    async def _acquire(self, spec: ModelSpec, group: str | None = None) -> Resident:
+        """Admit one request to ``spec``'s model (on ``group``'s instances if it names a dedicated deployment)
+        and wait until it is ready; the caller must release."""
         self._specs.setdefault(spec.id, spec)
-        resident = self._resident(self._host_spec(spec))
+        resident = self.groups.pick(group) if group else self._resident(self._host_spec(spec))
         if resident.admitted >= self.settings.queue_limit:
             self.metrics.rejections.labels(resident.label, "overloaded").inc()
             raise ModelOverloaded(f"{spec.id} has {resident.admitted} requests running or queued; "
@@ -195,10 +207,12 @@ class LocalPool:
     def _resident(self, spec: ModelSpec) -> Resident:
         resident = self._residents.get(spec.id)
         if resident is None:
-            footprint = host_kind(spec).footprint_bytes(spec, self.store_dir)
             slots = AdapterSlots(int(spec.extra.get("max_adapters", DEFAULT_MAX_ADAPTERS)))
-            resident = self._residents[spec.id] = Resident(spec, footprint, adapters=slots)
+            resident = self._residents[spec.id] = Resident(spec, self._footprint(spec), adapters=slots)
         return resident
+
+    def _footprint(self, spec: ModelSpec) -> int:
+        return host_kind(spec).footprint_bytes(spec, self.store_dir)
 
     def _host_spec(self, spec: ModelSpec) -> ModelSpec:
         """The spec whose worker serves ``spec``: itself, or the base of a LoRA fine-tune."""
@@ -252,13 +266,15 @@ class LocalPool:
     async def _load(self, resident: Resident, closing: list[asyncio.Future[None]]) -> None:
         await asyncio.gather(*closing, return_exceptions=True)  # evicted workers exit before we grow
         started = time.monotonic()
-        host = host_kind(resident.spec).create(resident.spec, self._context)
+        context = self._context if resident.log is None else replace(self._context, on_log=resident.log)
+        host = host_kind(resident.spec).create(resident.spec, context)
         try:
             await host.load()
         except BaseException as exc:
             self._refill_standby()
             self.metrics.load_failures.labels(resident.label).inc()
-            resident.state, resident.loading = ModelState.COLD, None
+            resident.state, resident.loading, resident.error = ModelState.COLD, None, str(exc) or type(exc).__name__
+            _tell(resident, f"load failed: {resident.error}")
             self._update_reserved()
             await asyncio.shield(host.close())
             log.error("model load failed", model=resident.spec.id, error=str(exc))
@@ -268,7 +284,8 @@ class LocalPool:
             raise
         self._standby_due = time.monotonic()
         seconds = time.monotonic() - started
-        resident.host, resident.state, resident.loading = host, ModelState.READY, None
+        resident.host, resident.state, resident.loading, resident.error = host, ModelState.READY, None, None
+        _tell(resident, f"model ready in {seconds:.2f} s (pid {host.pid})")
         resident.last_used, resident.last_load_s = time.monotonic(), seconds
         self.metrics.loads.labels(resident.label).inc()
         self.metrics.cold_start.labels(resident.label).observe(seconds)
@@ -318,6 +335,7 @@ class LocalPool:
         for resident in self._residents.values():
             if resident.host is host:
                 log.error("worker crashed", model=resident.spec.id, pid=host.pid)
+                _tell(resident, f"worker crashed (pid {host.pid})")
                 self.metrics.worker_crashes.labels(resident.label).inc()
                 resident.host, resident.state = None, ModelState.COLD
                 resident.adapters.clear()
@@ -340,6 +358,7 @@ class LocalPool:
             await asyncio.sleep(interval)
             try:
                 self._unload_idle()
+                self.groups.tick()
                 self._refill_standby_when_quiet()
             except Exception:  # a bad tick must not end supervision for the life of the pool
                 log.exception("pool supervision tick failed")
@@ -354,23 +373,13 @@ class LocalPool:
 
     async def _sample(self) -> None:
         ready = [(r, r.host) for r in self._residents.values() if r.host is not None and r.state is ModelState.READY]
-        await asyncio.gather(*(self._sample_one(resident, host) for resident, host in ready))
+        await asyncio.gather(*(self.metrics.sample(r.label, r.spec.id, r.admitted, host) for r, host in ready))
 
-    async def _sample_one(self, resident: Resident, host: ModelHost) -> None:
-        self.metrics.worker_rss.labels(resident.label).set(host.rss_bytes())
-        try:
-            stats = await host.stats()
-        except MeterwayError:
-            return
-        except Exception:
-            log.exception("sampling a worker failed", model=resident.spec.id)
-            return
-        self.metrics.engine.update(resident.spec.id, stats.values)
-        batch = next((stats.values[k] for k in BATCH_STAT_KEYS if k in stats.values), None)
-        if batch is not None:
-            self.metrics.batch_size.labels(resident.label).set(batch)
-            self.metrics.running.labels(resident.label).set(batch)
-            self.metrics.waiting.labels(resident.label).set(max(0.0, resident.admitted - batch))
+
+def _tell(resident: Resident, line: str) -> None:
+    """A pool event about a dedicated instance, into its deployment's log."""
+    if resident.log is not None:
+        resident.log(line)
 
 
 def _current_task_cancelling() -> bool:

@@ -17,16 +17,23 @@ import hashlib
 import time
 from typing import TYPE_CHECKING
 
+import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from meterway.errors import MeterwayError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from prometheus_client import Metric
 
+    from models.pool.hosts import ModelHost
     from models.runtime.api import EmitDelta, TokenDelta
+
+log = structlog.get_logger("meterway.pool")
+BATCH_STAT_KEYS = ("batch_size", "running", "active")  # whichever the engine's stats() names it
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
 TOKEN_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5)
@@ -154,6 +161,23 @@ class PoolMetrics:
             push(delta)
 
         return sink
+
+    async def sample(self, label: str, model_id: str, admitted: int, host: ModelHost) -> None:
+        """Read one worker's memory and engine counters (``admitted``: its requests running or waiting)."""
+        self.worker_rss.labels(label).set(host.rss_bytes())
+        try:
+            stats = await host.stats()
+        except MeterwayError:
+            return
+        except Exception:
+            log.exception("sampling a worker failed", model=model_id)
+            return
+        self.engine.update(model_id, stats.values)
+        batch = next((stats.values[k] for k in BATCH_STAT_KEYS if k in stats.values), None)
+        if batch is not None:
+            self.batch_size.labels(label).set(batch)
+            self.running.labels(label).set(batch)
+            self.waiting.labels(label).set(max(0.0, admitted - batch))
 
     def text(self) -> str:
         """Prometheus text exposition of this registry."""

@@ -23,7 +23,7 @@ WORKER_SPINCOUNT = "100000"
 
 
 async def spawn_worker(loader: str) -> asyncio.subprocess.Process:
-    """Start ``python -m models.pool.worker``: frames on stdin/stdout, logs on the inherited stderr."""
+    """Start ``python -m models.pool.worker``: frames on stdin/stdout, logs on stderr (its host reads them)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     # How long torch's idle OpenMP threads spin before sleeping. Sleeping at once (OMP_WAIT_POLICY=PASSIVE)
@@ -38,7 +38,8 @@ async def spawn_worker(loader: str) -> asyncio.subprocess.Process:
     # their stdin closes instead.
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "models.pool.worker", "--loader", loader,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env, start_new_session=True)
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        start_new_session=True)
 
 
 class StandbyWorker:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,8 +40,9 @@ class WorkerHost:
 
     def __init__(self, load: LoadSpec, *, spawn: Callable[[], Awaitable[asyncio.subprocess.Process]],
                  on_exit: Callable[[Any], None], close_timeout_s: float = 10.0, call_timeout_s: float = 120.0,
-                 load_timeout_s: float = 600.0) -> None:
+                 load_timeout_s: float = 600.0, on_log: Callable[[str], None] | None = None) -> None:
         self._load = load
+        self._on_log = on_log
         self._spawn = spawn
         self._on_exit = on_exit
         self._close_timeout_s = close_timeout_s
@@ -50,6 +52,7 @@ class WorkerHost:
         self._codec = wire.FrameCodec()
         self._process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._logs: asyncio.Task[None] | None = None
         self._loaded: asyncio.Future[wire.Loaded] | None = None
         self._streams: dict[str, _OpenStream] = {}
         self._calls: dict[str, asyncio.Future[Any]] = {}
@@ -76,6 +79,8 @@ class WorkerHost:
         self._loaded = asyncio.get_running_loop().create_future()
         self._process = await self._spawn()
         self._reader = asyncio.create_task(self._read_loop(), name=f"worker-reader-{self._load.model_id}")
+        if self._process.stderr is not None:
+            self._logs = asyncio.create_task(self._log_loop(self._process.stderr), name="worker-logs")
         self._send(self._load)
         loaded = await self._answer(self._loaded, self._load_timeout_s, "load")
         return loaded.seconds
@@ -141,6 +146,8 @@ class WorkerHost:
             await process.wait()
         if self._reader is not None:
             await self._reader
+        if self._logs is not None:
+            await self._logs
 
     def _send(self, message: wire.Message) -> None:
         assert self._process is not None and self._process.stdin is not None
@@ -192,6 +199,22 @@ class WorkerHost:
         self._exited = True
         self._fail_everything()
         self._on_exit(self)
+
+    async def _log_loop(self, stderr: asyncio.StreamReader) -> None:
+        """Pass the worker's log lines on to the gateway's stderr, and a copy to ``on_log``."""
+        while True:
+            try:
+                line = await stderr.readline()
+            except ValueError:  # a line past the reader's limit: it is dropped, the next one is read
+                continue
+            except ConnectionError:
+                return
+            if not line:
+                return
+            text = line.decode(errors="replace")
+            sys.stderr.write(text)
+            if self._on_log is not None:
+                self._on_log(text)
 
     def _dispatch(self, message: wire.Message) -> None:
         handler = self._handlers.get(type(message))
