@@ -48,3 +48,36 @@ def check_endpoint_name(name: str) -> None:
 
 def holds_traffic(name: str, traffic: dict[str, int], mirror: dict[str, int]) -> bool:
     return bool(traffic.get(name, 0) or mirror.get(name, 0))
+
+
+MAX_INSTANCES = 16
+DEDICATED_ONLY = ("instance_type", "instance_count", "min_instances", "max_instances", "target_concurrency",
+                  "cooldown_s")
+AUTOSCALE_ONLY = ("target_concurrency", "cooldown_s")
+
+
+def check_capacity(capacity: str, fields: dict[str, int | str | None]) -> None:
+    """Refuse, naming the field, capacity settings a deployment cannot have: dedicated settings on a serverless
+    deployment, both a fixed count and autoscaling bounds, or neither, or bounds the wrong way round."""
+    given = {name for name in DEDICATED_ONLY if fields.get(name) is not None}
+    if capacity == "serverless":
+        if given:
+            name = next(n for n in DEDICATED_ONLY if n in given)
+            raise InvalidRequest(f"{name} applies to dedicated capacity; this deployment is serverless (the "
+                                 "shared pool, billed per token)", param=name)
+        return
+    autoscale = {"min_instances", "max_instances"} & given
+    if "instance_count" in given and autoscale:
+        raise InvalidRequest("give either instance_count (a fixed number of instances) or min_instances and "
+                             "max_instances (autoscaling), not both", param="instance_count")
+    if "instance_count" in given:
+        if extra := sorted(set(AUTOSCALE_ONLY) & given):
+            raise InvalidRequest(f"{extra[0]} applies to autoscaling (min_instances and max_instances), not to a "
+                                 "fixed instance_count", param=extra[0])
+        return
+    if autoscale != {"min_instances", "max_instances"}:
+        missing = "instance_count" if not autoscale else ({"min_instances", "max_instances"} - autoscale).pop()
+        raise InvalidRequest("a dedicated deployment needs instance_count, or min_instances and max_instances",
+                             param=missing)
+    if int(fields["min_instances"] or 0) > int(fields["max_instances"] or 0):
+        raise InvalidRequest("min_instances must not exceed max_instances", param="min_instances")

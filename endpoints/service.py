@@ -2,28 +2,43 @@
 
 An endpoint belongs to one tenant; another tenant's is a 404, as if it did not exist, and its name is taken
 (409) because names are global. Weight changes run in one transaction that reads the endpoint row for
-update, so concurrent changes cannot leave traffic summing to anything but 100.
+update, so concurrent changes cannot leave traffic summing to anything but 100. A deployment is deleted only
+once its endpoint's weights have held still for ``drain_s`` (as long as a replica may route by an older
+snapshot), so no replica routes a request to a deployment that is gone.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from endpoints.keys import KEY_TYPES, Sign, derive, new_nonce
-from endpoints.rules import check_endpoint_name, check_name, check_weights, holds_traffic
+from endpoints.rules import (
+    DEDICATED_ONLY,
+    check_capacity,
+    check_endpoint_name,
+    check_name,
+    check_weights,
+    holds_traffic,
+)
+from endpoints.scaling import DEFAULT_COOLDOWN_S, DEFAULT_TARGET_CONCURRENCY, Bounds
 from endpoints.tables import DeploymentRow, EndpointRow
 from meterway.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
+
+DRAIN_ATTEMPTS = 5
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-    CheckModel = Callable[[str, str], Awaitable[None]]  # (model, tenant): raises when the tenant cannot use it
+    # (endpoint, deployment, tenant, spec): raises when the owner cannot use the model or the capacity cannot
+    # be had (it also takes the capacity: dedicated instances start loading before the change commits).
+    CheckDeployment = Callable[[str, str, str, "DeploymentSpec"], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -55,6 +70,33 @@ class DeploymentSpec:
     rpm: int | None = None
     tpm: int | None = None
     max_concurrency: int | None = None
+    description: str = ""
+    instance_type: str | None = None  # dedicated capacity only (from here on)
+    instance_count: int | None = None
+    min_instances: int | None = None
+    max_instances: int | None = None
+    target_concurrency: int | None = None
+    cooldown_s: int | None = None
+
+    @property
+    def dedicated(self) -> bool:
+        return self.capacity == "dedicated"
+
+    @property
+    def bounds(self) -> Bounds:
+        """Its instance settings, defaults filled in (dedicated capacity only)."""
+        return Bounds(self.instance_count, self.min_instances or 1, self.max_instances or 1,
+                      self.target_concurrency or DEFAULT_TARGET_CONCURRENCY, self.cooldown_s or DEFAULT_COOLDOWN_S)
+
+    def normalized(self) -> DeploymentSpec:
+        """Validated, with the defaults of dedicated capacity written out (what is stored and shown)."""
+        check_capacity(self.capacity, {name: getattr(self, name) for name in DEDICATED_ONLY})
+        if not self.dedicated:
+            return self
+        typed = replace(self, instance_type=self.instance_type or "cpu")
+        if self.instance_count is not None:
+            return typed
+        return replace(typed, target_concurrency=typed.bounds.target, cooldown_s=int(typed.bounds.cooldown_s))
 
 
 @dataclass(frozen=True)
@@ -84,8 +126,10 @@ class EndpointSpec:
 class EndpointService:
     """Endpoints and deployments in the database."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], check_model: CheckModel, sign: Sign) -> None:
-        self._sessions, self._check_model, self._sign = sessions, check_model, sign
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], check: CheckDeployment, sign: Sign, *,
+                 drain_s: float = 0.0) -> None:
+        self._sessions, self._check, self._sign = sessions, check, sign
+        self._drain_s = drain_s
         self._changed: list[Callable[[], None]] = []
 
     def on_change(self, listener: Callable[[], None]) -> None:
@@ -142,16 +186,18 @@ class EndpointService:
 
     async def put_deployment(self, caller: Caller, endpoint: str, name: str, spec: DeploymentSpec) -> dict[str, Any]:
         check_name(name, "deployment")
+        spec = spec.normalized()
         now = datetime.now(UTC)
         async with self._sessions() as session, session.begin():
             owner = await self._visible(session, caller, endpoint, lock=True)
-            await self._check_model(spec.model, owner.tenant)
+            await self._check(endpoint, name, owner.tenant, spec)
             row = await session.get(DeploymentRow, f"{endpoint}/{name}")
             if row is None:
                 row = DeploymentRow(id=f"{endpoint}/{name}", endpoint=endpoint, name=name, created_at=now)
                 session.add(row)
-            row.model, row.capacity, row.updated_at = spec.model, spec.capacity, now
-            row.rpm, row.tpm, row.max_concurrency = spec.rpm, spec.tpm, spec.max_concurrency
+            for field in SPEC_FIELDS:
+                setattr(row, field, getattr(spec, field))
+            row.updated_at = now
             body = deployment_body(row)
         self._notify()
         return body
@@ -162,13 +208,21 @@ class EndpointService:
             return deployment_body(await self._deployment(session, endpoint, name))
 
     async def delete_deployment(self, caller: Caller, endpoint: str, name: str) -> None:
-        async with self._sessions() as session, session.begin():
-            owner = await self._visible(session, caller, endpoint, lock=True)
-            row = await self._deployment(session, endpoint, name)
-            if holds_traffic(name, owner.traffic, owner.mirror_traffic):
-                raise Conflict(f"deployment {name!r} still takes traffic; move its traffic (and mirror "
-                               "traffic) to 0 first", param="deployment")
-            await session.delete(row)
+        for _attempt in range(DRAIN_ATTEMPTS):
+            async with self._sessions() as session, session.begin():
+                owner = await self._visible(session, caller, endpoint, lock=True)
+                row = await self._deployment(session, endpoint, name)
+                if holds_traffic(name, owner.traffic, owner.mirror_traffic):
+                    raise Conflict(f"deployment {name!r} still takes traffic; move its traffic (and mirror "
+                                   "traffic) to 0 first", param="deployment")
+                still = self._drain_s - (datetime.now(UTC) - _aware(owner.updated_at)).total_seconds()
+                if still <= 0:
+                    await session.delete(row)
+                    break
+            await asyncio.sleep(still)  # outside the transaction: weight changes go on meanwhile
+        else:
+            raise Conflict(f"the weights of endpoint {endpoint!r} keep changing; delete {name!r} once they hold",
+                           param="deployment")
         self._notify()
 
     async def keys(self, caller: Caller, name: str) -> dict[str, str]:
@@ -198,10 +252,17 @@ class EndpointService:
             query = select(DeploymentRow).where(DeploymentRow.endpoint.in_(list(found)))
             deployments: dict[str, dict[str, DeploymentSpec]] = {name: {} for name in found}
             for d in (await session.execute(query)).scalars():
-                deployments[d.endpoint][d.name] = DeploymentSpec(d.model, d.capacity, d.rpm, d.tpm, d.max_concurrency)
+                deployments[d.endpoint][d.name] = spec_of(d)
         return {name: Snapshot(name, row.tenant, dict(row.traffic), dict(row.mirror_traffic), deployments[name],
                                {t: getattr(row, f"{t}_nonce") for t in KEY_TYPES}, row.max_concurrency)
                 for name, row in found.items()}
+
+    async def dedicated(self) -> list[tuple[str, str, str, DeploymentSpec]]:
+        """Every dedicated deployment, any owner: (endpoint, deployment, tenant, spec)."""
+        query = (select(DeploymentRow, EndpointRow.tenant).join(EndpointRow, EndpointRow.name == DeploymentRow.endpoint)
+                 .where(DeploymentRow.capacity == "dedicated"))
+        async with self._sessions() as session:
+            return [(d.endpoint, d.name, tenant, spec_of(d)) for d, tenant in (await session.execute(query)).all()]
 
     async def _locked(self, session: AsyncSession, name: str) -> EndpointRow | None:
         query = select(EndpointRow).where(EndpointRow.name == name).with_for_update()
@@ -225,8 +286,12 @@ class EndpointService:
         return list((await session.execute(query)).scalars().all())
 
 
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def _seconds(moment: datetime) -> int:
-    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
+    return int(_aware(moment).timestamp())
 
 
 def endpoint_body(row: EndpointRow, deployments: list[DeploymentRow]) -> dict[str, Any]:
@@ -237,9 +302,15 @@ def endpoint_body(row: EndpointRow, deployments: list[DeploymentRow]) -> dict[st
             "created_at": _seconds(row.created_at), "updated_at": _seconds(row.updated_at)}
 
 
+SPEC_FIELDS = tuple(f.name for f in fields(DeploymentSpec))
+
+
+def spec_of(row: DeploymentRow) -> DeploymentSpec:
+    return DeploymentSpec(**{field: getattr(row, field) for field in SPEC_FIELDS})
+
+
 def deployment_body(row: DeploymentRow) -> dict[str, Any]:
-    # A serverless deployment runs on the shared pool, which loads its model on the first call: always ready.
-    return {"name": row.name, "object": "deployment", "endpoint": row.endpoint, "model": row.model,
-            "capacity": row.capacity, "rpm": row.rpm, "tpm": row.tpm, "max_concurrency": row.max_concurrency,
-            "state": "ready", "created_at": _seconds(row.created_at),
-            "updated_at": _seconds(row.updated_at)}
+    """The stored deployment; its live ``state`` is the serving side's to add (``service.capacity``)."""
+    settings = {field: getattr(row, field) for field in SPEC_FIELDS}
+    return {"name": row.name, "object": "deployment", "endpoint": row.endpoint, **settings,
+            "created_at": _seconds(row.created_at), "updated_at": _seconds(row.updated_at)}

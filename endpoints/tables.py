@@ -1,4 +1,5 @@
-"""ORM tables of endpoints and their deployments (migrated by 0006; endpoint keys by 0007)."""
+"""ORM tables of endpoints and their deployments (migrated by 0006; endpoint keys by 0007; dedicated capacity
+and deployment descriptions by 0010)."""
 
 from __future__ import annotations
 
@@ -40,7 +41,15 @@ class DeploymentRow(Base):
     endpoint: Mapped[str] = mapped_column(String(32), ForeignKey("endpoints.name", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(32))
     model: Mapped[str] = mapped_column(String(255))
-    capacity: Mapped[str] = mapped_column(String(16))  # "serverless": the shared pool, scale to zero
+    description: Mapped[str] = mapped_column(String(256), server_default="")
+    capacity: Mapped[str] = mapped_column(String(16))  # "serverless" (the shared pool) or "dedicated"
+    # Dedicated capacity: a fixed instance_count, or autoscaling between min and max instances (None: unset).
+    instance_type: Mapped[str | None] = mapped_column(String(32))
+    instance_count: Mapped[int | None] = mapped_column(Integer)
+    min_instances: Mapped[int | None] = mapped_column(Integer)
+    max_instances: Mapped[int | None] = mapped_column(Integer)
+    target_concurrency: Mapped[int | None] = mapped_column(Integer)  # requests in flight per instance
+    cooldown_s: Mapped[int | None] = mapped_column(Integer)  # how long load stays low before scaling in
     rpm: Mapped[int | None] = mapped_column(Integer)  # the deployment's own limits (None: unlimited)
     tpm: Mapped[int | None] = mapped_column(Integer)
     max_concurrency: Mapped[int | None] = mapped_column(Integer)

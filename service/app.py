@@ -30,6 +30,7 @@ from models.pool import build_pool
 from models.tokenizer import TokenizerCache
 from service.arrivals import Arrivals
 from service.auth import Principal, secret_from_headers
+from service.capacity import DedicatedCapacity
 from service.http.errors import handle_exception
 from service.http.json_body import json_body_middleware
 from service.http.middleware import (
@@ -52,6 +53,7 @@ from service.routes.keys import key_handlers
 from service.routes.openai import openai_handlers, provide_via
 from service.routes.tenants import tenant_handlers
 from service.routes.uploads import upload_dependencies, upload_handlers
+from service.routing import FRESH_S as ROUTES_FRESH_S
 from service.routing import Routes
 from service.secrets import load_secrets
 from service.serving import Gates, ServingService
@@ -63,6 +65,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
     from contextlib import AbstractAsyncContextManager
 
+    from endpoints.service import DeploymentSpec
     from meterway.settings import Settings
     from models.pool.api import ModelPool
     from service.inference import UsageRecorder
@@ -88,6 +91,7 @@ class AppParts:
     endpoints: EndpointService
     routes: Routes
     mirrors: Mirrors
+    capacity: DedicatedCapacity
 
 
 def build_parts(settings: Settings, *, meter: UsageRecorder | None = None) -> AppParts:
@@ -111,17 +115,18 @@ def build_parts(settings: Settings, *, meter: UsageRecorder | None = None) -> Ap
     finishes = Finishes()
     telemetry = Telemetry(pool, settings.server.metrics_token)
 
-    async def check_model(model: str, tenant: str) -> None:  # a deployment's model: one its owner may call
-        await resolver.resolve(model, Principal(tenant=tenant, key_id=None))
+    async def check_deployment(endpoint: str, name: str, tenant: str, spec: DeploymentSpec) -> None:
+        await capacity.check(endpoint, name, tenant, spec)
 
-    endpoints = EndpointService(database.sessions, check_model, secrets_.hasher.digest)
+    endpoints = EndpointService(database.sessions, check_deployment, secrets_.hasher.digest, drain_s=ROUTES_FRESH_S)
+    capacity = DedicatedCapacity(pool, endpoints, resolver, billing.meter, billing.prices, telemetry.registry)
     routes = Routes(resolver, endpoints, secrets_.hasher.digest)
     mirrors = Mirrors(pool, meter or billing.meter, settings.server.request_timeout_s,
                       settings.server.mirror_max_inflight, telemetry.registry)
     gates = Gates(throttle, meter or billing.meter, billing.meter, arrivals, finishes, mirrors)
     serving = ServingService(settings, routes, TokenizerCache(settings.store_dir), pool, quotes, gates)
     return AppParts(settings, database, keys, pool, billing, serving, finishes, telemetry, throttle, fine_tunes,
-                    catalog, quotes, arrivals, endpoints, routes, mirrors)
+                    catalog, quotes, arrivals, endpoints, routes, mirrors, capacity)
 
 
 def _freeze_startup_heap() -> None:
@@ -156,7 +161,7 @@ def create_app(settings: Settings, *, meter: UsageRecorder | None = None) -> Lit
         **billing_dependencies(parts.billing),
         **fine_tune_dependencies(parts.fine_tunes),
         **upload_dependencies(settings.store_dir, settings.server.max_upload_bytes),
-        **endpoint_dependencies(parts.endpoints),
+        **endpoint_dependencies(parts.endpoints, parts.capacity),
     }
     handlers = [*openai_handlers, *key_handlers, *tenant_handlers, *health_handlers, *billing_handlers,
                 *fine_tune_handlers, *upload_handlers, *endpoint_handlers]
@@ -192,6 +197,7 @@ def _lifespan(parts: AppParts) -> Callable[[Litestar], AbstractAsyncContextManag
         parts.keys.start()
         parts.quotes.start()
         parts.routes.start()
+        parts.capacity.start()
         _freeze_startup_heap()
         tokenizers = asyncio.create_task(asyncio.to_thread(parts.serving.preload_tokenizers, parts.catalog))
         try:
@@ -200,6 +206,7 @@ def _lifespan(parts: AppParts) -> Callable[[Litestar], AbstractAsyncContextManag
             await tokenizers
             await parts.mirrors.drain()
             await parts.finishes.drain()
+            await parts.capacity.close()
             await parts.pool.close()
             await parts.keys.close()
             await parts.quotes.close()

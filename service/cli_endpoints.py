@@ -31,11 +31,11 @@ if TYPE_CHECKING:
 # A spec is the resource as it should be: limits it leaves out are unset by ``apply`` (traffic is kept).
 ENDPOINT_KEYS = frozenset({"name", "kind", "description", "auth_mode", "traffic", "mirror_traffic",
                            "max_concurrency"})
+# The reference design's capacity fields: a spec with instances and no ``capacity`` is a dedicated deployment.
+INSTANCE_KEYS = frozenset({"instance_type", "instance_count", "min_instances", "max_instances",
+                           "target_concurrency", "cooldown_s"})
 DEPLOYMENT_KEYS = frozenset({"name", "endpoint_name", "model", "capacity", "description", "rpm", "tpm",
-                             "max_concurrency",
-                             # The reference design's scaling fields: sent on, so that the server says
-                             # whether it takes them (today it refuses them, naming the field).
-                             "instance_count", "min_instances", "max_instances", "instance_type"})
+                             "max_concurrency", *INSTANCE_KEYS})
 SCHEMA = "$schema"  # the reference design's pointer to its JSON schema, for editors: not part of the resource
 WEIGHTS = ("traffic", "mirror_traffic")
 LOCAL_TENANT = "local"
@@ -147,6 +147,8 @@ def _spec(path: Path, document: object) -> Spec:
     if not all(isinstance(document.get(key), str) and document[key] for key in required):
         raise SystemExit(f"meterway: {path}: a {kind} needs {' and '.join(required)} (strings)")
     body = {key: value for key, value in document.items() if key not in {"name", "endpoint_name", SCHEMA}}
+    if kind == "deployment" and "capacity" not in body and INSTANCE_KEYS & set(body):
+        body["capacity"] = "dedicated"
     return Spec(path, str(document["name"]), body, document.get("endpoint_name"))
 
 

@@ -50,6 +50,10 @@ class Plan:
     def reserved_tokens(self) -> int:
         return self.prompt_tokens + self.reserved_completion_tokens
 
+    def placed(self, placement: Placement, group: str | None) -> Plan:
+        """This plan metered under ``placement``, its jobs run on ``group``'s dedicated instances (if named)."""
+        return replace(self, placement=placement, jobs=tuple(replace(job, group=group) for job in self.jobs))
+
 
 @dataclass(frozen=True)
 class EmbeddingPlan:
@@ -60,6 +64,10 @@ class EmbeddingPlan:
     job: EmbeddingJob
     prompt_tokens: int
     placement: Placement = SERVERLESS
+
+    def placed(self, placement: Placement, group: str | None) -> EmbeddingPlan:
+        """As ``Plan.placed``."""
+        return replace(self, placement=placement, job=replace(self.job, group=group))
 
 
 def new_request_id(prefix: str) -> str:

@@ -46,6 +46,7 @@ class Target:
     placement: Placement
     mirror: Target | None = None
     capacity: Capacity | None = None  # the deployment's own limits (None: only the caller's key's)
+    group: str | None = None  # a dedicated deployment's instances in the pool (None: the shared pool)
 
 
 class Routes:
@@ -79,12 +80,14 @@ class Routes:
         mirror = None
         if choice.mirror is not None:
             spec = await self._resolver.resolve(snapshot.deployments[choice.mirror].model, owner)
-            mirror = Target(spec, Placement(snapshot.name, choice.mirror, billable=False))
+            mirror = Target(spec, Placement(snapshot.name, choice.mirror, billable=False),
+                            group=_group(snapshot, choice.mirror))
         chosen = snapshot.deployments[choice.deployment]
         spec = await self._resolver.resolve(chosen.model, owner)
         capacity = Capacity.of(snapshot.name, choice.deployment, chosen.rpm, chosen.tpm, chosen.max_concurrency,
                                snapshot.max_concurrency)
-        return Target(spec, Placement(snapshot.name, choice.deployment), mirror, capacity)
+        return Target(spec, Placement(snapshot.name, choice.deployment), mirror, capacity,
+                      _group(snapshot, choice.deployment))
 
     async def visible(self, principal: Principal, via: Via) -> list[ModelSpec]:
         """The models a caller may name: the catalog and its fine-tunes, or the endpoint's deployments'."""
@@ -144,3 +147,8 @@ class Routes:
         if name not in found:
             raise NotFound(f"endpoint {name!r} does not exist", param="endpoint")
         return found[name]
+
+
+def _group(snapshot: Snapshot, deployment: str) -> str | None:
+    """Where a deployment's requests run: its own instances if it is dedicated, else the shared pool."""
+    return f"{snapshot.name}/{deployment}" if snapshot.deployments[deployment].dedicated else None

@@ -8,7 +8,7 @@ serverless endpoint over the catalog, a named endpoint one of its deployments.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
@@ -119,8 +119,8 @@ class ServingService:
                         request_id: str, via: Via, planner: Callable[..., Plan]) -> Generation:
         """Route, plan for the chosen deployment, start; then the mirrored copy, planned for its own."""
         def plan(target: Target, rid: str) -> Plan:
-            return replace(planner(request, target.model, self._tokenizer(target.model), request_id=rid,
-                                   max_n=self._settings.pool.max_n), placement=target.placement)
+            return planner(request, target.model, self._tokenizer(target.model), request_id=rid,
+                           max_n=self._settings.pool.max_n).placed(target.placement, target.group)
 
         target = await self._router.route(principal, request.model, via)
         generation = await self._start(principal, plan(target, request_id), target.capacity)
@@ -135,8 +135,8 @@ class ServingService:
         target = await self._router.route(principal, request.model, via)
 
         def plan_for(chosen: Target, rid: str) -> EmbeddingPlan:
-            return replace(plan_embeddings(request, chosen.model, self._tokenizer(chosen.model), request_id=rid),
-                           placement=chosen.placement)
+            return plan_embeddings(request, chosen.model, self._tokenizer(chosen.model),
+                                   request_id=rid).placed(chosen.placement, chosen.group)
 
         plan = plan_for(target, request_id)
         spec = target.model

@@ -1,7 +1,8 @@
 """Endpoint and deployment management: ``/v1/endpoints`` (admin or the owning tenant).
 
-Each handler decodes, calls one ``EndpointService`` method and encodes. ``PUT`` creates or updates, so
-applying the same spec twice leaves one resource.
+Each handler decodes, calls one ``EndpointService`` method and encodes; deployments are shown with their live
+state from ``service.capacity``. ``PUT`` creates or updates, so applying the same spec twice leaves one
+resource.
 """
 
 from __future__ import annotations
@@ -10,17 +11,24 @@ from typing import Annotated, Any, Literal
 
 from litestar import Request, delete, get, post, put
 from litestar.di import Provide
+from litestar.params import QueryParameter
 from msgspec import Meta
 
-from endpoints.service import Caller, DeploymentSpec, EndpointService, EndpointSpec
+from endpoints.rules import MAX_INSTANCES
+from endpoints.service import SPEC_FIELDS, Caller, DeploymentSpec, EndpointService, EndpointSpec
+from meterway.errors import InvalidRequest
 from service.auth import Principal
+from service.capacity import DedicatedCapacity
 from service.http.fields import Body, Name
 
 # DNS-label style: the name is part of the endpoint's URL.
 Label = Annotated[str, Meta(pattern=r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$", min_length=1, max_length=32,
                             description="lower-case letters, digits and '-', starting with a letter")]
 Percent = Annotated[int, Meta(ge=0, le=100)]
+Instances = Annotated[int, Meta(ge=1, le=MAX_INSTANCES)]
+InstanceType = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$", max_length=32)]
 TAGS = ["Endpoints"]
+LOG_LINES = 500  # what the pool keeps of a deployment's log
 
 
 class EndpointPut(Body):
@@ -39,10 +47,22 @@ class DeploymentPut(Body):
     """``PUT /v1/endpoints/{name}/deployments/{deployment}``: which model, on what capacity."""
 
     model: Annotated[str, Meta(min_length=1, max_length=255)]
-    capacity: Literal["serverless"] = "serverless"  # dedicated instances arrive with the pool's support
+    description: Annotated[str, Meta(max_length=256)] = ""
+    # serverless: the shared pool, scale to zero, billed per token; dedicated: instances of its own, billed per
+    # instance-minute, a fixed instance_count or autoscaling between min_instances and max_instances.
+    capacity: Literal["serverless", "dedicated"] = "serverless"
+    instance_type: InstanceType | None = None  # default "cpu" (what the pool offers: "cpu" here)
+    instance_count: Instances | None = None
+    min_instances: Instances | None = None
+    max_instances: Instances | None = None
+    target_concurrency: Annotated[int, Meta(ge=1, le=256)] | None = None  # requests per instance (default 2)
+    cooldown_s: Annotated[int, Meta(ge=1, le=3600)] | None = None  # low load this long before scaling in (60)
     rpm: Annotated[int, Meta(ge=1)] | None = None  # the deployment's own limits, beside each caller's key's
     tpm: Annotated[int, Meta(ge=1)] | None = None
     max_concurrency: Annotated[int, Meta(ge=1)] | None = None
+
+    def spec(self) -> DeploymentSpec:
+        return DeploymentSpec(**{name: getattr(self, name) for name in SPEC_FIELDS})
 
 
 class Regenerate(Body):
@@ -55,35 +75,37 @@ def _caller(principal: Principal) -> Caller:
     return Caller(None if principal.is_admin else principal.tenant)
 
 
-def _located(request: Request[Any, Any, Any], body: dict[str, Any]) -> dict[str, Any]:
-    """The endpoint's body with its ``scoring_uri``: the OpenAI base URL its callers use."""
+def _located(request: Request[Any, Any, Any], body: dict[str, Any], capacity: DedicatedCapacity) -> dict[str, Any]:
+    """The endpoint's body with its ``scoring_uri`` (the OpenAI base URL its callers use) and its deployments'
+    live state."""
     base = str(request.base_url).rstrip("/")
     return {**body, "scoring_uri": f"{base}/endpoints/{body['name']}/v1",
-            "openapi_uri": f"{base}/schema/openapi.json"}
+            "openapi_uri": f"{base}/schema/openapi.json",
+            "deployments": [capacity.describe(d) for d in body["deployments"]]}
 
 
 @put("/v1/endpoints/{name:str}", summary="Create or update an endpoint", tags=TAGS)
 async def put_endpoint(name: str, data: EndpointPut, principal: Principal, endpoints: EndpointService,
-                       request: Request[Any, Any, Any]) -> dict[str, Any]:
+                       request: Request[Any, Any, Any], capacity: DedicatedCapacity) -> dict[str, Any]:
     """Idempotent; traffic sums to 100 (or is empty), mirror traffic to at most 50."""
     spec = EndpointSpec(data.kind, data.description, data.auth_mode, data.traffic, data.mirror_traffic,
                         data.tenant, data.max_concurrency)
-    return _located(request, await endpoints.put(_caller(principal), name, spec))
+    return _located(request, await endpoints.put(_caller(principal), name, spec), capacity)
 
 
 @get("/v1/endpoints", summary="List endpoints", tags=TAGS)
 async def list_endpoints(principal: Principal, endpoints: EndpointService,
-                         request: Request[Any, Any, Any]) -> dict[str, Any]:
+                         request: Request[Any, Any, Any], capacity: DedicatedCapacity) -> dict[str, Any]:
     """The caller's endpoints (every tenant's for the admin)."""
     bodies = await endpoints.all(_caller(principal))
-    return {"object": "list", "data": [_located(request, body) for body in bodies]}
+    return {"object": "list", "data": [_located(request, body, capacity) for body in bodies]}
 
 
 @get("/v1/endpoints/{name:str}", summary="Get an endpoint", tags=TAGS)
 async def get_endpoint(name: str, principal: Principal, endpoints: EndpointService,
-                       request: Request[Any, Any, Any]) -> dict[str, Any]:
+                       request: Request[Any, Any, Any], capacity: DedicatedCapacity) -> dict[str, Any]:
     """One endpoint with its deployments; another tenant's is a 404."""
-    return _located(request, await endpoints.get(_caller(principal), name))
+    return _located(request, await endpoints.get(_caller(principal), name), capacity)
 
 
 @delete("/v1/endpoints/{name:str}", summary="Delete an endpoint", tags=TAGS, status_code=200)
@@ -96,16 +118,34 @@ async def delete_endpoint(name: str, principal: Principal, endpoints: EndpointSe
 @put("/v1/endpoints/{name:str}/deployments/{deployment:str}", summary="Create or update a deployment",
      tags=TAGS)
 async def put_deployment(name: str, deployment: str, data: DeploymentPut, principal: Principal,
-                         endpoints: EndpointService) -> dict[str, Any]:
-    """The model must be one the endpoint's owner may call (a catalog model or its own fine-tune)."""
-    spec = DeploymentSpec(data.model, data.capacity, data.rpm, data.tpm, data.max_concurrency)
-    return await endpoints.put_deployment(_caller(principal), name, deployment, spec)
+                         endpoints: EndpointService, capacity: DedicatedCapacity) -> dict[str, Any]:
+    """The model must be one the endpoint's owner may call (a catalog model or its own fine-tune). Dedicated
+    capacity needs an instance price for the model and instances that fit the pool's memory (409
+    ``insufficient_capacity`` otherwise); its instances start loading at once (state ``creating``)."""
+    body = await endpoints.put_deployment(_caller(principal), name, deployment, data.spec())
+    return capacity.describe(body)
 
 
 @get("/v1/endpoints/{name:str}/deployments/{deployment:str}", summary="Get a deployment", tags=TAGS)
-async def get_deployment(name: str, deployment: str, principal: Principal,
-                         endpoints: EndpointService) -> dict[str, Any]:
-    return await endpoints.get_deployment(_caller(principal), name, deployment)
+async def get_deployment(name: str, deployment: str, principal: Principal, endpoints: EndpointService,
+                         capacity: DedicatedCapacity) -> dict[str, Any]:
+    """Its settings and live state: creating / updating / ready / failed (with ``reason``), its instances and
+    recent scaling events."""
+    return capacity.describe(await endpoints.get_deployment(_caller(principal), name, deployment))
+
+
+@get("/v1/endpoints/{name:str}/deployments/{deployment:str}/logs", summary="Get a deployment's logs", tags=TAGS)
+async def get_deployment_logs(name: str, deployment: str, principal: Principal, endpoints: EndpointService,
+                              capacity: DedicatedCapacity,
+                              lines: Annotated[int, QueryParameter(ge=1, le=LOG_LINES)] = 100) -> dict[str, Any]:
+    """The last ``lines`` log lines of a dedicated deployment's workers and of the pool's events about them,
+    oldest first. A serverless deployment runs on the shared pool, whose workers serve every tenant: 400."""
+    body = await endpoints.get_deployment(_caller(principal), name, deployment)
+    if body["capacity"] != "dedicated":
+        raise InvalidRequest("logs are kept for dedicated deployments; a serverless deployment runs on the shared "
+                             "pool, whose workers serve every tenant", param="deployment", code="not_dedicated")
+    return {"object": "deployment.logs", "endpoint": name, "deployment": deployment,
+            "data": capacity.logs(name, deployment)[-lines:]}
 
 
 @delete("/v1/endpoints/{name:str}/deployments/{deployment:str}", summary="Delete a deployment", tags=TAGS,
@@ -132,8 +172,9 @@ async def regenerate_endpoint_key(name: str, data: Regenerate, principal: Princi
 
 
 endpoint_handlers = [put_endpoint, list_endpoints, get_endpoint, delete_endpoint, put_deployment, get_deployment,
-                     delete_deployment, list_endpoint_keys, regenerate_endpoint_key]
+                     get_deployment_logs, delete_deployment, list_endpoint_keys, regenerate_endpoint_key]
 
 
-def endpoint_dependencies(service: EndpointService) -> dict[str, Provide]:
-    return {"endpoints": Provide(lambda: service, use_cache=True, sync_to_thread=False)}
+def endpoint_dependencies(service: EndpointService, capacity: DedicatedCapacity) -> dict[str, Provide]:
+    return {"endpoints": Provide(lambda: service, use_cache=True, sync_to_thread=False),
+            "capacity": Provide(lambda: capacity, use_cache=True, sync_to_thread=False)}

@@ -90,11 +90,11 @@ def test_a_key_nobody_takes_stops_apply(tenant: httpx.Client, tmp_path: Path) ->
     assert "typo.yaml" in str(unknown.value.code) and "'sku'" in str(unknown.value.code)
     assert tenant.get(f"/v1/endpoints/{name}").status_code == 404  # checked before any request
 
-    # A field of the reference design goes to the server, which answers for it.
+    # Instances make a dedicated deployment; the server answers for it (this model has no instance price yet).
     scaled = write(tmp_path / "scaled.yaml", endpoint_spec(name), deployment_spec(name, "blue", instance_count=2))
     with pytest.raises(SystemExit) as refused:
         main(["endpoints", "apply", "-f", scaled])
-    assert str(refused.value.code).startswith("meterway: 400") and "instance_count" in str(refused.value.code)
+    assert str(refused.value.code).startswith("meterway: 400") and "per instance-minute" in str(refused.value.code)
 
 
 def test_invoke_pins_a_deployment(tenant: httpx.Client, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
