@@ -139,13 +139,14 @@ async def get_deployment_logs(name: str, deployment: str, principal: Principal, 
                               capacity: DedicatedCapacity,
                               lines: Annotated[int, QueryParameter(ge=1, le=LOG_LINES)] = 100) -> dict[str, Any]:
     """The last ``lines`` log lines of a dedicated deployment's workers and of the pool's events about them,
-    oldest first. A serverless deployment runs on the shared pool, whose workers serve every tenant: 400."""
+    oldest first (kept when it moves to serverless). A serverless deployment runs on the shared pool, whose
+    workers serve every tenant: it has no logs of its own (400)."""
     body = await endpoints.get_deployment(_caller(principal), name, deployment)
-    if body["capacity"] != "dedicated":
+    kept = capacity.logs(name, deployment)
+    if body["capacity"] != "dedicated" and not kept:
         raise InvalidRequest("logs are kept for dedicated deployments; a serverless deployment runs on the shared "
                              "pool, whose workers serve every tenant", param="deployment", code="not_dedicated")
-    return {"object": "deployment.logs", "endpoint": name, "deployment": deployment,
-            "data": capacity.logs(name, deployment)[-lines:]}
+    return {"object": "deployment.logs", "endpoint": name, "deployment": deployment, "data": kept[-lines:]}
 
 
 @delete("/v1/endpoints/{name:str}/deployments/{deployment:str}", summary="Delete a deployment", tags=TAGS,

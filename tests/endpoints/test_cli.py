@@ -82,7 +82,7 @@ def test_apply_twice_is_the_same_endpoint(tenant: httpx.Client, tmp_path: Path,
     assert (kept["traffic"], kept["description"]) == ({"blue": 100}, "docs")
 
 
-def test_a_key_nobody_takes_stops_apply(tenant: httpx.Client, tmp_path: Path) -> None:
+def test_a_key_nobody_takes_stops_apply(gateway: ServerProcess, tenant: httpx.Client, tmp_path: Path) -> None:
     name = f"support-{uuid.uuid4().hex[:6]}"
     typo = write(tmp_path / "typo.yaml", endpoint_spec(name), deployment_spec(name, "blue", sku="Standard_DS3"))
     with pytest.raises(SystemExit) as unknown:
@@ -95,6 +95,13 @@ def test_a_key_nobody_takes_stops_apply(tenant: httpx.Client, tmp_path: Path) ->
     with pytest.raises(SystemExit) as refused:
         main(["endpoints", "apply", "-f", scaled])
     assert str(refused.value.code).startswith("meterway: 400") and "per instance-minute" in str(refused.value.code)
+    with gateway.admin() as admin:
+        priced = admin.post("/v1/prices/instances", json={"model": ECHO, "instance_type": "cpu", "per_minute": "0.1"})
+        assert priced.status_code == 201, priced.text
+    main(["endpoints", "apply", "-f", scaled])
+    shown = tenant.get(f"/v1/endpoints/{name}/deployments/blue").json()
+    assert (shown["capacity"], shown["instance_count"], shown["instance_type"]) == ("dedicated", 2, "cpu")
+    assert shown["state"] in ("creating", "ready") and shown["desired_instances"] == 2
 
 
 def test_invoke_pins_a_deployment(tenant: httpx.Client, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

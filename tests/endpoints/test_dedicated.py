@@ -4,6 +4,10 @@ beside tokens — through the real gateway, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from decimal import Decimal
@@ -13,6 +17,7 @@ import httpx
 import openai
 import pytest
 
+from tests.billing.stripe_server import StripeServer
 from tests.endpoints.helpers import ECHO, MESSAGES, tenant_client
 from tests.server import ServerProcess
 
@@ -107,6 +112,39 @@ def test_instances_load_at_once_serve_and_are_billed_per_minute(gateway: ServerP
         until(lambda: released in httpx.get(f"{gateway.url}/metrics").text, "the instances released")
         served = client.chat.completions.create(model="", messages=MESSAGES, max_tokens=2)
         assert served.usage is not None and served.usage.completion_tokens == 2
+        stopped = until(lambda: _stopped(acme, name, 2), "both instances stopped")
+        assert all(line.count("instance stopped") == 1 for line in stopped)
+    _reconciled_with_stripe(gateway, tenant, minutes=2)  # each ran less than a minute: one minute each
+
+
+def _stopped(manager: httpx.Client, name: str, count: int) -> list[str] | None:
+    logs = manager.get(f"/v1/endpoints/{name}/deployments/blue/logs").json()["data"]
+    stops = [line for line in logs if "instance stopped" in line]
+    return stops if len(stops) == count else None
+
+
+def _reconciled_with_stripe(gateway: ServerProcess, tenant: str, minutes: int) -> None:
+    """Export the ledger to a local Stripe (the real SDK) with the billing CLI; both meters reconcile."""
+    stripe = StripeServer().start()
+    env = {**os.environ, "METERWAY_HOME": str(gateway.home), "METERWAY_NATS_URL": "", **gateway.env,
+           "METERWAY_STRIPE_API_KEY": stripe.api_key, "METERWAY_STRIPE_API_BASE": stripe.url}
+
+    def meterway(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "service.cli", "billing", *args], env=env, capture_output=True,
+                              text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    try:
+        customer = f"cus_{tenant}"
+        meterway("link-stripe", "--tenant", tenant, "--customer", customer)
+        meterway("export-stripe")
+        lines = {line["tenant"]: line for line in json.loads(meterway("reconcile"))["data"]}
+        assert lines[tenant]["balanced"] and lines[tenant]["ledger_instance_minutes"] == minutes
+        assert stripe.store.totals("meterway_instance_minutes") == {customer: minutes}
+        assert stripe.store.totals("meterway_tokens")[customer] == lines[tenant]["ledger_tokens"] > 0
+    finally:
+        stripe.stop()
 
 
 def test_what_cannot_be_had_is_refused_naming_the_field(gateway: ServerProcess) -> None:
