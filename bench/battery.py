@@ -119,8 +119,9 @@ pytest exit code {code}. Each row is one or more tests marked `battery(n)` (`tes
 runs the same tests at a smaller scale, this command at full scale (`METERWAY_TEST_BATTERY_SCALE=full`:
 6,000 requests for row 1, 10,000 events and 8 consumer kills for row 6, one-minute outages for row 7).
 Row 7 stops a private PostgreSQL (`initdb` / `pg_ctl`) and a private `nats-server -js`, each on its own port
-(`tests/private_services.py`), under HTTP load; the machine's shared services are never touched. Rows 15-18
-test capabilities that have not landed yet and are listed with the issue that brings them.
+(`tests/private_services.py`), under HTTP load; the machine's shared services are never touched. Rows
+{" and ".join(str(n) for n in sorted(PENDING))} test capabilities that have not landed yet and are listed with
+the issue that brings them.
 
 {table(rows)}
 

@@ -9,6 +9,9 @@ Public API (the gateway's only entry points; nothing here imports torch)::
     pool.embed(job: EmbeddingJob) -> EmbeddingResult # async
     pool.state(model_id) -> ModelState               # cold / loading / ready
     pool.metrics_text() -> str                       # Prometheus exposition
+    pool.provision(group, spec, instances)           # a dedicated deployment's own instances (0: release)
+    pool.instances(group) -> GroupView | None        # its instances now, and those that stopped lately
+    pool.instance_logs(group) -> list[str]           # its workers' recent log lines and the pool's events
 
 ``POOL_BACKENDS`` maps ``settings.pool.backend`` to a constructor; a cluster backend is one more entry.
 """

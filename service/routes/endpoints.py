@@ -86,26 +86,26 @@ def _located(request: Request[Any, Any, Any], body: dict[str, Any], capacity: De
 
 @put("/v1/endpoints/{name:str}", summary="Create or update an endpoint", tags=TAGS)
 async def put_endpoint(name: str, data: EndpointPut, principal: Principal, endpoints: EndpointService,
-                       request: Request[Any, Any, Any], capacity: DedicatedCapacity) -> dict[str, Any]:
+                       request: Request[Any, Any, Any], dedicated_capacity: DedicatedCapacity) -> dict[str, Any]:
     """Idempotent; traffic sums to 100 (or is empty), mirror traffic to at most 50."""
     spec = EndpointSpec(data.kind, data.description, data.auth_mode, data.traffic, data.mirror_traffic,
                         data.tenant, data.max_concurrency)
-    return _located(request, await endpoints.put(_caller(principal), name, spec), capacity)
+    return _located(request, await endpoints.put(_caller(principal), name, spec), dedicated_capacity)
 
 
 @get("/v1/endpoints", summary="List endpoints", tags=TAGS)
 async def list_endpoints(principal: Principal, endpoints: EndpointService,
-                         request: Request[Any, Any, Any], capacity: DedicatedCapacity) -> dict[str, Any]:
+                         request: Request[Any, Any, Any], dedicated_capacity: DedicatedCapacity) -> dict[str, Any]:
     """The caller's endpoints (every tenant's for the admin)."""
     bodies = await endpoints.all(_caller(principal))
-    return {"object": "list", "data": [_located(request, body, capacity) for body in bodies]}
+    return {"object": "list", "data": [_located(request, body, dedicated_capacity) for body in bodies]}
 
 
 @get("/v1/endpoints/{name:str}", summary="Get an endpoint", tags=TAGS)
 async def get_endpoint(name: str, principal: Principal, endpoints: EndpointService,
-                       request: Request[Any, Any, Any], capacity: DedicatedCapacity) -> dict[str, Any]:
+                       request: Request[Any, Any, Any], dedicated_capacity: DedicatedCapacity) -> dict[str, Any]:
     """One endpoint with its deployments; another tenant's is a 404."""
-    return _located(request, await endpoints.get(_caller(principal), name), capacity)
+    return _located(request, await endpoints.get(_caller(principal), name), dedicated_capacity)
 
 
 @delete("/v1/endpoints/{name:str}", summary="Delete an endpoint", tags=TAGS, status_code=200)
@@ -118,31 +118,31 @@ async def delete_endpoint(name: str, principal: Principal, endpoints: EndpointSe
 @put("/v1/endpoints/{name:str}/deployments/{deployment:str}", summary="Create or update a deployment",
      tags=TAGS)
 async def put_deployment(name: str, deployment: str, data: DeploymentPut, principal: Principal,
-                         endpoints: EndpointService, capacity: DedicatedCapacity) -> dict[str, Any]:
+                         endpoints: EndpointService, dedicated_capacity: DedicatedCapacity) -> dict[str, Any]:
     """The model must be one the endpoint's owner may call (a catalog model or its own fine-tune). Dedicated
     capacity needs an instance price for the model and instances that fit the pool's memory (409
     ``insufficient_capacity`` otherwise); its instances start loading at once (state ``creating``)."""
     body = await endpoints.put_deployment(_caller(principal), name, deployment, data.spec())
-    return capacity.describe(body)
+    return dedicated_capacity.describe(body)
 
 
 @get("/v1/endpoints/{name:str}/deployments/{deployment:str}", summary="Get a deployment", tags=TAGS)
 async def get_deployment(name: str, deployment: str, principal: Principal, endpoints: EndpointService,
-                         capacity: DedicatedCapacity) -> dict[str, Any]:
+                         dedicated_capacity: DedicatedCapacity) -> dict[str, Any]:
     """Its settings and live state: creating / updating / ready / failed (with ``reason``), its instances and
     recent scaling events."""
-    return capacity.describe(await endpoints.get_deployment(_caller(principal), name, deployment))
+    return dedicated_capacity.describe(await endpoints.get_deployment(_caller(principal), name, deployment))
 
 
 @get("/v1/endpoints/{name:str}/deployments/{deployment:str}/logs", summary="Get a deployment's logs", tags=TAGS)
 async def get_deployment_logs(name: str, deployment: str, principal: Principal, endpoints: EndpointService,
-                              capacity: DedicatedCapacity,
+                              dedicated_capacity: DedicatedCapacity,
                               lines: Annotated[int, QueryParameter(ge=1, le=LOG_LINES)] = 100) -> dict[str, Any]:
     """The last ``lines`` log lines of a dedicated deployment's workers and of the pool's events about them,
     oldest first (kept when it moves to serverless). A serverless deployment runs on the shared pool, whose
     workers serve every tenant: it has no logs of its own (400)."""
     body = await endpoints.get_deployment(_caller(principal), name, deployment)
-    kept = capacity.logs(name, deployment)
+    kept = dedicated_capacity.logs(name, deployment)
     if body["capacity"] != "dedicated" and not kept:
         raise InvalidRequest("logs are kept for dedicated deployments; a serverless deployment runs on the shared "
                              "pool, whose workers serve every tenant", param="deployment", code="not_dedicated")
@@ -178,4 +178,4 @@ endpoint_handlers = [put_endpoint, list_endpoints, get_endpoint, delete_endpoint
 
 def endpoint_dependencies(service: EndpointService, capacity: DedicatedCapacity) -> dict[str, Provide]:
     return {"endpoints": Provide(lambda: service, use_cache=True, sync_to_thread=False),
-            "capacity": Provide(lambda: capacity, use_cache=True, sync_to_thread=False)}
+            "dedicated_capacity": Provide(lambda: capacity, use_cache=True, sync_to_thread=False)}

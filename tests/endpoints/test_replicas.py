@@ -67,7 +67,7 @@ def test_two_replicas_change_traffic_and_limits_at_once(replicas: tuple[ServerPr
             blue = rng.randrange(0, 101)
             weights = manager.put(f"/v1/endpoints/{name}", json={"traffic": {"blue": blue, "green": 100 - blue}})
             limits = manager.put(f"/v1/endpoints/{name}/deployments/{rng.choice(['blue', 'green'])}",
-                                 json={"model": ECHO, "rpm": rng.randrange(1000, 5000)})
+                                 json={"model": ECHO, "rpm": rng.randrange(100_000, 200_000)})
             if weights.status_code != 200 or limits.status_code != 200:
                 failures.append(f"{weights.status_code} {limits.status_code}")
             for reader in managers:
