@@ -35,3 +35,4 @@ no tokens and ``endpoint`` "instances"; the ledger prices it per instance-minute
     deployment: str = "default"  # its deployment ("default": the serverless endpoint's one deployment)
     instance_minutes: int = 0  # > 0: a capacity event, billed per started instance-minute
     instance_type: str | None = None  # the instance type a capacity event's minutes ran on
+    batch_id: str | None = None  # the batch job whose line this request answered

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 # Column order of the unnest statement, with the PostgreSQL array type each column is sent as.
 _PG_COLUMNS = {
     "request_id": "text", "tenant": "text", "key_id": "text", "model": "text", "base_model": "text",
-    "end_user": "text", "endpoint": "text", "endpoint_name": "text", "deployment": "text",
+    "end_user": "text", "endpoint": "text", "endpoint_name": "text", "deployment": "text", "batch_id": "text",
     "prompt_tokens": "int4", "completion_tokens": "int4", "input_per_million": "numeric",
     "output_per_million": "numeric", "instance_type": "text", "instance_minutes": "int4",
     "per_instance_minute": "numeric", "cost": "numeric", "currency": "text", "started_at": "timestamptz",

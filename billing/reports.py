@@ -32,6 +32,7 @@ GROUPS: dict[str, Any] = {
     "endpoint": LedgerEntryRow.endpoint_name, "deployment": LedgerEntryRow.deployment,
     "billable": LedgerEntryRow.billable, "meter": LEDGER_METER,
     "instance_type": func.coalesce(LedgerEntryRow.instance_type, ""),
+    "batch": func.coalesce(LedgerEntryRow.batch_id, ""),
 }
 _COUNTS = ("requests", "prompt_tokens", "completion_tokens", "total_tokens", "instance_minutes")
 # What a report sums per group and set of unit prices.

@@ -41,6 +41,7 @@ class LedgerEntryRow(Base):
     endpoint: Mapped[str] = mapped_column(String(64))  # the route ("chat.completions", ...)
     endpoint_name: Mapped[str] = mapped_column(String(32), server_default="serverless")  # which endpoint
     deployment: Mapped[str] = mapped_column(String(32), server_default="default")  # and its deployment
+    batch_id: Mapped[str | None] = mapped_column(String(40), index=True)  # a batch line's job (migration 0011)
     prompt_tokens: Mapped[int] = mapped_column(Integer)
     completion_tokens: Mapped[int] = mapped_column(Integer)
     input_per_million: Mapped[Decimal] = mapped_column(ExactDecimal)

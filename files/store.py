@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING, Any
 from meterway.errors import NotFound
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from pathlib import Path
 
-PURPOSES = ("fine-tune",)
+PURPOSES = ("fine-tune", "batch")  # what callers upload
+OUTPUT = "batch_output"  # what the batch runner writes: its jobs' results
 _ID = re.compile(r"^file-[0-9a-f]{24}$")
 
 
@@ -57,10 +59,34 @@ class FileStore:
 
     def adopt(self, owner: str, source: Path, filename: str, purpose: str) -> FileObject:
         """Move the finished ``source`` (same file system) in as a new file of ``owner``."""
+        file_id, building = self._building()
+        os.replace(source, building / "data")
+        return self._place(file_id, building, owner, filename, purpose)
+
+    def write(self, owner: str, filename: str, purpose: str, chunks: Iterable[bytes]) -> FileObject:
+        """A new file of ``owner`` made of ``chunks`` (a batch's results), in place only once whole."""
+        file_id, building = self._building()
+        with (building / "data").open("wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+        return self._place(file_id, building, owner, filename, purpose)
+
+    def listing(self, owner: str, purpose: str | None = None) -> list[FileObject]:
+        """The owner's files (of one purpose), newest first."""
+        found = []
+        for meta_file in self.root.glob("file-*/meta.json") if self.root.exists() else []:
+            meta = json.loads(meta_file.read_text())
+            if meta["owner"] == owner and purpose in (None, meta["purpose"]):
+                found.append(FileObject(meta_file.parent.name, **meta))
+        return sorted(found, key=lambda f: (f.created_at, f.id), reverse=True)
+
+    def _building(self) -> tuple[str, Path]:
         file_id = f"file-{uuid.uuid4().hex[:24]}"
         building = self.root / f".{file_id}"
         building.mkdir(parents=True, mode=0o700)
-        os.replace(source, building / "data")
+        return file_id, building
+
+    def _place(self, file_id: str, building: Path, owner: str, filename: str, purpose: str) -> FileObject:
         size = (building / "data").stat().st_size
         meta: dict[str, Any] = {"owner": owner, "bytes": size, "created_at": int(time.time()),
                                 "filename": filename, "purpose": purpose}

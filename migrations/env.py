@@ -23,7 +23,8 @@ def _url() -> str:
 
 def _metadata() -> MetaData:
     """Every package's tables, on the one metadata ``alembic check`` compares the migrated schema with."""
-    import billing.tables  # noqa: F401  (each module registers its tables on Base)
+    import batches.tables  # noqa: F401  (each module registers its tables on Base)
+    import billing.tables  # noqa: F401
     import endpoints.tables  # noqa: F401
     import models.finetune.tables  # noqa: F401
     import service.tables  # noqa: F401

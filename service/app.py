@@ -19,8 +19,10 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
+from batches.service import BatchService
 from billing.wiring import Billing, build_billing
 from endpoints.service import EndpointService
+from files.store import FileStore
 from meterway.db import Database
 from meterway.errors import MeterwayError
 from meterway.logs import configure_logging
@@ -30,6 +32,7 @@ from models.pool import build_pool
 from models.tokenizer import TokenizerCache
 from service.arrivals import Arrivals
 from service.auth import Principal, secret_from_headers
+from service.batch_runner import BatchRunner
 from service.capacity import DedicatedCapacity
 from service.http.errors import handle_exception
 from service.http.json_body import json_body_middleware
@@ -45,8 +48,10 @@ from service.lifecycle import Finishes
 from service.mirroring import Mirrors
 from service.pricing import BookQuotes
 from service.resolver import CatalogResolver
+from service.routes.batches import batch_dependencies, batch_handlers
 from service.routes.billing import billing_dependencies, billing_handlers
 from service.routes.endpoints import endpoint_dependencies, endpoint_handlers
+from service.routes.files import file_dependencies, file_handlers
 from service.routes.fine_tunes import fine_tune_dependencies, fine_tune_handlers
 from service.routes.health import health_handlers
 from service.routes.keys import key_handlers
@@ -92,6 +97,8 @@ class AppParts:
     routes: Routes
     mirrors: Mirrors
     capacity: DedicatedCapacity
+    batches: BatchService
+    batch_runner: BatchRunner
 
 
 def build_parts(settings: Settings, *, meter: UsageRecorder | None = None) -> AppParts:
@@ -120,13 +127,15 @@ def build_parts(settings: Settings, *, meter: UsageRecorder | None = None) -> Ap
 
     endpoints = EndpointService(database.sessions, check_deployment, secrets_.hasher.digest, drain_s=ROUTES_FRESH_S)
     capacity = DedicatedCapacity(pool, endpoints, resolver, billing.meter, billing.prices, telemetry.registry)
+    batches = BatchService(database.sessions)
     routes = Routes(resolver, endpoints, secrets_.hasher.digest)
     mirrors = Mirrors(pool, meter or billing.meter, settings.server.request_timeout_s,
                       settings.server.mirror_max_inflight, telemetry.registry)
     gates = Gates(throttle, meter or billing.meter, billing.meter, arrivals, finishes, mirrors)
     serving = ServingService(settings, routes, TokenizerCache(settings.store_dir), pool, quotes, gates)
     return AppParts(settings, database, keys, pool, billing, serving, finishes, telemetry, throttle, fine_tunes,
-                    catalog, quotes, arrivals, endpoints, routes, mirrors, capacity)
+                    catalog, quotes, arrivals, endpoints, routes, mirrors, capacity, batches,
+                    BatchRunner(batches, FileStore(settings.store_dir / ".files"), serving))
 
 
 def _freeze_startup_heap() -> None:
@@ -162,9 +171,12 @@ def create_app(settings: Settings, *, meter: UsageRecorder | None = None) -> Lit
         **fine_tune_dependencies(parts.fine_tunes),
         **upload_dependencies(settings.store_dir, settings.server.max_upload_bytes),
         **endpoint_dependencies(parts.endpoints, parts.capacity),
+        **batch_dependencies(parts.batches),
+        **file_dependencies(settings.server.max_upload_bytes),
     }
     handlers = [*openai_handlers, *key_handlers, *tenant_handlers, *health_handlers, *billing_handlers,
-                *fine_tune_handlers, *upload_handlers, *endpoint_handlers]
+                *fine_tune_handlers, *upload_handlers, *endpoint_handlers, *batch_handlers,
+                *file_handlers]
     document_errors(handlers)
     app = Litestar(
         route_handlers=handlers,
@@ -198,12 +210,14 @@ def _lifespan(parts: AppParts) -> Callable[[Litestar], AbstractAsyncContextManag
         parts.quotes.start()
         parts.routes.start()
         parts.capacity.start()
+        parts.batch_runner.start()
         _freeze_startup_heap()
         tokenizers = asyncio.create_task(asyncio.to_thread(parts.serving.preload_tokenizers, parts.catalog))
         try:
             yield
         finally:
             await tokenizers
+            await parts.batch_runner.close()
             await parts.mirrors.drain()
             await parts.finishes.drain()
             await parts.capacity.close()

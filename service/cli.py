@@ -54,12 +54,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def _add_plugin_commands(commands: Any) -> None:
     from billing.cli import add_billing_commands
+    from service.cli_batches import add_batch_commands
     from service.cli_endpoints import add_endpoint_commands
     from service.cli_models import add_model_commands
 
     add_billing_commands(commands)
     add_model_commands(commands)
     add_endpoint_commands(commands, _prepare)
+    add_batch_commands(commands)
 
 
 def _prepare(settings: Settings, *, migrate_database: bool = True) -> None:

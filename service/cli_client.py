@@ -34,3 +34,10 @@ def print_response(response: httpx.Response) -> Any:
         raise SystemExit(f"meterway: {response.status_code}: {message}")
     print(json.dumps(body, indent=2))
     return body
+
+
+def answer(response: httpx.Response) -> dict[str, Any]:
+    """The JSON body of a success; an error stops the command with the server's message."""
+    if response.status_code >= 400:
+        print_response(response)  # exits with "meterway: <status>: <message>"
+    return dict(response.json())

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from service.cli_client import client, print_response
+from service.cli_client import answer, client, print_response
 
 if TYPE_CHECKING:
     import argparse
@@ -159,33 +159,26 @@ def apply_specs(http: httpx.Client, specs: list[Spec], tenant: str | None) -> No
     for spec in endpoints:
         if current[spec.name] is None:
             created = {key: value for key, value in spec.body.items() if key not in WEIGHTS}
-            _answer(http.put(f"/v1/endpoints/{spec.name}", json=_owned(created, tenant)))
+            answer(http.put(f"/v1/endpoints/{spec.name}", json=_owned(created, tenant)))
     for spec in specs:
         if spec.endpoint is not None:
-            shown = _answer(http.put(f"/v1/endpoints/{spec.endpoint}/deployments/{spec.name}", json=spec.body))
+            shown = answer(http.put(f"/v1/endpoints/{spec.endpoint}/deployments/{spec.name}", json=spec.body))
             print(f"deployment {spec.endpoint}/{spec.name}: {shown.get('state')} (model {shown.get('model')})")
     for spec in endpoints:
         before = current[spec.name] or {}
         kept = {key: before.get(key, {}) for key in WEIGHTS}  # PUT replaces: a weight the spec omits stays
-        shown = _answer(http.put(f"/v1/endpoints/{spec.name}", json=_owned({**kept, **spec.body}, tenant)))
+        shown = answer(http.put(f"/v1/endpoints/{spec.name}", json=_owned({**kept, **spec.body}, tenant)))
         print(f"endpoint {spec.name}: {'updated' if before else 'created'}, traffic {json.dumps(shown['traffic'])}"
               f", scoring_uri {shown['scoring_uri']}")
 
 
 def _current(http: httpx.Client, name: str) -> dict[str, Any] | None:
     response = http.get(f"/v1/endpoints/{name}")
-    return None if response.status_code == 404 else _answer(response)
+    return None if response.status_code == 404 else answer(response)
 
 
 def _owned(body: dict[str, Any], tenant: str | None) -> dict[str, Any]:
     return {**body, "tenant": tenant} if tenant else body
-
-
-def _answer(response: httpx.Response) -> dict[str, Any]:
-    """The JSON body of a success; an error stops the command with the server's message."""
-    if response.status_code >= 400:
-        print_response(response)  # exits with "meterway: <status>: <message>"
-    return dict(response.json())
 
 
 def invoke_endpoint(http: httpx.Client, name: str, request_file: Path, deployment: str | None, path: str) -> None:

@@ -42,6 +42,7 @@ class Placement:
     endpoint: str = "serverless"
     deployment: str = "default"
     billable: bool = True
+    batch: str | None = None  # the batch job whose line it answers
 
 
 SERVERLESS = Placement()
@@ -55,7 +56,8 @@ def usage_event(request_id: str, principal: Principal, model: ModelSpec, endpoin
                       model=model.id, endpoint=endpoint, prompt_tokens=prompt_tokens,
                       completion_tokens=completion_tokens, started_at=started_at, finished_at=datetime.now(UTC),
                       status=status, base_model=model.base, user=user, billable=placement.billable,
-                      endpoint_name=placement.endpoint, deployment=placement.deployment)
+                      endpoint_name=placement.endpoint, deployment=placement.deployment,
+                      batch_id=placement.batch)
 
 
 class UsageRecorder(Protocol):

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import base64
+import struct
+import time
 from typing import TYPE_CHECKING
 
 from service.protocol import (
     AssistantMessage,
     ChatChoice,
+    ChatCompletion,
     ChoiceLogprobs,
+    Completion,
     CompletionChoice,
     CompletionLogprobs,
+    Embedding,
+    EmbeddingList,
+    EmbeddingUsage,
     FunctionCall,
     TokenLogprob,
     ToolCall,
@@ -22,7 +30,8 @@ if TYPE_CHECKING:
 
     from models.runtime import api
     from service.inference import Choice
-    from service.jobs import Plan
+    from service.jobs import EmbeddingPlan, Plan
+    from service.lifecycle import Generation, Outcome
 
 
 def chat_choice(choice: Choice, plan: Plan) -> ChatChoice:
@@ -64,3 +73,32 @@ def completion_logprobs(entries: Sequence[api.TokenLogprob], offset: int) -> Com
     return CompletionLogprobs(tokens=[e.token for e in entries], token_logprobs=[e.logprob for e in entries],
                               top_logprobs=[{t.token: t.logprob for t in e.top} for e in entries],
                               text_offset=offsets)
+
+
+def chat_completion(request_id: str, generation: Generation, outcome: Outcome) -> ChatCompletion:
+    """The body of a finished chat completion (the online route's and a batch line's)."""
+    plan = generation.plan
+    return ChatCompletion(id=request_id, choices=[chat_choice(c, plan) for c in outcome.choices],
+                          created=int(time.time()), model=plan.model.id, system_fingerprint=generation.fingerprint,
+                          usage=outcome.usage)
+
+
+def completion(request_id: str, generation: Generation, outcome: Outcome) -> Completion:
+    """The body of a finished legacy completion."""
+    plan = generation.plan
+    return Completion(id=request_id, choices=[completion_choice(c, plan) for c in outcome.choices],
+                      created=int(time.time()), model=plan.model.id, system_fingerprint=generation.fingerprint,
+                      usage=outcome.usage)
+
+
+def embedding_list(plan: EmbeddingPlan, vectors: list[list[float]], encoding: str) -> EmbeddingList:
+    """The body of an embeddings request: one vector per input, as floats or base64 little-endian float32."""
+    items = [Embedding(embedding=_encode_vector(v, encoding), index=i) for i, v in enumerate(vectors)]
+    usage = EmbeddingUsage(prompt_tokens=plan.prompt_tokens, total_tokens=plan.prompt_tokens)
+    return EmbeddingList(data=items, model=plan.model.id, usage=usage)
+
+
+def _encode_vector(vector: list[float], encoding: str) -> list[float] | str:
+    if encoding == "base64":
+        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+    return vector

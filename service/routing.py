@@ -36,6 +36,7 @@ class Via:
     endpoint: str | None = None
     pin: str | None = None
     pin_header: str = PIN_HEADERS[0]
+    batch: str | None = None  # the batch job whose line this is (its usage says so)
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ class Routes:
         spec = await self._resolver.resolve(chosen.model, owner)
         capacity = Capacity.of(snapshot.name, choice.deployment, chosen.rpm, chosen.tpm, chosen.max_concurrency,
                                snapshot.max_concurrency)
-        return Target(spec, Placement(snapshot.name, choice.deployment), mirror, capacity,
+        return Target(spec, Placement(snapshot.name, choice.deployment, batch=via.batch), mirror, capacity,
                       _group(snapshot, choice.deployment))
 
     async def visible(self, principal: Principal, via: Via) -> list[ModelSpec]:
@@ -132,7 +133,7 @@ class Routes:
                                  "to a named endpoint's scoring_uri", param=via.pin_header)
         if not model:
             raise InvalidRequest("you must provide a model parameter", param="model")
-        return Target(await self._resolver.resolve(model, principal), Placement())
+        return Target(await self._resolver.resolve(model, principal), Placement(batch=via.batch))
 
     async def _endpoint(self, principal: Principal, name: str) -> Snapshot:
         snapshot = await self._snapshots.get(name)

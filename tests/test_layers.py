@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("meterway", "models", "billing", "files", "endpoints", "service")
+PACKAGES = ("meterway", "models", "billing", "files", "endpoints", "batches", "service")
 # Which packages each package may import (itself always).
 ALLOWED = {
     "meterway": set(),
@@ -23,7 +23,8 @@ ALLOWED = {
     "billing": {"meterway", "models"},
     "files": {"meterway"},
     "endpoints": {"meterway"},
-    "service": {"meterway", "models", "billing", "files", "endpoints"},
+    "batches": {"meterway"},
+    "service": {"meterway", "models", "billing", "files", "endpoints", "batches"},
 }
 
 

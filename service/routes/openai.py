@@ -6,8 +6,6 @@ Each handler decodes, calls one ``ServingService`` method, and encodes; streamin
 
 from __future__ import annotations
 
-import base64
-import struct
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -21,18 +19,13 @@ from service.auth import Principal
 from service.http.openapi import RATE_HEADERS
 from service.jobs import new_request_id
 from service.protocol import (
-    ChatCompletion,
     ChatCompletionRequest,
-    Completion,
     CompletionRequest,
-    Embedding,
-    EmbeddingList,
     EmbeddingRequest,
-    EmbeddingUsage,
     Model,
     ModelList,
 )
-from service.responses import chat_choice, completion_choice
+from service.responses import chat_completion, completion, embedding_list
 from service.routing import Via
 from service.serving import ServingService
 from service.streams import chat_chunks, completion_chunks
@@ -80,9 +73,7 @@ async def create_chat_completion(data: ChatCompletionRequest, principal: Princip
     if data.stream:
         return _sse(generation, chat_chunks(generation.plan, generation.choice_count, model, created))
     outcome = await generation.collect()
-    return Response(ChatCompletion(id=request_id, choices=[chat_choice(c, generation.plan) for c in outcome.choices],
-                                   created=created, model=model, system_fingerprint=generation.fingerprint,
-                                   usage=outcome.usage), headers=generation.headers)
+    return Response(chat_completion(request_id, generation, outcome), headers=generation.headers)
 
 
 @post(paths("/completions"), summary="Create a completion (legacy)", tags=["OpenAI"], status_code=200,
@@ -97,10 +88,7 @@ async def create_completion(data: CompletionRequest, principal: Principal, servi
     if data.stream:
         return _sse(generation, completion_chunks(generation.plan, model, created))
     outcome = await generation.collect()
-    choices = [completion_choice(c, generation.plan) for c in outcome.choices]
-    return Response(Completion(id=request_id, choices=choices, created=created, model=model,
-                               system_fingerprint=generation.fingerprint, usage=outcome.usage),
-                    headers=generation.headers)
+    return Response(completion(request_id, generation, outcome), headers=generation.headers)
 
 
 @post(paths("/embeddings"), summary="Create embeddings", tags=["OpenAI"], status_code=200,
@@ -110,15 +98,7 @@ async def create_embeddings(data: EmbeddingRequest, principal: Principal, servin
     """OpenAI's embeddings: a string or a list of inputs; billed per input token."""
     _bind(principal, data.model)
     plan, vectors, headers = await serving.embeddings(principal, data, new_request_id("emb"), via)
-    items = [Embedding(embedding=_encode_vector(v, data.encoding_format), index=i) for i, v in enumerate(vectors)]
-    usage = EmbeddingUsage(prompt_tokens=plan.prompt_tokens, total_tokens=plan.prompt_tokens)
-    return Response(EmbeddingList(data=items, model=plan.model.id, usage=usage), headers=headers)
-
-
-def _encode_vector(vector: list[float], encoding: str) -> list[float] | str:
-    if encoding == "base64":
-        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
-    return vector
+    return Response(embedding_list(plan, vectors, data.encoding_format), headers=headers)
 
 
 def _model(spec_state_prices: tuple[Any, str, Any]) -> Model:

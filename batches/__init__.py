@@ -1,0 +1,1 @@
+"""Batch jobs (OpenAI's Batch API): durable state, leased work, exactly-once lines (``batches.service``)."""

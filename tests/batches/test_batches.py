@@ -1,0 +1,171 @@
+"""OpenAI's Batch API with the official client against a real gateway: upload, create, poll, results, cancel;
+a line that fails lands in the error file while the rest succeed; another tenant sees nothing; a gateway
+killed mid-job resumes with every line answered exactly once and billed once — on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import openai
+import pytest
+
+from tests.server import ServerProcess
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from tests.battery import Figures
+
+pytestmark = pytest.mark.slow
+ECHO, SMOLLM = "meterway-echo", "smollm2-135m-instruct"
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def gateway(request: pytest.FixtureRequest, store_dir: Path,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    env = {"METERWAY_DATABASE_URL": request.getfixturevalue("module_pg_url")} if request.param == "postgresql" else {}
+    process = ServerProcess(home=tmp_path_factory.mktemp("batches"), store=store_dir, env=env).start()
+    yield process
+    process.stop()
+
+
+def client(gateway: ServerProcess, tenant: str) -> tuple[openai.OpenAI, str]:
+    secret = str(gateway.create_key(tenant)["secret"])
+    return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=secret, max_retries=0), secret
+
+
+def chat_line(custom_id: str, model: str = ECHO, max_tokens: int = 3, **body: Any) -> dict[str, Any]:
+    return {"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions",
+            "body": {"model": model, "max_tokens": max_tokens,
+                     "messages": [{"role": "user", "content": f"line {custom_id}"}], **body}}
+
+
+def submit(ai: openai.OpenAI, tmp_path: Path, lines: list[dict[str, Any]]) -> openai.types.Batch:
+    path = tmp_path / f"in-{uuid.uuid4().hex[:6]}.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with path.open("rb") as handle:
+        uploaded = ai.files.create(file=handle, purpose="batch")
+    return ai.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h",
+                             metadata={"job": "test"})
+
+
+def wait(ai: openai.OpenAI, batch_id: str, statuses: tuple[str, ...], timeout: float = 240) -> openai.types.Batch:
+    deadline = time.monotonic() + timeout
+    while (batch := ai.batches.retrieve(batch_id)).status not in statuses:
+        assert time.monotonic() < deadline, f"{batch_id} stayed {batch.status}"
+        time.sleep(0.3)
+    return batch
+
+
+def results(ai: openai.OpenAI, file_id: str | None) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in ai.files.content(file_id).text.splitlines()] if file_id else []
+
+
+def billed_requests(gateway: ServerProcess, secret: str, expected: int) -> int:
+    """Chat requests in the caller's usage report, once the ledger has ``expected`` of them (or times out)."""
+    deadline, found = time.monotonic() + 60, -1
+    with httpx.Client(base_url=gateway.url, headers={"Authorization": f"Bearer {secret}"}) as http:
+        while found != expected and time.monotonic() < deadline:
+            found = int(http.get("/v1/usage", params={"group_by": ""}).json()["total"]["requests"])
+            time.sleep(0.3)
+    return found
+
+
+def test_a_batch_runs_every_line_once_and_a_bad_line_lands_in_the_error_file(gateway: ServerProcess,
+                                                                               tmp_path: Path) -> None:
+    ai, secret = client(gateway, f"acme-{uuid.uuid4().hex[:6]}")
+    lines = [chat_line(f"req-{n}") for n in range(6)] + [chat_line("bad", model="no-such-model")]
+    batch = submit(ai, tmp_path, lines)
+    assert (batch.status, batch.endpoint, batch.metadata) == ("validating", "/v1/chat/completions", {"job": "test"})
+    done = wait(ai, batch.id, ("completed", "failed"))
+    assert done.status == "completed" and done.request_counts is not None
+    assert (done.request_counts.total, done.request_counts.completed, done.request_counts.failed) == (7, 6, 1)
+
+    output = results(ai, done.output_file_id)
+    assert sorted(line["custom_id"] for line in output) == [f"req-{n}" for n in range(6)]
+    for line in output:
+        response = line["response"]
+        assert response["status_code"] == 200 and response["body"]["object"] == "chat.completion"
+        assert response["body"]["usage"]["completion_tokens"] == 3 and line["error"] is None
+    errors = results(ai, done.error_file_id)
+    assert [(e["custom_id"], e["response"]["status_code"]) for e in errors] == [("bad", 404)]
+    assert errors[0]["response"]["body"]["error"]["code"] == "model_not_found"
+    assert billed_requests(gateway, secret, 6) == 6  # the refused line is not billed
+
+    listed = ai.batches.list(limit=5)
+    assert [b.id for b in listed.data][:1] == [batch.id]
+    other, _ = client(gateway, f"globex-{uuid.uuid4().hex[:6]}")
+    with pytest.raises(openai.NotFoundError):
+        other.batches.retrieve(batch.id)
+    with pytest.raises(openai.NotFoundError):
+        other.batches.cancel(batch.id)
+    with pytest.raises(openai.NotFoundError):
+        other.files.content(done.output_file_id or "")
+    assert batch.id not in [b.id for b in other.batches.list().data]
+    with pytest.raises(openai.ConflictError):
+        ai.batches.cancel(batch.id)  # a completed batch cannot be cancelled
+
+
+def test_what_a_batch_cannot_run_is_refused(gateway: ServerProcess, tmp_path: Path) -> None:
+    ai, _ = client(gateway, f"acme-{uuid.uuid4().hex[:6]}")
+    path = tmp_path / "lines.jsonl"
+    path.write_text(json.dumps(chat_line("a")) + "\n")
+    with path.open("rb") as handle:
+        uploaded = ai.files.create(file=handle, purpose="batch")
+    with pytest.raises(openai.BadRequestError) as wrong:
+        ai.batches.create(input_file_id=uploaded.id, endpoint="/v1/embeddings", completion_window="24h")
+    assert wrong.value.param == "endpoint"
+    with pytest.raises(openai.NotFoundError):
+        ai.batches.create(input_file_id="file-000000000000000000000000", endpoint="/v1/chat/completions",
+                          completion_window="24h")
+
+
+def test_cancel_stops_the_job_and_keeps_what_was_answered(gateway: ServerProcess, tmp_path: Path) -> None:
+    ai, secret = client(gateway, f"acme-{uuid.uuid4().hex[:6]}")
+    batch = submit(ai, tmp_path, [chat_line(f"req-{n}", model=SMOLLM, max_tokens=24) for n in range(40)])
+    deadline = time.monotonic() + 240
+    while (ai.batches.retrieve(batch.id).request_counts or openai.types.BatchRequestCounts(
+            completed=0, failed=0, total=0)).completed < 1:
+        assert time.monotonic() < deadline, "no line answered"
+        time.sleep(0.3)
+    assert ai.batches.cancel(batch.id).status == "cancelling"
+    done = wait(ai, batch.id, ("cancelled",))
+    assert done.request_counts is not None and 1 <= done.request_counts.completed < 40
+    output = results(ai, done.output_file_id)
+    assert len(output) == done.request_counts.completed == len({line["custom_id"] for line in output})
+    assert billed_requests(gateway, secret, len(output)) == len(output)  # only the answered lines are billed
+
+
+@pytest.mark.battery(15)
+def test_a_gateway_killed_mid_batch_resumes_without_losing_or_repeating_a_line(
+        store_dir: Path, tmp_path: Path, figures: Figures) -> None:
+    home = tmp_path / "gateway"
+    first = ServerProcess(home=home, store=store_dir).start()
+    ai, secret = client(first, f"acme-{uuid.uuid4().hex[:6]}")
+    total = 24
+    batch = submit(ai, tmp_path, [chat_line(f"req-{n}", model=SMOLLM, max_tokens=16) for n in range(total)])
+    deadline = time.monotonic() + 240
+    while (counts := ai.batches.retrieve(batch.id).request_counts) is None or counts.completed < 3:
+        assert time.monotonic() < deadline, "no line answered"
+        time.sleep(0.2)
+    assert first.process is not None
+    first.process.kill()  # SIGKILL: no shutdown, the lease is left behind
+    first.process.wait()
+    answered_before = counts.completed
+    second = ServerProcess(home=home, store=store_dir, port=first.port).start()
+    try:
+        done = wait(ai, batch.id, ("completed",), timeout=300)
+        output = results(ai, done.output_file_id)
+        ids = [line["custom_id"] for line in output]
+        billed = billed_requests(second, secret, total)
+    finally:
+        second.stop()
+    figures.record(lines=total, answered_before_the_kill=answered_before, answered=len(ids), billed=billed)
+    assert sorted(ids) == sorted(f"req-{n}" for n in range(total)) and len(set(ids)) == total
+    assert done.request_counts is not None and (done.request_counts.completed, done.request_counts.failed) == (total, 0)
+    assert billed == total
