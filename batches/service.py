@@ -97,12 +97,14 @@ class BatchService:
             return batch_body(row)
 
     async def claim(self, owner: str, lease_s: float) -> Claimed | None:
-        """The oldest job with work to do whose lease is free (or ran out), now leased to ``owner``."""
+        """The job with work to do whose lease is free (or ran out) that waited longest — never worked on
+        first, then the one given back longest ago, so jobs take turns — now leased to ``owner``."""
         now = time.time()
         async with self._sessions() as session, session.begin():
             query = (select(BatchRow).where(BatchRow.status.in_(ACTIVE))
                      .where((BatchRow.lease_until.is_(None)) | (BatchRow.lease_until < now))
-                     .order_by(BatchRow.created_at, BatchRow.id).limit(1).with_for_update(skip_locked=True))
+                     .order_by(BatchRow.worked_at.asc().nulls_first(), BatchRow.created_at, BatchRow.id)
+                     .limit(1).with_for_update(skip_locked=True))
             row = (await session.execute(query)).scalar_one_or_none()
             if row is None:
                 return None
@@ -126,7 +128,7 @@ class BatchService:
     async def release(self, batch_id: str, owner: str) -> None:
         async with self._sessions() as session, session.begin():
             await session.execute(update(BatchRow).where(BatchRow.id == batch_id, BatchRow.lease_owner == owner)
-                                  .values(lease_owner=None, lease_until=None))
+                                  .values(lease_owner=None, lease_until=None, worked_at=time.time()))
 
     async def move(self, batch_id: str, status: str, **fields: Any) -> None:
         """Set the job's status (stamping its moment, as OpenAI's fields do) and other fields."""

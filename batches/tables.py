@@ -48,6 +48,7 @@ class BatchRow(Base):
     cancelled_at: Mapped[int | None] = mapped_column(Integer)
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_until: Mapped[float | None] = mapped_column(Float)  # unix seconds: past it, another runner may take over
+    worked_at: Mapped[float | None] = mapped_column(Float)  # when a runner last gave it back: the queue's order
 
 
 class BatchLineRow(Base):

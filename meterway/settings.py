@@ -32,7 +32,7 @@ class ServerSettings:
                                4 * 1024 * 1024)
     json_max_depth: int = _env("METERWAY_JSON_MAX_DEPTH", "deepest nesting of a JSON request body (400 past it; "
                                "at most 512)", 64)
-    max_upload_bytes: int = _env("METERWAY_MAX_UPLOAD_BYTES", "largest fine-tune upload accepted",
+    max_upload_bytes: int = _env("METERWAY_MAX_UPLOAD_BYTES", "largest file or fine-tune upload accepted",
                                  2 * 1024 * 1024 * 1024)
     log_level: str = _env("METERWAY_LOG_LEVEL", "structlog level: debug, info, warning, error", "info")
     request_timeout_s: float = _env("METERWAY_REQUEST_TIMEOUT_S", "longest a generation may run", 300.0)

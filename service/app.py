@@ -135,7 +135,8 @@ def build_parts(settings: Settings, *, meter: UsageRecorder | None = None) -> Ap
     serving = ServingService(settings, routes, TokenizerCache(settings.store_dir), pool, quotes, gates)
     return AppParts(settings, database, keys, pool, billing, serving, finishes, telemetry, throttle, fine_tunes,
                     catalog, quotes, arrivals, endpoints, routes, mirrors, capacity, batches,
-                    BatchRunner(batches, FileStore(settings.store_dir / ".files"), serving))
+                    BatchRunner(batches, FileStore(settings.store_dir / ".files"), serving, keys.batch_principal,
+                                telemetry.registry))
 
 
 def _freeze_startup_heap() -> None:

@@ -21,32 +21,54 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 import structlog
+from prometheus_client import Counter, Gauge
 
-from meterway.errors import InternalFailure, InvalidRequest, MeterwayError, NotFound, PaymentRequired
-from service.auth import Principal
+from meterway.errors import (
+    AuthenticationFailed,
+    InternalFailure,
+    InvalidRequest,
+    MeterwayError,
+    NotFound,
+    PaymentRequired,
+)
 from service.batch_input import REQUESTS, read_batch_lines
 from service.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from service.responses import chat_completion, completion, embedding_list
 from service.routing import Via
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from prometheus_client import CollectorRegistry
+
     from batches.service import BatchService, Claimed
     from files.store import FileStore
+    from service.auth import Principal
     from service.batch_input import BatchLine
     from service.serving import ServingService
 
 log = structlog.get_logger("meterway.batch")
 CONCURRENCY, LEASE_S, RENEW_S, POLL_S = 8, 30.0, 2.0, 1.0
+SLICE = 32  # lines a job gets before it goes back to the queue: jobs (and their tenants) take turns
 RETRY_S, RETRIES = 1.0, 120  # a line the pool cannot take yet (loading, busy) waits and tries again
 
 
 class BatchRunner:
     """Works through the batch queue, one job at a time per gateway."""
 
-    def __init__(self, batches: BatchService, files: FileStore, serving: ServingService) -> None:
+    def __init__(self, batches: BatchService, files: FileStore, serving: ServingService,
+                 principal_of: Callable[[str], Awaitable[Principal]], registry: CollectorRegistry) -> None:
         self._batches, self._files, self._serving = batches, files, serving
+        self._principal_of = principal_of  # a job's key id -> who its lines run as (budgets, no rate limits)
         self._owner = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._task: asyncio.Task[None] | None = None
+        self._jobs = Counter("meterway_batch_jobs", "Batch jobs finished, by final status", ["status"],
+                             registry=registry)
+        self._lines = Counter("meterway_batch_lines", "Batch lines answered: ok (output file) or failed (error file)",
+                              ["outcome"], registry=registry)
+        self._tokens = Counter("meterway_batch_tokens", "Tokens of answered batch lines (rate(): batch tokens/s)",
+                               ["kind"], registry=registry)
+        self._running = Gauge("meterway_batch_lines_running", "Batch lines being answered now", registry=registry)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="batch-runner")
@@ -95,7 +117,9 @@ class BatchRunner:
         if status in ("in_progress", "cancelling"):
             try:
                 status = await self._answer(job) if status == "in_progress" else "cancelled"
-            except NotFound as exc:  # the input file was deleted mid-job: what was answered is kept
+                if status == "more":
+                    return  # back to the queue, behind the jobs that waited
+            except (NotFound, AuthenticationFailed) as exc:  # input deleted or key revoked mid-job
                 await self._fail(job, exc)
                 status = "failed"
         if status != "failed":
@@ -121,26 +145,41 @@ class BatchRunner:
         await self._batches.move(job.id, "failed", errors=errors)
 
     async def _answer(self, job: Claimed) -> str:
-        """Answer the lines not answered yet; the job's status at the end: in_progress, cancelled or expired."""
-        principal = Principal(tenant=job.tenant, key_id=job.key_id)
+        """Answer up to ``SLICE`` lines not answered yet; then ``more`` if lines are left, else in_progress,
+        cancelled or expired."""
+        principal = await self._principal_of(job.key_id)
         answered = await self._batches.answered(job.id)
         slots, running, stop = asyncio.Semaphore(CONCURRENCY), set[asyncio.Task[None]](), "in_progress"
-        renewed = time.monotonic()
+        renewed, launched = time.monotonic(), 0
         for line in read_batch_lines(self._files.data(job.tenant, job.input_file_id)):
             if line.number in answered:
                 continue
+            if launched == SLICE:
+                stop = "more"
+                break
+            launched += 1
             await slots.acquire()
             if time.monotonic() - renewed >= RENEW_S:
                 stop, renewed = await self._check(job), time.monotonic()
             if stop != "in_progress":
                 slots.release()
                 break
-            task = asyncio.create_task(self._line(job, principal, line))
+            task = asyncio.create_task(self._tracked(self._line(job, principal, line)))
             running.add(task)
             task.add_done_callback(running.discard)
             task.add_done_callback(lambda _task: slots.release())
         await asyncio.gather(*running, return_exceptions=True)
-        return stop if stop != "in_progress" else await self._check(job)
+        if stop != "in_progress" and stop != "more":
+            return stop
+        checked = await self._check(job)
+        return "more" if stop == "more" and checked == "in_progress" else checked
+
+    async def _tracked(self, work: Awaitable[None]) -> None:
+        self._running.inc()
+        try:
+            await work
+        finally:
+            self._running.dec()
 
     async def _check(self, job: Claimed) -> str:
         status = await self._batches.renew(job.id, self._owner, LEASE_S)
@@ -169,9 +208,17 @@ class BatchRunner:
                 failure = InternalFailure(f"the line could not be answered: {type(exc).__name__}")
                 answer, ok = {"status_code": 500, "request_id": request_id, "body": failure.body()}, False
                 break
+        self._counted(ok, answer)
         result = {"id": f"batch_req_{uuid.uuid4().hex[:24]}", "custom_id": line.custom_id, "response": answer,
                   "error": None}
         await self._batches.record(job.id, line.number, ok, json.dumps(result, separators=(",", ":")))
+
+    def _counted(self, ok: bool, answer: dict[str, Any]) -> None:
+        self._lines.labels("ok" if ok else "failed").inc()
+        usage = answer["body"].get("usage") if ok else None
+        if usage:
+            self._tokens.labels("prompt").inc(usage.get("prompt_tokens") or 0)
+            self._tokens.labels("completion").inc(usage.get("completion_tokens") or 0)
 
     async def _serve(self, principal: Principal, url: str, body: dict[str, Any], request_id: str,
                      via: Via) -> Any:
@@ -199,6 +246,7 @@ class BatchRunner:
             name = f"{job.id}_{suffix}.jsonl"
             files[field] = self._files.write(job.tenant, name, "batch_output", lines).id if lines else None
         await self._batches.move(job.id, status, **files)
+        self._jobs.labels(status).inc()
         log.info("batch finished", batch=job.id, status=status)
 
 

@@ -111,6 +111,20 @@ class KeyService:
                 found[(prefix, digest)] = AuthenticatedKey(Principal(row.tenant, row.id, limits=limits), row, tenant)
         return found
 
+    async def batch_principal(self, key_id: str) -> Principal:
+        """Who a batch job's lines run as: the key that created it, with its budgets and none of its rate
+        limits; ``AuthenticationFailed`` once that key is revoked (the job's remaining lines do not run)."""
+        if key_id == "admin":
+            return Principal(tenant=None, key_id=None, is_admin=True)
+        async with self._sessions() as session:
+            row = await session.get(ApiKeyRow, key_id)
+            tenant = await session.get(TenantRow, row.tenant) if row is not None else None
+        if row is None or not _usable(row):
+            raise AuthenticationFailed("the API key that created this batch was revoked; its remaining lines "
+                                       "are not run", code="invalid_api_key")
+        limits = KeyLimits.from_row(row, defaults=self._defaults, tenant_row=tenant)
+        return Principal(row.tenant, row.id, limits=limits.budgets_only())
+
     async def create(self, tenant: str, name: str, limits: dict[str, Any] | None = None) -> IssuedKey:
         """A new key for ``tenant`` (created if new); the secret is returned this once."""
         check_name("tenant", tenant)

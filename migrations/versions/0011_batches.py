@@ -38,6 +38,7 @@ def upgrade() -> None:
         *(sa.Column(name, sa.Integer(), nullable=True) for name in MOMENTS),
         sa.Column("lease_owner", sa.String(64), nullable=True),
         sa.Column("lease_until", sa.Float(), nullable=True),
+        sa.Column("worked_at", sa.Float(), nullable=True),
     )
     op.create_table(
         "batch_lines",

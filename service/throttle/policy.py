@@ -131,6 +131,12 @@ class KeyLimits:
             tenant=None if tenant_row is None else cls.from_row(tenant_row),
         )
 
+    def budgets_only(self) -> KeyLimits:
+        """These limits' budgets (the key's and its tenant's) without their rates: a batch line queues
+        instead of being throttled, but spends the same money."""
+        tenant = self.tenant.budgets_only() if self.tenant is not None else None
+        return KeyLimits(budget_amount=self.budget_amount, budget_period=self.budget_period, tenant=tenant)
+
     @property
     def unlimited(self) -> bool:
         """True when neither the key nor its tenant sets any limit: admission needs no storage at all."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -96,6 +97,10 @@ def test_a_batch_runs_every_line_once_and_a_bad_line_lands_in_the_error_file(gat
     assert [(e["custom_id"], e["response"]["status_code"]) for e in errors] == [("bad", 404)]
     assert errors[0]["response"]["body"]["error"]["code"] == "model_not_found"
     assert billed_requests(gateway, secret, 6) == 6  # the refused line is not billed
+    metrics = httpx.get(f"{gateway.url}/metrics").text
+    for series in ('meterway_batch_jobs_total{status="completed"}', 'meterway_batch_lines_total{outcome="ok"}',
+                   'meterway_batch_lines_total{outcome="failed"}', 'meterway_batch_tokens_total{kind="completion"}'):
+        assert series in metrics, series
 
     listed = ai.batches.list(limit=5)
     assert [b.id for b in listed.data][:1] == [batch.id]
@@ -169,3 +174,38 @@ def test_a_gateway_killed_mid_batch_resumes_without_losing_or_repeating_a_line(
     assert sorted(ids) == sorted(f"req-{n}" for n in range(total)) and len(set(ids)) == total
     assert done.request_counts is not None and (done.request_counts.completed, done.request_counts.failed) == (total, 0)
     assert billed == total
+
+
+def test_a_batch_spends_its_keys_budget_and_no_more(gateway: ServerProcess, tmp_path: Path) -> None:
+    tenant = f"acme-{uuid.uuid4().hex[:6]}"
+    secret = str(gateway.create_key(tenant, budget_amount="0.0001", budget_period="day", rpm=1)["secret"])
+    ai = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=secret, max_retries=0)
+    batch = submit(ai, tmp_path, [chat_line(f"req-{n}") for n in range(30)])
+    done = wait(ai, batch.id, ("completed",))
+    counts = done.request_counts
+    assert counts is not None and counts.total == 30 and counts.completed + counts.failed == 30
+    assert 2 <= counts.completed < 30  # rpm=1 does not hold a batch back; the budget does
+    errors = results(ai, done.error_file_id)
+    assert {(e["response"]["status_code"], e["response"]["body"]["error"]["code"]) for e in errors} == {
+        (402, "insufficient_quota")}
+    assert billed_requests(gateway, secret, counts.completed) == counts.completed
+    with httpx.Client(base_url=gateway.url, headers={"Authorization": f"Bearer {secret}"}) as http:
+        spent = http.get("/v1/usage", params={"group_by": ""}).json()["total"]["cost"]
+    assert Decimal(spent) <= Decimal("0.0001")
+
+
+def test_a_small_job_does_not_wait_for_a_big_one(gateway: ServerProcess, tmp_path: Path) -> None:
+    big_ai, _ = client(gateway, f"big-{uuid.uuid4().hex[:6]}")
+    small_ai, _ = client(gateway, f"small-{uuid.uuid4().hex[:6]}")
+    big = submit(big_ai, tmp_path, [chat_line(f"req-{n}", model=SMOLLM, max_tokens=24) for n in range(96)])
+    deadline = time.monotonic() + 240
+    while (big_ai.batches.retrieve(big.id).request_counts or openai.types.BatchRequestCounts(
+            completed=0, failed=0, total=0)).completed < 1:
+        assert time.monotonic() < deadline, "the big job never started"
+        time.sleep(0.2)
+    small = submit(small_ai, tmp_path, [chat_line(f"req-{n}") for n in range(3)])
+    done = wait(small_ai, small.id, ("completed",))
+    assert done.request_counts is not None and done.request_counts.completed == 3
+    assert big_ai.batches.retrieve(big.id).status == "in_progress"  # the small job took its turn in between
+    big_ai.batches.cancel(big.id)
+    wait(big_ai, big.id, ("cancelled",))
