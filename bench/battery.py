@@ -52,7 +52,7 @@ ROWS: dict[int, tuple[str, str]] = {
     18: ("Traffic and limits changed from two replicas",
          "traffic always sums to 100; no request routed to a deleted deployment"),
 }
-PENDING = {15: "issue 15 (batch)", 17: "issue 19 (tokens)"}
+PENDING = {17: "issue 19 (tokens)"}
 
 
 def run_battery(full: bool, extra: list[str]) -> tuple[list[dict[str, Any]], int, float]:
