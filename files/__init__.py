@@ -2,5 +2,5 @@
 
 ``store.FileStore`` keeps each file under ``<store>/.files/<id>`` with its metadata beside it (never in the
 database); ``uploads.Uploads`` is OpenAI's Uploads API (create, add part, complete, cancel) that produces
-them. The HTTP routes are in ``service/routes/uploads.py``; the Files API routes arrive with the batch issue.
+them. The HTTP routes are in ``service/routes/uploads.py`` and ``service/routes/files.py`` (OpenAI's Files API).
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -14,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from meterway.errors import NotFound
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    import builtins
+    from collections.abc import Iterable, Iterator
     from pathlib import Path
 
 PURPOSES = ("fine-tune", "batch")  # what callers upload
@@ -59,32 +61,38 @@ class FileStore:
 
     def adopt(self, owner: str, source: Path, filename: str, purpose: str) -> FileObject:
         """Move the finished ``source`` (same file system) in as a new file of ``owner``."""
-        file_id, building = self._building()
-        os.replace(source, building / "data")
-        return self._place(file_id, building, owner, filename, purpose)
+        with self._building() as (file_id, building):
+            os.replace(source, building / "data")
+            return self._place(file_id, building, owner, filename, purpose)
 
     def write(self, owner: str, filename: str, purpose: str, chunks: Iterable[bytes]) -> FileObject:
         """A new file of ``owner`` made of ``chunks`` (a batch's results), in place only once whole."""
-        file_id, building = self._building()
-        with (building / "data").open("wb") as out:
-            for chunk in chunks:
-                out.write(chunk)
-        return self._place(file_id, building, owner, filename, purpose)
+        with self._building() as (file_id, building):
+            with (building / "data").open("wb") as out:
+                for chunk in chunks:
+                    out.write(chunk)
+            return self._place(file_id, building, owner, filename, purpose)
 
-    def listing(self, owner: str, purpose: str | None = None) -> list[FileObject]:
-        """The owner's files (of one purpose), newest first."""
+    def list(self, owner: str, purpose: str | None = None) -> builtins.list[FileObject]:
+        """The owner's files (of one purpose when given), newest first."""
         found = []
         for meta_file in self.root.glob("file-*/meta.json") if self.root.exists() else []:
-            meta = json.loads(meta_file.read_text())
-            if meta["owner"] == owner and purpose in (None, meta["purpose"]):
-                found.append(FileObject(meta_file.parent.name, **meta))
+            with contextlib.suppress(FileNotFoundError):  # deleted while the listing runs
+                meta = json.loads(meta_file.read_text())
+                if meta["owner"] == owner and purpose in (None, meta["purpose"]):
+                    found.append(FileObject(meta_file.parent.name, **meta))
         return sorted(found, key=lambda f: (f.created_at, f.id), reverse=True)
 
-    def _building(self) -> tuple[str, Path]:
+    @contextlib.contextmanager
+    def _building(self) -> Iterator[tuple[str, Path]]:
+        """A new id and the hidden directory its file is built in; removed if the file never lands."""
         file_id = f"file-{uuid.uuid4().hex[:24]}"
         building = self.root / f".{file_id}"
         building.mkdir(parents=True, mode=0o700)
-        return file_id, building
+        try:
+            yield file_id, building
+        finally:
+            shutil.rmtree(building, ignore_errors=True)  # gone already once renamed into place
 
     def _place(self, file_id: str, building: Path, owner: str, filename: str, purpose: str) -> FileObject:
         size = (building / "data").stat().st_size
@@ -104,6 +112,7 @@ class FileStore:
         return self.root / self.get(owner, file_id).id / "data"
 
     def delete(self, owner: str, file_id: str) -> FileObject:
+        """Remove the file (``NotFound`` as ``get``); what it was."""
         found = self.get(owner, file_id)
         shutil.rmtree(self.root / file_id, ignore_errors=True)
         return found

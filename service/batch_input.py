@@ -2,8 +2,10 @@
 
 Every non-blank line is ``{"custom_id", "method": "POST", "url", "body"}``: ``custom_id`` unique in the file,
 ``url`` one of the routes a batch can call, and ``body`` a request that route would accept (decoded with its
-own request struct, so an unknown field is refused by name), not streamed. The first bad line refuses the
-file with its line number and the reason. Reading streams the file: a 50,000-line batch is never in memory.
+own request struct, so an unknown field is refused by name), not streamed. A line is held to the online
+routes' JSON rules too (no key repeated in an object, nesting at most ``MAX_DEPTH`` deep in its body). The
+first bad line refuses the file with its line number and the reason. Reading streams the file: a
+50,000-line batch is never in memory.
 """
 
 from __future__ import annotations
@@ -15,13 +17,16 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from meterway.errors import InvalidRequest
+from service.http.json_body import JsonProblem, check_json
 from service.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-MAX_LINES, MAX_CUSTOM_ID = 50_000, 512
+MAX_LINES, MAX_CUSTOM_ID = 50_000, 512  # OpenAI's limits
+MAX_DEPTH = 64  # the online routes' default (METERWAY_JSON_MAX_DEPTH)
+LINE_MAX_DEPTH = MAX_DEPTH + 1  # a line's body, one level in, may nest as deep as an online request
 REQUESTS: dict[str, type[msgspec.Struct]] = {"/v1/chat/completions": ChatCompletionRequest,
                                              "/v1/completions": CompletionRequest, "/v1/embeddings": EmbeddingRequest}
 KEYS = frozenset({"custom_id", "method", "url", "body"})
@@ -39,6 +44,8 @@ class BatchLine:
 
 @dataclass(frozen=True)
 class BatchFileSummary:
+    """What a valid batch file holds: its number of requests and the routes they call."""
+
     lines: int
     urls: frozenset[str]
 
@@ -54,7 +61,8 @@ def read_batch_lines(path: Path) -> Iterator[BatchLine]:
                 raise _bad(number, f"a batch holds at most {MAX_LINES} requests")
             line = _line(number, raw)
             if line.custom_id in seen:
-                raise _bad(number, f"custom_id {line.custom_id!r} is used twice (first on line {seen[line.custom_id]})")
+                raise _bad(number, f"custom_id {json.dumps(line.custom_id)} is used twice "
+                                   f"(first on line {seen[line.custom_id]})")
             seen[line.custom_id] = number
             yield line
 
@@ -71,10 +79,7 @@ def validate_batch_file(path: Path) -> BatchFileSummary:
 
 
 def _line(number: int, raw: bytes) -> BatchLine:
-    try:
-        item = json.loads(raw)
-    except ValueError as exc:
-        raise _bad(number, f"not valid JSON: {exc}") from None
+    item = _parse(number, raw)
     if not isinstance(item, dict) or set(item) != KEYS:
         raise _bad(number, 'a line is an object with exactly "custom_id", "method", "url" and "body"')
     custom_id, method, url, body = item["custom_id"], item["method"], item["url"], item["body"]
@@ -88,6 +93,25 @@ def _line(number: int, raw: bytes) -> BatchLine:
         raise _bad(number, "body must be a JSON object: the request the url takes")
     _check_body(number, url, body)
     return BatchLine(number, custom_id, url, body)
+
+
+def _parse(number: int, raw: bytes) -> Any:
+    try:
+        check_json(raw, LINE_MAX_DEPTH)
+        return json.loads(raw, parse_constant=_not_json)
+    except JsonProblem as exc:
+        raise _bad(number, str(exc).replace("The JSON body", "the line")) from None
+    except json.JSONDecodeError as exc:
+        raise _bad(number, f"not valid JSON: {exc.msg} (column {exc.colno})") from None
+    except UnicodeDecodeError:
+        raise _bad(number, "not valid JSON: the line is not UTF-8") from None
+    except ValueError as exc:
+        raise _bad(number, f"not valid JSON: {exc}") from None
+
+
+def _not_json(constant: str) -> Any:
+    """``NaN`` and ``Infinity`` are Python's extension to JSON; the online routes' decoder refuses them."""
+    raise ValueError(f"{constant} is not a JSON value")
 
 
 def _check_body(number: int, url: str, body: dict[str, Any]) -> None:

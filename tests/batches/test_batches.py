@@ -1,6 +1,7 @@
 """OpenAI's Batch API with the official client against a real gateway: upload, create, poll, results, cancel;
 a line that fails lands in the error file while the rest succeed; another tenant sees nothing; a gateway
-killed mid-job resumes with every line answered exactly once and billed once — on SQLite and PostgreSQL."""
+killed mid-job resumes with every line answered exactly once and billed once; budgets hold; a small job takes
+its turn beside a big one; the ``meterway batch`` CLI — on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import httpx
 import openai
 import pytest
 
+from service.cli import main
 from tests.server import ServerProcess
 
 if TYPE_CHECKING:
@@ -209,3 +211,25 @@ def test_a_small_job_does_not_wait_for_a_big_one(gateway: ServerProcess, tmp_pat
     assert big_ai.batches.retrieve(big.id).status == "in_progress"  # the small job took its turn in between
     big_ai.batches.cancel(big.id)
     wait(big_ai, big.id, ("cancelled",))
+
+
+def test_the_cli_submits_waits_and_fetches_results(gateway: ServerProcess, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    _, secret = client(gateway, f"acme-{uuid.uuid4().hex[:6]}")
+    monkeypatch.setenv("METERWAY_URL", gateway.url)
+    monkeypatch.setenv("METERWAY_API_KEY", secret)
+    requests = tmp_path / "requests.jsonl"
+    requests.write_text("".join(json.dumps(chat_line(f"req-{n}")) + "\n" for n in range(5)))
+    main(["batch", "submit", str(requests), "--endpoint", "/v1/chat/completions", "--wait"])
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["status"] == "completed" and shown["request_counts"] == {"total": 5, "completed": 5, "failed": 0}
+    out = tmp_path / "out.jsonl"
+    main(["batch", "results", shown["id"], "-o", str(out)])
+    answers = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [a["custom_id"] for a in answers] == [f"req-{n}" for n in range(5)]
+    main(["batch", "list"])
+    assert shown["id"] in capsys.readouterr().out
+    with pytest.raises(SystemExit) as no_errors:
+        main(["batch", "results", shown["id"], "-o", str(out), "--errors"])
+    assert "has no error_file" in str(no_errors.value.code)
