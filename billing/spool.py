@@ -14,6 +14,7 @@ import uuid
 from typing import TYPE_CHECKING, BinaryIO
 
 from billing.bus import BusUnavailable, decode_event, encode_event
+from meterway.processes import pid_alive
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -21,15 +22,6 @@ if TYPE_CHECKING:
     from billing.bus import UsageBus
     from billing.events import UsageEvent
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class FileSpool:
@@ -75,7 +67,7 @@ class FileSpool:
             name, owner = path.name, path.name.split("-", 1)[0]
             if ".sending-" in name:
                 forwarder = int(name.rsplit("-", 1)[1])
-                if forwarder != self._pid and not _alive(forwarder):
+                if forwarder != self._pid and not pid_alive(forwarder):
                     found.append(path)  # its forwarder died mid-way
             elif path.suffix == ".ready":
                 found.append(path)
@@ -84,7 +76,7 @@ class FileSpool:
         return found
 
     def _orphaned(self, owner: str) -> bool:
-        return owner.isdigit() and int(owner) != self._pid and not _alive(int(owner))
+        return owner.isdigit() and int(owner) != self._pid and not pid_alive(int(owner))
 
     async def forward(self, bus: UsageBus) -> int:
         """Publish every spooled event; stops at the first bus failure (re-raised). Returns events sent."""

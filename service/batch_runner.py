@@ -31,6 +31,7 @@ from meterway.errors import (
     NotFound,
     PaymentRequired,
 )
+from meterway.processes import pid_alive
 from service.batch_input import REQUESTS, read_batch_lines
 from service.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from service.responses import chat_completion, completion, embedding_list
@@ -104,7 +105,7 @@ class BatchRunner:
         host = f"{os.uname().nodename}-"
         for batch_id, owner in await self._batches.leases():
             pid = owner.removeprefix(host).partition("-")[0]
-            if owner.startswith(host) and pid.isdigit() and not _alive(int(pid)):
+            if owner.startswith(host) and pid.isdigit() and not pid_alive(int(pid)):
                 await self._batches.release(batch_id, owner)
                 log.info("batch lease of a dead runner freed", batch=batch_id, owner=owner)
 
@@ -249,12 +250,3 @@ class BatchRunner:
         self._jobs.labels(status).inc()
         log.info("batch finished", batch=job.id, status=status)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

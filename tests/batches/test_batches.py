@@ -65,6 +65,15 @@ def wait(ai: openai.OpenAI, batch_id: str, statuses: tuple[str, ...], timeout: f
     return batch
 
 
+def answered(ai: openai.OpenAI, batch_id: str, at_least: int, timeout: float = 240) -> int:
+    """Wait until the job has answered ``at_least`` lines; how many it had then."""
+    deadline = time.monotonic() + timeout
+    while (counts := ai.batches.retrieve(batch_id).request_counts) is None or counts.completed < at_least:
+        assert time.monotonic() < deadline, f"{batch_id} never answered {at_least} lines"
+        time.sleep(0.2)
+    return counts.completed
+
+
 def results(ai: openai.OpenAI, file_id: str | None) -> list[dict[str, Any]]:
     return [json.loads(line) for line in ai.files.content(file_id).text.splitlines()] if file_id else []
 
@@ -135,11 +144,7 @@ def test_what_a_batch_cannot_run_is_refused(gateway: ServerProcess, tmp_path: Pa
 def test_cancel_stops_the_job_and_keeps_what_was_answered(gateway: ServerProcess, tmp_path: Path) -> None:
     ai, secret = client(gateway, f"acme-{uuid.uuid4().hex[:6]}")
     batch = submit(ai, tmp_path, [chat_line(f"req-{n}", model=SMOLLM, max_tokens=24) for n in range(40)])
-    deadline = time.monotonic() + 240
-    while (ai.batches.retrieve(batch.id).request_counts or openai.types.BatchRequestCounts(
-            completed=0, failed=0, total=0)).completed < 1:
-        assert time.monotonic() < deadline, "no line answered"
-        time.sleep(0.3)
+    answered(ai, batch.id, 1)
     assert ai.batches.cancel(batch.id).status == "cancelling"
     done = wait(ai, batch.id, ("cancelled",))
     assert done.request_counts is not None and 1 <= done.request_counts.completed < 40
@@ -156,14 +161,10 @@ def test_a_gateway_killed_mid_batch_resumes_without_losing_or_repeating_a_line(
     ai, secret = client(first, f"acme-{uuid.uuid4().hex[:6]}")
     total = 24
     batch = submit(ai, tmp_path, [chat_line(f"req-{n}", model=SMOLLM, max_tokens=16) for n in range(total)])
-    deadline = time.monotonic() + 240
-    while (counts := ai.batches.retrieve(batch.id).request_counts) is None or counts.completed < 3:
-        assert time.monotonic() < deadline, "no line answered"
-        time.sleep(0.2)
+    answered_before = answered(ai, batch.id, 3)
     assert first.process is not None
     first.process.kill()  # SIGKILL: no shutdown, the lease is left behind
     first.process.wait()
-    answered_before = counts.completed
     second = ServerProcess(home=home, store=store_dir, port=first.port).start()
     try:
         done = wait(ai, batch.id, ("completed",), timeout=300)
@@ -200,11 +201,7 @@ def test_a_small_job_does_not_wait_for_a_big_one(gateway: ServerProcess, tmp_pat
     big_ai, _ = client(gateway, f"big-{uuid.uuid4().hex[:6]}")
     small_ai, _ = client(gateway, f"small-{uuid.uuid4().hex[:6]}")
     big = submit(big_ai, tmp_path, [chat_line(f"req-{n}", model=SMOLLM, max_tokens=24) for n in range(96)])
-    deadline = time.monotonic() + 240
-    while (big_ai.batches.retrieve(big.id).request_counts or openai.types.BatchRequestCounts(
-            completed=0, failed=0, total=0)).completed < 1:
-        assert time.monotonic() < deadline, "the big job never started"
-        time.sleep(0.2)
+    answered(big_ai, big.id, 1)
     small = submit(small_ai, tmp_path, [chat_line(f"req-{n}") for n in range(3)])
     done = wait(small_ai, small.id, ("completed",))
     assert done.request_counts is not None and done.request_counts.completed == 3
