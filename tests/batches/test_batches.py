@@ -230,3 +230,24 @@ def test_the_cli_submits_waits_and_fetches_results(gateway: ServerProcess, tmp_p
     with pytest.raises(SystemExit) as no_errors:
         main(["batch", "results", shown["id"], "-o", str(out), "--errors"])
     assert "has no error_file" in str(no_errors.value.code)
+
+
+def test_two_replicas_share_one_queue(store_dir: Path, module_pg_url: str, tmp_path: Path) -> None:
+    env = {"METERWAY_DATABASE_URL": module_pg_url, "METERWAY_KEY_PEPPER": uuid.uuid4().hex}  # one platform
+    replicas = [ServerProcess(home=tmp_path / name, store=store_dir, env=env).start() for name in ("a", "b")]
+    try:
+        ai, secret = client(replicas[0], f"acme-{uuid.uuid4().hex[:6]}")
+        lines = [[chat_line(f"job{j}-{n}", model=SMOLLM, max_tokens=8) for n in range(12)] for j in range(4)]
+        jobs = [submit(ai, tmp_path, job) for job in lines]
+        other = openai.OpenAI(base_url=f"{replicas[1].url}/v1", api_key=secret, max_retries=0)
+        for job in jobs:
+            done = wait(other, job.id, ("completed",))  # either replica's view is the same job
+            ids = [line["custom_id"] for line in results(other, done.output_file_id)]
+            assert len(ids) == len(set(ids)) == 12  # every line once, whichever replica answered it
+        assert billed_requests(replicas[1], secret, 48) == 48
+        finished = [replica.log.read_text().count('"batch finished"') for replica in replicas]
+        # Each job finalized once; a job takes seconds, so the replica that is free takes the next one.
+        assert sum(finished) == 4 and min(finished) >= 1, finished
+    finally:
+        for replica in replicas:
+            replica.stop()
