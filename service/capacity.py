@@ -193,7 +193,7 @@ class DedicatedCapacity:
     async def _bill(self) -> None:
         """Record every instance-minute started so far (each instance: minute 0 at once, then one a minute)."""
         now, kept = time.time(), set()
-        for group, held in self._held.items():
+        for group, held in list(self._held.items()):  # a deployment PUT may add one while an event is recorded
             view = self._pool.instances(group)
             for instance in _all(view):
                 kept.add(instance.uid)
