@@ -112,6 +112,15 @@ class BatchService:
             return Claimed(row.id, row.tenant, row.key_id, row.endpoint, row.input_file_id, row.status,
                            row.expires_at)
 
+    async def waiting(self, batch_id: str) -> bool:
+        """Whether a job other than ``batch_id`` has work and no runner: the one holding ``batch_id`` should
+        give it a turn."""
+        now = time.time()
+        async with self._sessions() as session:
+            query = (select(BatchRow.id).where(BatchRow.status.in_(ACTIVE), BatchRow.id != batch_id)
+                     .where((BatchRow.lease_until.is_(None)) | (BatchRow.lease_until < now)).limit(1))
+            return (await session.execute(query)).scalar_one_or_none() is not None
+
     async def renew(self, batch_id: str, owner: str, lease_s: float) -> str | None:
         """Extend the lease; the job's status now (the runner stops on ``cancelling``), None if it was lost."""
         async with self._sessions() as session, session.begin():

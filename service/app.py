@@ -136,7 +136,7 @@ def build_parts(settings: Settings, *, meter: UsageRecorder | None = None) -> Ap
     return AppParts(settings, database, keys, pool, billing, serving, finishes, telemetry, throttle, fine_tunes,
                     catalog, quotes, arrivals, endpoints, routes, mirrors, capacity, batches,
                     BatchRunner(batches, FileStore(settings.store_dir / ".files"), serving, keys.batch_principal,
-                                telemetry.registry))
+                                telemetry.registry, concurrency=settings.pool.max_batch * 3 // 2))
 
 
 def _freeze_startup_heap() -> None:

@@ -1,7 +1,8 @@
 """The batch runner: claims queued jobs, answers their lines through the online serving path, writes the results.
 
 Each gateway runs one. It leases a job (``batches.service``), checks the input file against the job's endpoint,
-then answers every line not answered yet, ``CONCURRENCY`` at a time, through ``ServingService`` with the
+then answers every line not answered yet, ``concurrency`` at a time (the engine's batch and a half: lines run
+in the background, behind online traffic, and fill the batch when there is none), through ``ServingService`` with the
 job's key (so each line is billed like the online request it is, under a request id fixed by the job and the
 line: a line generated again after a crash is still one ledger entry). An answer is kept as soon as it exists;
 a line refused because the pool is loading or busy is tried again, any other refusal is its answer (the error
@@ -49,8 +50,8 @@ if TYPE_CHECKING:
     from service.serving import ServingService
 
 log = structlog.get_logger("meterway.batch")
-CONCURRENCY, LEASE_S, RENEW_S, POLL_S = 8, 30.0, 2.0, 1.0
-SLICE = 32  # lines a job gets before it goes back to the queue: jobs (and their tenants) take turns
+LEASE_S, RENEW_S, POLL_S = 30.0, 2.0, 1.0
+SLICE = 32  # lines a job gets before it goes back to the queue, if another waits: jobs (and tenants) take turns
 RETRY_S, RETRIES = 1.0, 120  # a line the pool cannot take yet (loading, busy) waits and tries again
 
 
@@ -58,8 +59,10 @@ class BatchRunner:
     """Works through the batch queue, one job at a time per gateway."""
 
     def __init__(self, batches: BatchService, files: FileStore, serving: ServingService,
-                 principal_of: Callable[[str], Awaitable[Principal]], registry: CollectorRegistry) -> None:
+                 principal_of: Callable[[str], Awaitable[Principal]], registry: CollectorRegistry, *,
+                 concurrency: int = 24) -> None:
         self._batches, self._files, self._serving = batches, files, serving
+        self._concurrency = concurrency
         self._principal_of = principal_of  # a job's key id -> who its lines run as (budgets, no rate limits)
         self._owner = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._task: asyncio.Task[None] | None = None
@@ -146,18 +149,20 @@ class BatchRunner:
         await self._batches.move(job.id, "failed", errors=errors)
 
     async def _answer(self, job: Claimed) -> str:
-        """Answer up to ``SLICE`` lines not answered yet; then ``more`` if lines are left, else in_progress,
-        cancelled or expired."""
+        """Answer the lines not answered yet, ``SLICE`` at a time while another job waits; then ``more`` if
+        lines are left, else in_progress, cancelled or expired."""
         principal = await self._principal_of(job.key_id)
         answered = await self._batches.answered(job.id)
-        slots, running, stop = asyncio.Semaphore(CONCURRENCY), set[asyncio.Task[None]](), "in_progress"
+        slots, running, stop = asyncio.Semaphore(self._concurrency), set[asyncio.Task[None]](), "in_progress"
         renewed, launched = time.monotonic(), 0
         for line in read_batch_lines(self._files.data(job.tenant, job.input_file_id)):
             if line.number in answered:
                 continue
             if launched == SLICE:
-                stop = "more"
-                break
+                if await self._batches.waiting(job.id):
+                    stop = "more"
+                    break
+                launched = 0  # nothing else queued: no turn to give, the engine stays full
             launched += 1
             await slots.acquire()
             if time.monotonic() - renewed >= RENEW_S:

@@ -51,8 +51,11 @@ class Plan:
         return self.prompt_tokens + self.reserved_completion_tokens
 
     def placed(self, placement: Placement, group: str | None) -> Plan:
-        """This plan metered under ``placement``, its jobs run on ``group``'s dedicated instances (if named)."""
-        return replace(self, placement=placement, jobs=tuple(replace(job, group=group) for job in self.jobs))
+        """This plan metered under ``placement``, its jobs run on ``group``'s dedicated instances (if named);
+        a batch line's jobs run in the background (``GenerationJob.background``)."""
+        background = placement.batch is not None
+        return replace(self, placement=placement,
+                       jobs=tuple(replace(job, group=group, background=background) for job in self.jobs))
 
 
 @dataclass(frozen=True)

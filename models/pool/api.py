@@ -35,6 +35,7 @@ class GenerationJob:
     prompt_ids: tuple[int, ...]
     params: SamplingParams
     group: str | None = None  # the dedicated deployment whose instances run it (None: the shared pool)
+    background: bool = False  # a batch line: the engine admits online sequences ahead of it
 
 
 @dataclass(frozen=True)

@@ -149,7 +149,7 @@ class LocalPool:
         submitted = time.monotonic()
         # From here the stream's final delta releases the slot, whatever happens (even a refused submit).
         stream.when_final(lambda final: self._finished(resident, adapter, job.model, final))
-        host.submit(GenerationRequest(job.request_id, job.prompt_ids, job.params, adapter),
+        host.submit(GenerationRequest(job.request_id, job.prompt_ids, job.params, adapter, job.background),
                     self.metrics.timed_sink(stream.push, resident.spec.id, submitted, job.model.id))
         return lambda: host.cancel(job.request_id)
 

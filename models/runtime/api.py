@@ -50,6 +50,7 @@ class GenerationRequest(msgspec.Struct, frozen=True, tag="generate"):
     prompt_ids: tuple[int, ...]
     params: SamplingParams
     adapter: str | None = None
+    background: bool = False  # a batch line: online sequences are admitted ahead of it, and keep slots free
 
 
 class TopLogprob(msgspec.Struct, frozen=True, array_like=True):

@@ -7,8 +7,11 @@ from the decode thread. A step admits only the queued prompts that fit ``prefill
 long prompts are sliced between steps. For a burst: base-model rows are prefilled as one packed sequence
 (``KvBatch.prefill_packed``), an idle engine gathers arrivals a few milliseconds apart (``_gather_arrivals``),
 and prompts that arrived during a prefill go before the next decode step (``_defer_step``);
-docs/performance.md, "Latest". Locks: ``_cond`` guards the queues and counters (held briefly); ``_model_lock``
-is held for a whole step, so that attaching or detaching an adapter never changes the model under a forward pass.
+docs/performance.md, "Latest". Background sequences (batch lines) queue behind online ones and, while online
+traffic was seen in the last ``ONLINE_RECENT_S``, leave ``max_batch // 4`` rows free for it (``_pop_newcomers``);
+with no online traffic they fill the whole batch. Locks: ``_cond`` guards the queues and counters (held
+briefly); ``_model_lock`` is held for a whole step, so that attaching or detaching an adapter never changes the
+model under a forward pass.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ log = structlog.get_logger(__name__)
 # idle engine waits while they keep coming less than GATHER_GAP_S apart, never longer than GATHER_MAX_S.
 GATHER_GAP_S, GATHER_MAX_S = 0.006, 0.020
 MAX_DEFERRED_STEPS = 2  # decode steps put off in a row so that newly arrived prompts are prefilled first
+ONLINE_RECENT_S = 10.0  # background rows keep slots free for online ones this long after an online arrival
 WARM_UP_BUSY_STRIDE = 8  # while busy, one warm-up slice every this many steps; while idle, one after another
 
 
@@ -82,7 +86,8 @@ class BatchingGenerator:
         self._device = next(model.parameters()).device
         self._cond = threading.Condition()
         self._model_lock = threading.Lock()
-        self._pending: deque[Sequence] = deque()
+        self._pending: deque[Sequence] = deque()  # online sequences first, then background ones
+        self._online_at = float("-inf")  # when the last online sequence arrived
         self._endings: dict[str, tuple[str, str | None]] = {}  # request id -> (finish reason, error)
         self._batch: KvBatch | None = None
         self._admitting: list[Sequence] = []  # being prefilled: not queued, not yet in the batch
@@ -112,8 +117,20 @@ class BatchingGenerator:
         with self._cond:
             if self._closed:
                 raise RuntimeError("the generator is closed")
-            self._pending.append(seq)
+            self._queue(seq)
             self._cond.notify()
+
+    def _queue(self, seq: Sequence) -> None:
+        """Background sequences at the end; an online one ahead of every background one. Holds ``_cond``."""
+        if seq.request.background:
+            self._pending.append(seq)
+            return
+        self._online_at = time.monotonic()
+        behind = next((i for i, queued in enumerate(self._pending) if queued.request.background), None)
+        if behind is None:
+            self._pending.append(seq)
+        else:
+            self._pending.insert(behind, seq)
 
     def cancel(self, request_id: str) -> None:
         """End a sequence at the next step with ``finish_reason='cancelled'``. Thread-safe."""
@@ -281,13 +298,25 @@ class BatchingGenerator:
         """Queued sequences for this step's prefill: up to ``room`` whose prompts fit the token budget."""
         newcomers: list[Sequence] = []
         tokens = 0
+        background = self._background_room()
         while self._pending and len(newcomers) < room:
-            prompt = len(self._pending[0].request.prompt_ids)
-            if newcomers and tokens + prompt > self._prefill_tokens:
+            head = self._pending[0]
+            prompt = len(head.request.prompt_ids)
+            if (newcomers and tokens + prompt > self._prefill_tokens) or (head.request.background and background < 1):
                 break
             tokens += prompt
+            background -= head.request.background
             newcomers.append(self._pending.popleft())
         return newcomers
+
+    def _background_room(self) -> int:
+        """How many more background rows may join: all of the batch when no online sequence arrived lately,
+        else all but a quarter of it (online arrivals then find a free row at the next step). Holds ``_cond``."""
+        rows = self._batch.seqs if self._batch is not None else []
+        running = sum(seq.request.background for seq in rows)
+        online_lately = time.monotonic() - self._online_at < ONLINE_RECENT_S
+        cap = self._max_batch - (max(1, self._max_batch // 4) if online_lately else 0)
+        return cap - running
 
     def _admit(self, newcomers: list[Sequence]) -> None:
         """Prefill the sequences that can run, emit their first token and merge them into the batch.
