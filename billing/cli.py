@@ -5,8 +5,8 @@
     meterway billing export-stripe
     meterway billing reconcile
     meterway billing link-stripe --tenant acme --customer cus_123
-    meterway billing prices [--model M]
-    meterway billing set-price --model M --input 0.05 --output 0.10 [--from 2026-12-01]
+    meterway billing prices [--model M] [--tier online|batch]
+    meterway billing set-price --model M --input 0.05 --output 0.10 [--from 2026-12-01] [--tier batch]
     meterway billing instance-prices [--model M]
     meterway billing set-instance-price --model M --instance-type gpu-small --per-minute 0.02 [--from ...]
     meterway billing consume            # drain the bus into the ledger once, then exit
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from billing.money import format_decimal, parse_amount
+from billing.money import TIERS, format_decimal, parse_amount
 from billing.periods import statements_csv, statements_json
 from billing.reports import GROUPS, UsageQuery, parse_bound, parse_group_by
 from meterway.errors import MeterwayError
@@ -65,12 +65,15 @@ def add_billing_commands(subparsers: Any) -> None:
 def _add_price_commands(commands: Any) -> None:
     prices = commands.add_parser("prices", help="list the price book")
     prices.add_argument("--model")
+    prices.add_argument("--tier", choices=TIERS, help="one tier only (default: both)")
     prices.set_defaults(run=_command(_prices))
     set_price = commands.add_parser("set-price", help="add a price (per 1M tokens) from a start time on")
     set_price.add_argument("--model", required=True)
     set_price.add_argument("--input", required=True, help="price per 1M input tokens, e.g. 0.05")
     set_price.add_argument("--output", required=True, help="price per 1M output tokens")
     set_price.add_argument("--from", dest="effective_from", help="ISO datetime or unix seconds; default now")
+    set_price.add_argument("--tier", choices=TIERS, default="online",
+                           help="online (requests, the default) or batch (the lines of batch jobs)")
     set_price.set_defaults(run=_command(_set_price))
     instance_prices = commands.add_parser("instance-prices", help="list the instance price book")
     instance_prices.add_argument("--model")
@@ -158,18 +161,19 @@ async def _link(billing: Billing, args: argparse.Namespace) -> str:
 
 
 async def _prices(billing: Billing, args: argparse.Namespace) -> str:
-    rows = [{"model": p.model, "input_per_million": format_decimal(p.input_per_million),
+    rows = [{"model": p.model, "tier": p.tier, "input_per_million": format_decimal(p.input_per_million),
              "output_per_million": format_decimal(p.output_per_million), "currency": p.currency,
-             "effective_from": p.effective_from.isoformat()} for p in await billing.prices.list(args.model)]
+             "effective_from": p.effective_from.isoformat()}
+            for p in await billing.prices.list(args.model, args.tier)]
     return json.dumps({"data": rows}, indent=2)
 
 
 async def _set_price(billing: Billing, args: argparse.Namespace) -> str:
     start = parse_bound(args.effective_from, "effective_from") if args.effective_from else None
     price = await billing.prices.set_price(args.model, parse_amount(args.input, "input"),
-                                           parse_amount(args.output, "output"), start)
-    return f"{price.model}: {price.input_per_million}/{price.output_per_million} {price.currency} per 1M " \
-           f"tokens from {price.effective_from.isoformat()}"
+                                           parse_amount(args.output, "output"), start, args.tier)
+    return f"{price.model} ({price.tier}): {price.input_per_million}/{price.output_per_million} {price.currency} " \
+           f"per 1M tokens from {price.effective_from.isoformat()}"
 
 
 async def _instance_prices(billing: Billing, args: argparse.Namespace) -> str:

@@ -13,7 +13,7 @@ import structlog
 from sqlalchemy import select, text
 
 from billing.ledger_insert import BULK_INSERTS
-from billing.money import InstancePrice, Price, as_utc, next_period
+from billing.money import BATCH, InstancePrice, Price, as_utc, next_period
 from billing.prices import candidates, load_price_table, models_to_price
 from billing.tables import ClosedPeriodRow
 
@@ -98,8 +98,13 @@ class LedgerWriter:
         }
 
     def _tokens(self, event: UsageEvent, prices: PriceTable, started: datetime) -> dict[str, Any]:
-        """The price columns of a request: its model's token price (or its base model's)."""
-        price = _first(lambda model: prices.at(model, started), event)
+        """The price columns of a request: its model's token price (or its base model's); for a batch line the
+        batch price, or the online price where neither model has a batch entry in force."""
+        price = None
+        if event.batch_id is not None:
+            price = _lookup(lambda model: prices.at(model, started, BATCH), event)
+        if price is None:
+            price = _first(lambda model: prices.at(model, started), event)
         if price is None:
             price = Price(event.model, ZERO, ZERO, self._currency)
         return {"input_per_million": price.input_per_million, "output_per_million": price.output_per_million,
@@ -117,12 +122,20 @@ class LedgerWriter:
                 "cost": price.cost(event.instance_minutes), "currency": price.currency}
 
 
-def _first(find: Callable[[str], _P | None], event: UsageEvent) -> _P | None:
+def _lookup(find: Callable[[str], _P | None], event: UsageEvent) -> _P | None:
     """The price ``find`` has for the event's model, else for its base model (a fine-tune without its own)."""
     for model in candidates(event.model, event.base_model):
         price = find(model)
         if price is not None:
             return price
+    return None
+
+
+def _first(find: Callable[[str], _P | None], event: UsageEvent) -> _P | None:
+    """``_lookup``, logging an event that has no price at all."""
+    price = _lookup(find, event)
+    if price is not None:
+        return price
     # Never drop usage: the caller records it at zero so the request id is taken, and finance adjusts.
     log.error("usage_without_price", model=event.model, request_id=event.request_id,
               instance_type=event.instance_type)

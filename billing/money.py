@@ -13,19 +13,24 @@ from meterway.errors import InvalidRequest
 
 MILLION = Decimal(1_000_000)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONLINE, BATCH = "online", "batch"
+TIERS = (ONLINE, BATCH)  # token price tiers: requests, and the lines of batch jobs
+CATALOG_BATCH_SHARE = Decimal("0.5")  # a catalog model's default batch price: half its online price
 # ISO 4217 exponents that are not 2; every other currency has cents.
 _EXPONENTS = {"jpy": 0, "krw": 0, "vnd": 0, "clp": 0, "isk": 0, "bhd": 3, "kwd": 3, "omr": 3, "tnd": 3}
 
 
 @dataclass(frozen=True)
 class Price:
-    """A model's price per 1M input and per 1M output tokens, in force from ``effective_from``."""
+    """A model's price per 1M input and per 1M output tokens in one tier, in force from ``effective_from``:
+    ``online`` for requests, ``batch`` for the lines of batch jobs."""
 
     model: str
     input_per_million: Decimal
     output_per_million: Decimal
     currency: str
     effective_from: datetime = EPOCH
+    tier: str = "online"
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
         """The exact cost of a request at this price."""

@@ -1,26 +1,27 @@
-"""The effective-dated price books: per model, price per 1M input and output tokens from a start time on, and
-per (model, instance type), price per instance-minute from a start time on.
+"""The effective-dated price books: per (model, tier), price per 1M input and output tokens from a start time
+on, and per (model, instance type), price per instance-minute from a start time on.
 
 Both books follow one rule: an entry is never edited, a change is a new entry with a later start, and the
 entry in force at t is the latest one whose start is at or before t. A fine-tune without its own entry uses its
-base model's.
+base model's. Token prices come in two tiers: ``online`` (requests) and ``batch`` (the lines of batch jobs);
+where a model has no batch entry in force, its online price applies.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from sqlalchemy import select
 
-from billing.money import EPOCH, InstancePrice, Price, as_utc
+from billing.money import BATCH, CATALOG_BATCH_SHARE, EPOCH, ONLINE, TIERS, InstancePrice, Price, as_utc
 from billing.tables import InstancePriceRow, PriceRow
 from meterway.errors import Conflict, InvalidRequest, NotFound
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable, Iterable, Sequence
-    from decimal import Decimal
 
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -42,7 +43,7 @@ _P = TypeVar("_P", bound=_Dated)
 def price_from_row(row: PriceRow) -> Price:
     """The token price an ORM row holds."""
     return Price(row.model, row.input_per_million, row.output_per_million, row.currency,
-                 as_utc(row.effective_from))
+                 as_utc(row.effective_from), row.tier)
 
 
 def instance_price_from_row(row: InstancePriceRow) -> InstancePrice:
@@ -56,6 +57,13 @@ def check_instance_type(instance_type: str) -> str:
         raise InvalidRequest(f"instance_type must be 1-32 lower-case letters, digits or '-', not "
                              f"{instance_type!r}", param="instance_type")
     return instance_type
+
+
+def check_tier(tier: str) -> str:
+    """Validate a token price tier: 'online' or 'batch'."""
+    if tier not in TIERS:
+        raise InvalidRequest(f"tier must be one of {', '.join(TIERS)}, not {tier!r}", param="tier")
+    return tier
 
 
 def candidates(model: str, base_model: str | None) -> list[str]:
@@ -90,15 +98,17 @@ class _Timeline(Generic[_P]):
 
 
 class PriceTable:
-    """Token and instance prices of some models, loaded once; answers 'which price was in force at t'."""
+    """Token prices (both tiers) and instance prices of some models, loaded once; answers 'which price was in
+    force at t'."""
 
     def __init__(self, prices: Iterable[Price], instance_prices: Iterable[InstancePrice] = ()) -> None:
-        self._tokens = _Timeline(prices, lambda p: p.model)
+        self._tokens = _Timeline(prices, lambda p: (p.model, p.tier))
         self._instances = _Timeline(instance_prices, lambda p: (p.model, p.instance_type))
 
-    def at(self, model: str, moment: datetime) -> Price | None:
-        """The latest token price of ``model`` whose start is at or before ``moment``."""
-        return self._tokens.at(model, as_utc(moment))
+    def at(self, model: str, moment: datetime, tier: str = ONLINE) -> Price | None:
+        """The latest token price of ``model`` in ``tier`` whose start is at or before ``moment`` (no fallback
+        from one tier to the other: the caller decides)."""
+        return self._tokens.at((model, tier), as_utc(moment))
 
     def instance_at(self, model: str, instance_type: str | None, moment: datetime) -> InstancePrice | None:
         """The latest price per minute of ``model`` on ``instance_type`` whose start is at or before ``moment``."""
@@ -107,7 +117,8 @@ class PriceTable:
 
 async def load_price_table(session: AsyncSession, models: Iterable[str],
                            instance_models: Iterable[str] = ()) -> PriceTable:
-    """Every token price of ``models`` and every instance price of ``instance_models``, in one table."""
+    """Every token price of ``models`` (both tiers) and every instance price of ``instance_models``, in one
+    table."""
     tokens = (await session.execute(select(PriceRow).where(PriceRow.model.in_(set(models))))).scalars()
     prices = [price_from_row(row) for row in tokens]
     instance_models = set(instance_models)
@@ -124,10 +135,15 @@ class PriceBook:
         self._sessions = sessions
         self.currency = currency
 
-    async def quote(self, model: str, at: datetime | None = None) -> Price:
-        """The token price in force for ``model`` at ``at`` (now by default); for budget reservations."""
+    async def quote(self, model: str, at: datetime | None = None, tier: str = ONLINE) -> Price:
+        """The token price in force for ``model`` in ``tier`` at ``at`` (now by default); for budget
+        reservations. A batch quote without a batch entry in force is the online price, as in the ledger."""
         at = at or datetime.now(UTC)
-        row = await _in_force(self._sessions, PriceRow, [PriceRow.model == model], at)
+        row = None
+        for wanted in (BATCH, ONLINE) if check_tier(tier) == BATCH else (ONLINE,):
+            row = await _in_force(self._sessions, PriceRow, _same_price(model, wanted), at)
+            if row is not None:
+                break
         if row is None:
             raise NotFound(f"no price for model '{model}' at {at.isoformat()}", param="model",
                            code="no_price")
@@ -157,18 +173,22 @@ class PriceBook:
                               InstancePriceRow.instance_type, InstancePriceRow.effective_from)
         return [instance_price_from_row(row) for row in rows]
 
-    async def list(self, model: str | None = None) -> list[Price]:
-        """All token price entries (of one model, or of all), oldest first."""
-        rows = await _entries(self._sessions, PriceRow, model, PriceRow.model, PriceRow.effective_from)
+    async def list(self, model: str | None = None, tier: str | None = None) -> list[Price]:
+        """All token price entries (of one model, or of all; of one tier, or of both), by model and tier,
+        oldest first."""
+        rows = await _entries(self._sessions, PriceRow, model, PriceRow.model, PriceRow.tier,
+                              PriceRow.effective_from,
+                              where=[] if tier is None else [PriceRow.tier == check_tier(tier)])
         return [price_from_row(row) for row in rows]
 
     async def set_price(self, model: str, input_per_million: Decimal, output_per_million: Decimal,
-                        effective_from: datetime | None = None) -> Price:
-        """Append a token price for ``model`` from ``effective_from`` (now by default) on."""
+                        effective_from: datetime | None = None, tier: str = ONLINE) -> Price:
+        """Append a token price for ``model`` in ``tier`` from ``effective_from`` (now by default) on."""
         start = _start(model, effective_from)
-        row = _row(model, input_per_million, output_per_million, self.currency, start)
-        await _append(self._sessions, row, [PriceRow.model == model], f"'{model}'")
-        return Price(model, input_per_million, output_per_million, self.currency, start)
+        row = _row(model, input_per_million, output_per_million, self.currency, start, check_tier(tier))
+        what = f"'{model}'" if tier == ONLINE else f"'{model}' ({tier})"
+        await _append(self._sessions, row, _same_price(model, tier), what)
+        return Price(model, input_per_million, output_per_million, self.currency, start, tier)
 
     async def set_instance_price(self, model: str, instance_type: str, per_minute: Decimal,
                                  effective_from: datetime | None = None) -> InstancePrice:
@@ -183,15 +203,19 @@ class PriceBook:
         return InstancePrice(model, instance_type, per_minute, self.currency, start)
 
     async def seed(self, specs: Iterable[ModelSpec]) -> int:
-        """Give each catalog model without any price its catalog default, effective from the epoch."""
+        """Give each catalog model without any online price its catalog default, and each one without any
+        batch price half of that default, effective from the epoch; returns how many entries it added."""
         specs = list(specs)
+        added = 0
         async with self._sessions() as session, session.begin():
-            priced = set((await session.execute(select(PriceRow.model).distinct())).scalars())
-            missing = [s for s in specs if s.id not in priced]
-            for spec in missing:
-                session.add(_row(spec.id, spec.input_price_per_million, spec.output_price_per_million,
-                                 self.currency, EPOCH))
-        return len(missing)
+            for tier, share in ((ONLINE, Decimal(1)), (BATCH, CATALOG_BATCH_SHARE)):
+                query = select(PriceRow.model).where(PriceRow.tier == tier).distinct()
+                priced = set((await session.execute(query)).scalars())
+                for spec in (s for s in specs if s.id not in priced):
+                    session.add(_row(spec.id, spec.input_price_per_million * share,
+                                     spec.output_price_per_million * share, self.currency, EPOCH, tier))
+                    added += 1
+        return added
 
 
 async def _in_force(sessions: async_sessionmaker[AsyncSession], table: Any, where: list[Any],
@@ -203,9 +227,14 @@ async def _in_force(sessions: async_sessionmaker[AsyncSession], table: Any, wher
             .order_by(table.effective_from.desc()).limit(1))).scalar_one_or_none()
 
 
+def _same_price(model: str, tier: str) -> list[Any]:
+    """The conditions that pick the token price entries of ``model`` in ``tier``."""
+    return [PriceRow.model == model, PriceRow.tier == tier]
+
+
 async def _entries(sessions: async_sessionmaker[AsyncSession], table: Any, model: str | None,
-                   *order: Any) -> list[Any]:
-    query = select(table).order_by(*order)
+                   *order: Any, where: Sequence[Any] = ()) -> list[Any]:
+    query = select(table).where(*where).order_by(*order)
     if model:
         query = query.where(table.model == model)
     async with sessions() as session:
@@ -229,6 +258,7 @@ def _start(model: str, effective_from: datetime | None) -> datetime:
     return as_utc(effective_from) if effective_from else datetime.now(UTC)
 
 
-def _row(model: str, input_pm: Decimal, output_pm: Decimal, currency: str, start: datetime) -> PriceRow:
-    return PriceRow(model=model, effective_from=start, input_per_million=input_pm,
+def _row(model: str, input_pm: Decimal, output_pm: Decimal, currency: str, start: datetime,
+         tier: str) -> PriceRow:
+    return PriceRow(model=model, tier=tier, effective_from=start, input_per_million=input_pm,
                     output_per_million=output_pm, currency=currency, created_at=datetime.now(UTC))

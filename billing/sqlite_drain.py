@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 _INSERT = (f"INSERT INTO ledger_entries ({', '.join(LEDGER_COLUMNS)}) "
            f"VALUES ({', '.join('?' * len(LEDGER_COLUMNS))}) ON CONFLICT (request_id) DO NOTHING")
-_PRICE_COLUMNS = "model, input_per_million, output_per_million, currency, effective_from"
+_PRICE_COLUMNS = "model, input_per_million, output_per_million, currency, effective_from, tier"  # both tiers
 _INSTANCE_PRICE_COLUMNS = "model, instance_type, per_minute, currency, effective_from"
 
 
@@ -150,8 +150,8 @@ def _entries(connection: sqlite3.Connection, writer: LedgerWriter, payloads: lis
 def _price_table(connection: sqlite3.Connection, events: list[UsageEvent]) -> PriceTable:
     models, instance_models = (sorted(names) for names in models_to_price(events))
     query = f"SELECT {_PRICE_COLUMNS} FROM prices WHERE model IN ({', '.join('?' * len(models))})"
-    prices = [Price(model, Decimal(input_pm), Decimal(output_pm), currency, _moment(start))
-              for model, input_pm, output_pm, currency, start in connection.execute(query, models)]
+    prices = [Price(model, Decimal(input_pm), Decimal(output_pm), currency, _moment(start), tier)
+              for model, input_pm, output_pm, currency, start, tier in connection.execute(query, models)]
     query = (f"SELECT {_INSTANCE_PRICE_COLUMNS} FROM instance_prices "
              f"WHERE model IN ({', '.join('?' * len(instance_models))})")
     instance_prices = [InstancePrice(model, instance_type, Decimal(per_minute), currency, _moment(start))

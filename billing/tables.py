@@ -1,6 +1,6 @@
 """ORM tables of the billing package: the outbox, the ledger, the price books, statements, Stripe exports.
 
-Migration ``0002_billing`` creates the same tables (``0008`` and ``0009`` add to them); keep them in step.
+Migration ``0002_billing`` creates the same tables (``0008``, ``0009`` and ``0012`` add to them); keep them in step.
 """
 
 from __future__ import annotations
@@ -63,13 +63,15 @@ class LedgerEntryRow(Base):
 
 
 class PriceRow(Base):
-    """A model's price per 1M tokens from ``effective_from`` until the next entry of the same model."""
+    """A model's price per 1M tokens in one tier (``online`` or ``batch``) from ``effective_from`` until the next
+    entry of the same model and tier."""
 
     __tablename__ = "prices"
-    __table_args__ = (UniqueConstraint("model", "effective_from"),)
+    __table_args__ = (UniqueConstraint("model", "tier", "effective_from"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     model: Mapped[str] = mapped_column(String(128), index=True)
+    tier: Mapped[str] = mapped_column(String(8), server_default="online")  # migration 0012
     effective_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     input_per_million: Mapped[Decimal] = mapped_column(ExactDecimal)
     output_per_million: Mapped[Decimal] = mapped_column(ExactDecimal)

@@ -58,7 +58,7 @@ class AdmissionControl(Protocol):
 class PriceQuotes(Protocol):
     """The prices in force for a model at a moment (the price book)."""
 
-    async def quote(self, model: ModelSpec, at: datetime) -> Price: ...
+    async def quote(self, model: ModelSpec, at: datetime, *, tier: str = "online") -> Price: ...
 
 
 class BillingGate(Protocol):
@@ -141,7 +141,8 @@ class ServingService:
         plan = plan_for(target, request_id)
         spec = target.model
         await self._gate.ensure_available()
-        prices = await self._prices.quote(spec, datetime.now(UTC))
+        prices = await self._prices.quote(spec, datetime.now(UTC),
+                                          tier="batch" if plan.placement.batch is not None else "online")
         admission = await self._throttle.admit(principal, plan.prompt_tokens, prices.cost(plan.prompt_tokens, 0),
                                                target.capacity)
         started = datetime.now(UTC)
@@ -163,7 +164,8 @@ class ServingService:
     async def _start(self, principal: Principal, plan: Plan, capacity: Capacity | None) -> Generation:
         state = str(self._pool.state(plan.model.id if not plan.model.base else plan.model.base))
         await self._gate.ensure_available()
-        prices = await self._prices.quote(plan.model, datetime.now(UTC))
+        prices = await self._prices.quote(plan.model, datetime.now(UTC),
+                                          tier="batch" if plan.placement.batch is not None else "online")
         await self._arrivals.ready()  # a burst's requests go to the pool together (service/arrivals.py)
         admission = await self._throttle.admit(principal, plan.reserved_tokens,
                                                prices.cost(plan.prompt_tokens, plan.reserved_completion_tokens),

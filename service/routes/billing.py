@@ -1,5 +1,5 @@
-"""Billing routes: the price books (``/v1/prices``, ``/v1/prices/instances``) and usage reports (``/v1/usage``);
-decode, call, encode."""
+"""Billing routes: the price books (``/v1/prices``, tiers online and batch; ``/v1/prices/instances``) and usage
+reports (``/v1/usage``); decode, call, encode."""
 
 from __future__ import annotations
 
@@ -24,11 +24,15 @@ if TYPE_CHECKING:
     from billing.wiring import Billing
 
 
+Tier = Literal["online", "batch"]  # online: requests; batch: the lines of batch jobs
+
+
 class PriceCreate(Body, kw_only=True):
     model: ModelId
     input_per_million: PricePerMillion  # decimal strings: money never travels as a float
     output_per_million: PricePerMillion
     effective_from: Moment | Annotated[int, Meta(ge=0, le=99_999_999_999)] | None = None  # default: now
+    tier: Tier = "online"
 
 
 InstanceType = Annotated[str, Meta(pattern=INSTANCE_TYPE_PATTERN,
@@ -50,6 +54,7 @@ MOMENT_QUERY = {"anyOf": [{"maxLength": 0}, *MOMENT_FORMS]}  # empty: unbounded
 class PriceView(msgspec.Struct, kw_only=True):
     object: str = "price"
     model: str
+    tier: str
     input_per_million: str
     output_per_million: str
     currency: str
@@ -91,26 +96,30 @@ def _start(effective_from: str | int | None) -> datetime | None:
 
 
 def _view(price: Price) -> PriceView:
-    return PriceView(model=price.model, input_per_million=format_decimal(price.input_per_million),
+    return PriceView(model=price.model, tier=price.tier, input_per_million=format_decimal(price.input_per_million),
                      output_per_million=format_decimal(price.output_per_million), currency=price.currency,
                      effective_from=int(price.effective_from.timestamp()))
 
 
 @get("/v1/prices", summary="List the price book", tags=["Billing"])
 async def list_prices(principal: NamedDependency[Principal], price_book: NamedDependency[PriceBook],
-                      model: Annotated[str | None, QueryParameter()] = None) -> PriceList:
-    """Every price entry (per 1M input / output tokens), oldest first; each applies until the next."""
-    return PriceList(data=[_view(p) for p in await price_book.list(model)])
+                      model: Annotated[str | None, QueryParameter()] = None,
+                      tier: Annotated[Tier | None, QueryParameter()] = None) -> PriceList:
+    """Every price entry (per 1M input / output tokens) of both tiers or of ``tier``, by model and tier, oldest
+    first; each applies until the next of the same model and tier. A batch job's lines are billed at the batch
+    price, or at the online price where the model has no batch entry."""
+    return PriceList(data=[_view(p) for p in await price_book.list(model, tier)])
 
 
 @post("/v1/prices", summary="Add a price (admin)", tags=["Billing"], status_code=201)
 async def create_price(data: JSONBody[PriceCreate], principal: NamedDependency[Principal],
                        price_book: NamedDependency[PriceBook]) -> PriceView:
-    """Append a price for a model from ``effective_from`` on; entries already written keep their price."""
+    """Append a price for a model in a tier (``online`` by default, or ``batch``) from ``effective_from`` on;
+    entries already written keep their price."""
     _admin(principal)
     price = await price_book.set_price(data.model, parse_amount(data.input_per_million, "input_per_million"),
                                        parse_amount(data.output_per_million, "output_per_million"),
-                                       _start(data.effective_from))
+                                       _start(data.effective_from), data.tier)
     return _view(price)
 
 
