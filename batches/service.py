@@ -15,11 +15,11 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from batches.tables import MOMENTS, BatchLineRow, BatchRow
-from meterway.errors import Conflict, NotFound
+from meterway.errors import Conflict, NotFound, RateLimited
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 WINDOWS = {"24h": 24 * 3600}
+STATUSES = ("validating", "in_progress", "finalizing", "completed", "failed", "expired", "cancelling", "cancelled")
 ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")  # a runner has work to do
 CANCELLABLE = ("validating", "in_progress")
 
@@ -39,6 +40,9 @@ class NewBatch:
     endpoint: str
     completion_window: str
     metadata: dict[str, str] | None
+    lines: int  # requests in the input file (validated at upload)
+    endpoint_name: str | None = None  # created at a batch endpoint: it runs on that endpoint's ...
+    deployment: str | None = None  # ... default deployment at creation (None: the serverless API)
 
 
 @dataclass(frozen=True)
@@ -52,44 +56,74 @@ class Claimed:
     input_file_id: str
     status: str
     expires_at: int
+    endpoint_name: str | None = None
+    deployment: str | None = None
 
 
 class BatchService:
     """Batch jobs and their lines."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, queued_lines: int = 0) -> None:
         self._sessions = sessions
+        self._queued_lines = queued_lines  # per tenant, over its unfinished jobs (0: no limit)
 
     async def create(self, new: NewBatch) -> dict[str, Any]:
         now = int(time.time())
         row = BatchRow(id=f"batch_{uuid.uuid4().hex[:24]}", tenant=new.tenant, key_id=new.key_id,
                        endpoint=new.endpoint, input_file_id=new.input_file_id, completion_window=new.completion_window,
-                       meta=new.metadata, status="validating", total=0, completed=0, failed=0, created_at=now,
-                       expires_at=now + WINDOWS[new.completion_window])
+                       meta=new.metadata, status="validating", total=new.lines, completed=0, failed=0,
+                       created_at=now, expires_at=now + WINDOWS[new.completion_window],
+                       endpoint_name=new.endpoint_name, deployment=new.deployment)
         async with self._sessions() as session, session.begin():
+            queued = await self._queued(session, new.tenant)
+            if self._queued_lines and queued + new.lines > self._queued_lines:
+                raise RateLimited(f"Enqueued line limit reached: {queued} lines of your batches are still to run "
+                                  f"and this one adds {new.lines}; the limit is {self._queued_lines}. Wait for a "
+                                  "batch to finish, or split the file.", param="input_file_id",
+                                  code="batch_line_limit_exceeded")
             session.add(row)
         return batch_body(row)
 
-    async def get(self, tenant: str, batch_id: str) -> dict[str, Any]:
+    async def counts(self) -> tuple[dict[str, int], int]:
+        """Jobs by status, and the lines still to run over every unfinished job (for ``/metrics``)."""
         async with self._sessions() as session:
-            return batch_body(await self._owned(session, tenant, batch_id))
+            rows = await session.execute(select(BatchRow.status, func.count()).group_by(BatchRow.status))
+            statuses = {str(status): int(count) for status, count in rows.all()}
+            return statuses, await self._queued(session, None)
 
-    async def page(self, tenant: str, after: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
-        """The tenant's batches, newest first, after the cursor ``after``; and whether more follow."""
+    @staticmethod
+    async def _queued(session: AsyncSession, tenant: str | None) -> int:
+        """Lines not answered yet in the unfinished jobs (of ``tenant``, or of all)."""
+        query = select(func.coalesce(func.sum(BatchRow.total - BatchRow.completed - BatchRow.failed), 0)) \
+            .where(BatchRow.status.in_(ACTIVE))
+        if tenant is not None:
+            query = query.where(BatchRow.tenant == tenant)
+        return int((await session.execute(query)).scalar_one())
+
+    async def get(self, tenant: str, batch_id: str, endpoint: str | None = None) -> dict[str, Any]:
+        async with self._sessions() as session:
+            return batch_body(await self._owned(session, tenant, batch_id, endpoint))
+
+    async def page(self, tenant: str, after: str | None, limit: int,
+                   endpoint: str | None = None) -> tuple[list[dict[str, Any]], bool]:
+        """The tenant's batches (of one batch endpoint, if named), newest first, after the cursor ``after``; and
+        whether more follow."""
         async with self._sessions() as session:
             query = select(BatchRow).where(BatchRow.tenant == tenant)
+            if endpoint is not None:
+                query = query.where(BatchRow.endpoint_name == endpoint)
             if after is not None:
-                cursor = await self._owned(session, tenant, after)
+                cursor = await self._owned(session, tenant, after, endpoint)
                 query = query.where((BatchRow.created_at < cursor.created_at)
                                     | ((BatchRow.created_at == cursor.created_at) & (BatchRow.id < cursor.id)))
             rows = (await session.execute(query.order_by(BatchRow.created_at.desc(), BatchRow.id.desc())
                                           .limit(limit + 1))).scalars().all()
         return [batch_body(row) for row in rows[:limit]], len(rows) > limit
 
-    async def cancel(self, tenant: str, batch_id: str) -> dict[str, Any]:
+    async def cancel(self, tenant: str, batch_id: str, endpoint: str | None = None) -> dict[str, Any]:
         """Ask the runner to stop: answered lines stay in the output; a finished batch is a 409."""
         async with self._sessions() as session, session.begin():
-            row = await self._owned(session, tenant, batch_id, lock=True)
+            row = await self._owned(session, tenant, batch_id, endpoint, lock=True)
             if row.status not in (*CANCELLABLE, "cancelling"):
                 raise Conflict(f"Cannot cancel a batch with status {row.status}.", param="batch_id")
             if row.status != "cancelling":
@@ -110,7 +144,7 @@ class BatchService:
                 return None
             row.lease_owner, row.lease_until = owner, now + lease_s
             return Claimed(row.id, row.tenant, row.key_id, row.endpoint, row.input_file_id, row.status,
-                           row.expires_at)
+                           row.expires_at, row.endpoint_name, row.deployment)
 
     async def waiting(self, batch_id: str) -> bool:
         """Whether a job other than ``batch_id`` has work and no runner: the one holding ``batch_id`` should
@@ -171,20 +205,22 @@ class BatchService:
             for result in (await session.execute(query)).scalars():
                 yield result
 
-    async def _owned(self, session: AsyncSession, tenant: str, batch_id: str, *, lock: bool = False) -> BatchRow:
+    async def _owned(self, session: AsyncSession, tenant: str, batch_id: str, endpoint: str | None = None, *,
+                     lock: bool = False) -> BatchRow:
+        """The tenant's batch (created at batch endpoint ``endpoint``, if named), else ``NotFound``."""
         query = select(BatchRow).where(BatchRow.id == batch_id)
         row = (await session.execute(query.with_for_update() if lock else query)).scalar_one_or_none()
-        if row is None or row.tenant != tenant:
+        if row is None or row.tenant != tenant or endpoint not in (None, row.endpoint_name):
             raise NotFound(f"No batch found with id '{batch_id}'.", param="batch_id")
         return row
 
 
 def batch_body(row: BatchRow) -> dict[str, Any]:
-    """OpenAI's Batch object."""
+    """OpenAI's Batch object, and the batch endpoint and deployment it runs on (None at ``/v1/batches``)."""
     moments = {name: getattr(row, name) for name in MOMENTS}
     return {"id": row.id, "object": "batch", "endpoint": row.endpoint, "errors": row.errors,
             "input_file_id": row.input_file_id, "completion_window": row.completion_window, "status": row.status,
             "output_file_id": row.output_file_id, "error_file_id": row.error_file_id, "created_at": row.created_at,
             "expires_at": row.expires_at, **moments,
             "request_counts": {"total": row.total, "completed": row.completed, "failed": row.failed},
-            "metadata": row.meta}
+            "metadata": row.meta, "endpoint_name": row.endpoint_name, "deployment": row.deployment}

@@ -49,6 +49,9 @@ class BatchRow(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_until: Mapped[float | None] = mapped_column(Float)  # unix seconds: past it, another runner may take over
     worked_at: Mapped[float | None] = mapped_column(Float)  # when a runner last gave it back: the queue's order
+    # A batch endpoint's job (0013): the endpoint and the deployment it runs on (None: the serverless API).
+    endpoint_name: Mapped[str | None] = mapped_column(String(32), index=True)
+    deployment: Mapped[str | None] = mapped_column(String(32))
 
 
 class BatchLineRow(Base):

@@ -20,6 +20,15 @@ def new_nonce() -> str:
     return secrets.token_hex(16)
 
 
+def key_id_of(endpoint: str, key_type: str) -> str:
+    """The key id an endpoint key's usage is counted under (and a batch job it creates remembers)."""
+    return f"ep:{endpoint}:{key_type}"
+
+
+def is_endpoint_key_id(key_id: str) -> bool:
+    return key_id.startswith("ep:")
+
+
 def is_endpoint_key(secret: str) -> bool:
     return secret.startswith(KEY_PREFIX)
 

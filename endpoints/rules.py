@@ -39,6 +39,31 @@ def check_weights(traffic: dict[str, int], mirror: dict[str, int], deployments: 
                              "can be mirrored to", param="mirror_traffic")
 
 
+KINDS = ("online", "batch")
+
+
+def check_kind(kind: str, was: str | None, traffic: dict[str, int], mirror: dict[str, int],
+               default: str | None, deployments: set[str]) -> None:
+    """Refuse, naming the field, what an endpoint of ``kind`` cannot have: a batch endpoint runs its jobs on
+    its ``default_deployment`` and takes no live or mirrored traffic; an online one has no default. The kind of
+    an existing endpoint (``was``) does not change."""
+    if was is not None and kind != was:
+        raise InvalidRequest(f"endpoint kind cannot change from {was!r} to {kind!r}; create another endpoint",
+                             param="kind")
+    if kind == "online":
+        if default is not None:
+            raise InvalidRequest("default_deployment applies to a batch endpoint; an online endpoint splits its "
+                                 "traffic", param="default_deployment")
+        return
+    for field, weights in (("traffic", traffic), ("mirror_traffic", mirror)):
+        if weights:
+            raise InvalidRequest(f"a batch endpoint takes no {field}: its jobs run on its default_deployment",
+                                 param=field)
+    if default is not None and default not in deployments:
+        raise InvalidRequest(f"default_deployment names {default!r}, which is not a deployment of this endpoint",
+                             param="default_deployment")
+
+
 def check_endpoint_name(name: str) -> None:
     check_name(name, "name")
     if name in RESERVED:

@@ -21,6 +21,7 @@ from endpoints.rules import (
     DEDICATED_ONLY,
     check_capacity,
     check_endpoint_name,
+    check_kind,
     check_name,
     check_weights,
     holds_traffic,
@@ -110,6 +111,8 @@ class Snapshot:
     deployments: dict[str, DeploymentSpec]
     nonces: dict[str, str]  # key type -> nonce
     max_concurrency: int | None = None
+    kind: str = "online"
+    default_deployment: str | None = None  # kind batch: where new jobs run
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,7 @@ class EndpointSpec:
     mirror_traffic: dict[str, int]
     tenant: str | None = None
     max_concurrency: int | None = None
+    default_deployment: str | None = None  # kind batch; None keeps the one it has
 
 
 class EndpointService:
@@ -151,7 +155,10 @@ class EndpointService:
             if row is not None and spec.tenant not in (None, row.tenant):
                 raise Conflict(f"endpoint {name!r} belongs to another tenant", param="tenant")
             deployments = await self._deployments(session, name)
-            check_weights(spec.traffic, spec.mirror_traffic, {d.name for d in deployments})
+            names = {d.name for d in deployments}
+            check_weights(spec.traffic, spec.mirror_traffic, names)
+            check_kind(spec.kind, row.kind if row is not None else None, spec.traffic, spec.mirror_traffic,
+                       spec.default_deployment, names)
             if row is None:
                 row = EndpointRow(name=name, tenant=owner, created_at=now, primary_nonce=new_nonce(),
                                   secondary_nonce=new_nonce())
@@ -159,6 +166,7 @@ class EndpointService:
             row.kind, row.description, row.auth_mode = spec.kind, spec.description, spec.auth_mode
             row.traffic, row.mirror_traffic, row.updated_at = dict(spec.traffic), dict(spec.mirror_traffic), now
             row.max_concurrency = spec.max_concurrency
+            row.default_deployment = spec.default_deployment or row.default_deployment
             body = endpoint_body(row, deployments)
         self._notify()
         return body
@@ -198,6 +206,8 @@ class EndpointService:
             for field in SPEC_FIELDS:
                 setattr(row, field, getattr(spec, field))
             row.updated_at = now
+            if owner.kind == "batch" and owner.default_deployment is None:
+                owner.default_deployment = name  # a batch endpoint's first deployment is its default
             body = deployment_body(row)
         self._notify()
         return body
@@ -215,6 +225,9 @@ class EndpointService:
                 if holds_traffic(name, owner.traffic, owner.mirror_traffic):
                     raise Conflict(f"deployment {name!r} still takes traffic; move its traffic (and mirror "
                                    "traffic) to 0 first", param="deployment")
+                if owner.default_deployment == name:
+                    raise Conflict(f"deployment {name!r} is the endpoint's default_deployment, where new batch "
+                                   "jobs run; set another default first", param="deployment")
                 still = self._drain_s - (datetime.now(UTC) - _aware(owner.updated_at)).total_seconds()
                 if still <= 0:
                     await session.delete(row)
@@ -254,7 +267,8 @@ class EndpointService:
             for d in (await session.execute(query)).scalars():
                 deployments[d.endpoint][d.name] = spec_of(d)
         return {name: Snapshot(name, row.tenant, dict(row.traffic), dict(row.mirror_traffic), deployments[name],
-                               {t: getattr(row, f"{t}_nonce") for t in KEY_TYPES}, row.max_concurrency)
+                               {t: getattr(row, f"{t}_nonce") for t in KEY_TYPES}, row.max_concurrency, row.kind,
+                               row.default_deployment)
                 for name, row in found.items()}
 
     async def dedicated(self) -> list[tuple[str, str, str, DeploymentSpec]]:
@@ -298,7 +312,7 @@ def endpoint_body(row: EndpointRow, deployments: list[DeploymentRow]) -> dict[st
     return {"name": row.name, "object": "endpoint", "kind": row.kind, "owner": row.tenant,
             "description": row.description, "auth_mode": row.auth_mode, "traffic": row.traffic,
             "mirror_traffic": row.mirror_traffic, "max_concurrency": row.max_concurrency,
-            "deployments": [deployment_body(d) for d in deployments],
+            "default_deployment": row.default_deployment, "deployments": [deployment_body(d) for d in deployments],
             "created_at": _seconds(row.created_at), "updated_at": _seconds(row.updated_at)}
 
 

@@ -1,5 +1,5 @@
 """ORM tables of endpoints and their deployments (migrated by 0006; endpoint keys by 0007; dedicated capacity
-and deployment descriptions by 0010)."""
+and deployment descriptions by 0010; a batch endpoint's default deployment by 0013)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ class EndpointRow(Base):
     primary_nonce: Mapped[str] = mapped_column(String(32))  # endpoint keys derive from these (endpoints.keys)
     secondary_nonce: Mapped[str] = mapped_column(String(32))
     max_concurrency: Mapped[int | None] = mapped_column(Integer)  # over all its deployments (None: unlimited)
+    default_deployment: Mapped[str | None] = mapped_column(String(32))  # kind batch: where new jobs run
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

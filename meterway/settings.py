@@ -106,6 +106,8 @@ class LimitSettings:
     default_tpm: int = _env("METERWAY_DEFAULT_TPM", "tokens per minute for keys without their own; 0 = none", 0)
     default_max_concurrency: int = _env("METERWAY_DEFAULT_MAX_CONCURRENCY",
                                         "concurrent requests per key without their own; 0 = none", 0)
+    batch_queued_lines: int = _env("METERWAY_BATCH_QUEUED_LINES", "lines a tenant may have in unfinished batches "
+                                   "(a new batch past it is a 429); 0 = none", 200_000)
 
 
 @dataclass(frozen=True)

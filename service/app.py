@@ -127,7 +127,7 @@ def build_parts(settings: Settings, *, meter: UsageRecorder | None = None) -> Ap
 
     endpoints = EndpointService(database.sessions, check_deployment, secrets_.hasher.digest, drain_s=ROUTES_FRESH_S)
     capacity = DedicatedCapacity(pool, endpoints, resolver, billing.meter, billing.prices, telemetry.registry)
-    batches = BatchService(database.sessions)
+    batches = BatchService(database.sessions, queued_lines=settings.limits.batch_queued_lines)
     routes = Routes(resolver, endpoints, secrets_.hasher.digest)
     mirrors = Mirrors(pool, meter or billing.meter, settings.server.request_timeout_s,
                       settings.server.mirror_max_inflight, telemetry.registry)
@@ -172,7 +172,7 @@ def create_app(settings: Settings, *, meter: UsageRecorder | None = None) -> Lit
         **fine_tune_dependencies(parts.fine_tunes),
         **upload_dependencies(settings.store_dir, settings.server.max_upload_bytes),
         **endpoint_dependencies(parts.endpoints, parts.capacity),
-        **batch_dependencies(parts.batches),
+        **batch_dependencies(parts.batches, parts.routes),
         **file_dependencies(settings.server.max_upload_bytes),
     }
     handlers = [*openai_handlers, *key_handlers, *tenant_handlers, *health_handlers, *billing_handlers,

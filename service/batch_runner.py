@@ -24,6 +24,8 @@ import msgspec
 import structlog
 from prometheus_client import Counter, Gauge
 
+from batches.service import STATUSES
+from endpoints.keys import is_endpoint_key_id
 from meterway.errors import (
     AuthenticationFailed,
     InternalFailure,
@@ -33,6 +35,7 @@ from meterway.errors import (
     PaymentRequired,
 )
 from meterway.processes import pid_alive
+from service.auth import Principal
 from service.batch_input import REQUESTS, read_batch_lines
 from service.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from service.responses import chat_completion, completion, embedding_list
@@ -45,14 +48,16 @@ if TYPE_CHECKING:
 
     from batches.service import BatchService, Claimed
     from files.store import FileStore
-    from service.auth import Principal
     from service.batch_input import BatchLine
     from service.serving import ServingService
 
 log = structlog.get_logger("meterway.batch")
-LEASE_S, RENEW_S, POLL_S = 30.0, 2.0, 1.0
+LEASE_S, RENEW_S, POLL_S, GAUGE_S = 30.0, 2.0, 1.0, 5.0
 SLICE = 32  # lines a job gets before it goes back to the queue, if another waits: jobs (and tenants) take turns
 RETRY_S, RETRIES = 1.0, 120  # a line the pool cannot take yet (loading, busy) waits and tries again
+# OpenAI's error lines for the lines a stopped job never ran: counted as failed, not billed.
+NOT_RUN = {"expired": ("batch_expired", "This request could not be executed before the completion window expired."),
+           "cancelled": ("batch_cancelled", "This request was not executed: the batch was cancelled.")}
 
 
 class BatchRunner:
@@ -73,15 +78,35 @@ class BatchRunner:
         self._tokens = Counter("meterway_batch_tokens", "Tokens of answered batch lines (rate(): batch tokens/s)",
                                ["kind"], registry=registry)
         self._running = Gauge("meterway_batch_lines_running", "Batch lines being answered now", registry=registry)
+        self._by_status = Gauge("meterway_batch_jobs_in_status", "Batch jobs in each status now (the shared queue)",
+                                ["status"], registry=registry)
+        self._queued = Gauge("meterway_batch_lines_queued", "Lines still to run in unfinished batch jobs",
+                             registry=registry)
+        self._gauges: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="batch-runner")
+        self._gauges = asyncio.create_task(self._gauge_loop(), name="batch-gauges")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._gauges):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _gauge_loop(self) -> None:
+        """Every ``GAUGE_S``: the queue's jobs by status and its lines still to run."""
+        while True:
+            try:
+                statuses, queued = await self._batches.counts()
+            except Exception:  # the database is away: the gauges keep their last values
+                log.warning("batch gauges not read", exc_info=True)
+            else:
+                for status in STATUSES:
+                    self._by_status.labels(status).set(statuses.get(status, 0))
+                self._queued.set(queued)
+            await asyncio.sleep(GAUGE_S)
 
     async def _run(self) -> None:
         await self._free_dead_leases()
@@ -151,7 +176,7 @@ class BatchRunner:
     async def _answer(self, job: Claimed) -> str:
         """Answer the lines not answered yet, ``SLICE`` at a time while another job waits; then ``more`` if
         lines are left, else in_progress, cancelled or expired."""
-        principal = await self._principal_of(job.key_id)
+        principal = await self._principal(job)
         answered = await self._batches.answered(job.id)
         slots, running, stop = asyncio.Semaphore(self._concurrency), set[asyncio.Task[None]](), "in_progress"
         renewed, launched = time.monotonic(), 0
@@ -180,6 +205,13 @@ class BatchRunner:
         checked = await self._check(job)
         return "more" if stop == "more" and checked == "in_progress" else checked
 
+    async def _principal(self, job: Claimed) -> Principal:
+        """Who the job's lines run as: the key that created it, or (an endpoint key) the endpoint's owner at
+        that endpoint only, as its online calls do."""
+        if is_endpoint_key_id(job.key_id):
+            return Principal(job.tenant, job.key_id, endpoint=job.endpoint_name)
+        return await self._principal_of(job.key_id)
+
     async def _tracked(self, work: Awaitable[None]) -> None:
         self._running.inc()
         try:
@@ -199,7 +231,8 @@ class BatchRunner:
         request_id = f"{job.id}-{line.number}"
         for attempt in range(RETRIES + 1):
             try:
-                body = await self._serve(principal, job.endpoint, line.body, request_id, Via(batch=job.id))
+                via = Via(job.endpoint_name, job.deployment, batch=job.id)
+                body = await self._serve(principal, job.endpoint, line.body, request_id, via)
                 answer, ok = {"status_code": 200, "request_id": request_id, "body": body}, True
                 break
             except MeterwayError as exc:
@@ -243,8 +276,19 @@ class BatchRunner:
         generation = await serving.completion(principal, request, request_id, via)
         return msgspec.to_builtins(completion(request_id, generation, await generation.collect()))
 
+    async def _not_run(self, job: Claimed, code: str, message: str) -> None:
+        """Give every line not answered an error line (``code``), so the files hold every line once."""
+        answered = await self._batches.answered(job.id)
+        for line in read_batch_lines(self._files.data(job.tenant, job.input_file_id)):
+            if line.number not in answered:
+                result = {"id": f"batch_req_{uuid.uuid4().hex[:24]}", "custom_id": line.custom_id, "response": None,
+                          "error": {"code": code, "message": message}}
+                await self._batches.record(job.id, line.number, False, json.dumps(result, separators=(",", ":")))
+
     async def _finalize(self, job: Claimed, status: str) -> None:
         """Write the output and error files from the answered lines; the job ends ``status``."""
+        if status in NOT_RUN:
+            await self._not_run(job, *NOT_RUN[status])
         await self._batches.move(job.id, "finalizing")
         files: dict[str, str | None] = {}
         for ok, field, suffix in ((True, "output_file_id", "output"), (False, "error_file_id", "error")):

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from endpoints.keys import is_endpoint_key, matching_type
+from endpoints.keys import is_endpoint_key, key_id_of, matching_type
 from endpoints.router import PIN_HEADERS, choose
-from meterway.errors import AuthenticationFailed, InvalidRequest, NotFound
+from meterway.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound
 from service.auth import Principal
 from service.inference import Placement
 from service.key_throttle import Capacity
@@ -71,6 +71,9 @@ class Routes:
         if via.endpoint is None:
             return await self._serverless(principal, model, via)
         snapshot = await self._endpoint(principal, via.endpoint)
+        if snapshot.kind == "batch" and via.batch is None:
+            raise InvalidRequest(f"endpoint {snapshot.name!r} is a batch endpoint: upload a file of requests and "
+                                 "create a job at its scoring_uri (POST .../batches)", param="endpoint")
         served = {d.model for d in snapshot.deployments.values()}
         if model and model not in served and model != snapshot.name:
             raise InvalidRequest(f"endpoint {snapshot.name!r} serves {', '.join(sorted(served)) or 'no model'}; "
@@ -89,6 +92,17 @@ class Routes:
                                snapshot.max_concurrency)
         return Target(spec, Placement(snapshot.name, choice.deployment, batch=via.batch), mirror, capacity,
                       _group(snapshot, choice.deployment))
+
+    async def batch_deployment(self, principal: Principal, endpoint: str) -> str:
+        """Where a job created at batch endpoint ``endpoint`` runs: its default deployment now."""
+        snapshot = await self._endpoint(principal, endpoint)
+        if snapshot.kind != "batch":
+            raise InvalidRequest(f"endpoint {endpoint!r} is an online endpoint: call it directly; batch jobs are "
+                                 "created at a batch endpoint or at /v1/batches", param="endpoint")
+        if snapshot.default_deployment is None:
+            raise Conflict(f"batch endpoint {endpoint!r} has no deployment yet: add one (it becomes the default)",
+                           param="endpoint")
+        return snapshot.default_deployment
 
     async def visible(self, principal: Principal, via: Via) -> list[ModelSpec]:
         """The models a caller may name: the catalog and its fine-tunes, or the endpoint's deployments'."""
@@ -121,7 +135,7 @@ class Routes:
             else:
                 key_type = matching_type(self._sign, endpoint, snapshot.nonces, secret)
                 if key_type is not None:
-                    return Principal(snapshot.tenant, f"ep:{endpoint}:{key_type}", endpoint=endpoint)
+                    return Principal(snapshot.tenant, key_id_of(endpoint, key_type), endpoint=endpoint)
         raise AuthenticationFailed("Incorrect API key provided: an endpoint key calls only its own endpoint, at "
                                    "its scoring_uri.")
 

@@ -1,6 +1,8 @@
 """OpenAI's Batch API at ``/v1/batches``: create, list, retrieve, cancel (the openai SDK's ``client.batches``).
 
-Each handler decodes, calls one ``BatchService`` method and encodes; the jobs run in ``service.batch_runner``.
+The same routes are at every batch endpoint's ``scoring_uri`` (``/endpoints/{name}/v1/batches``): a job created
+there runs on the endpoint's default deployment at that moment, and the endpoint lists only its own jobs. Each
+handler decodes, calls one ``BatchService`` method and encodes; the jobs run in ``service.batch_runner``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from meterway.errors import AuthenticationFailed, InvalidRequest
 from service.auth import Principal
 from service.batch_input import validate_batch_file
 from service.http.fields import Body
+from service.routes.openai import paths
+from service.routing import Routes, Via
 
 TAGS = ["Batches"]
 MetadataKey = Annotated[str, Meta(min_length=1, max_length=64)]
@@ -33,53 +37,58 @@ class BatchCreate(Body):
     metadata: Annotated[dict[MetadataKey, MetadataValue], Meta(max_length=16)] | None = None
 
 
-def _owner(principal: Principal) -> str:
-    if principal.endpoint is not None:
+def _owner(principal: Principal, via: Via) -> str:
+    if principal.endpoint is not None and via.endpoint is None:
         raise AuthenticationFailed("Incorrect API key provided: an endpoint key calls only its own endpoint.")
     return principal.billing_tenant
 
 
-@post("/v1/batches", summary="Create a batch", tags=TAGS, status_code=200)
-async def create_batch(data: BatchCreate, principal: Principal, batches: BatchService,
-                       files: FileStore) -> dict[str, Any]:
-    """Queue a job over an uploaded ``batch`` file whose every line names ``endpoint``."""
-    owner = _owner(principal)
+@post(paths("/batches"), summary="Create a batch", tags=TAGS, status_code=200)
+async def create_batch(data: BatchCreate, principal: Principal, batches: BatchService, files: FileStore,
+                       via: Via, batch_routes: Routes) -> dict[str, Any]:
+    """Queue a job over an uploaded ``batch`` file whose every line names ``endpoint``; at a batch endpoint,
+    on its default deployment."""
+    owner = _owner(principal, via)
+    deployment = await batch_routes.batch_deployment(principal, via.endpoint) if via.endpoint else None
     found = files.get(owner, data.input_file_id)
     if found.purpose != "batch":
         raise InvalidRequest(f"file {found.id} has purpose {found.purpose!r}; a batch reads a file of purpose "
                              "'batch'", param="input_file_id")
-    urls = validate_batch_file(files.data(owner, found.id)).urls
+    summary = validate_batch_file(files.data(owner, found.id))
+    urls = summary.urls
     if urls != {data.endpoint}:
         raise InvalidRequest(f"the file's lines name {', '.join(sorted(urls))}; every line must name the batch's "
                              f"endpoint {data.endpoint}", param="endpoint")
     return await batches.create(NewBatch(owner, principal.billing_key, found.id, data.endpoint,
-                                         data.completion_window, data.metadata))
+                                         data.completion_window, data.metadata, summary.lines, via.endpoint,
+                                         deployment))
 
 
-@get("/v1/batches", summary="List batches", tags=TAGS)
-async def list_batches(principal: Principal, batches: BatchService,
+@get(paths("/batches"), summary="List batches", tags=TAGS)
+async def list_batches(principal: Principal, batches: BatchService, via: Via,
                        after: Annotated[str | None, QueryParameter(max_length=40)] = None,
                        limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20) -> dict[str, Any]:
     """The caller's batches, newest first; ``after`` is the last id of the previous page."""
-    data, more = await batches.page(_owner(principal), after, limit)
+    data, more = await batches.page(_owner(principal, via), after, limit, via.endpoint)
     return {"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
             "last_id": data[-1]["id"] if data else None, "has_more": more}
 
 
-@get("/v1/batches/{batch_id:str}", summary="Retrieve a batch", tags=TAGS)
-async def retrieve_batch(batch_id: str, principal: Principal, batches: BatchService) -> dict[str, Any]:
+@get(paths("/batches/{batch_id:str}"), summary="Retrieve a batch", tags=TAGS)
+async def retrieve_batch(batch_id: str, principal: Principal, batches: BatchService, via: Via) -> dict[str, Any]:
     """Its status, request counts and, once finished, its output and error files."""
-    return await batches.get(_owner(principal), batch_id)
+    return await batches.get(_owner(principal, via), batch_id, via.endpoint)
 
 
-@post("/v1/batches/{batch_id:str}/cancel", summary="Cancel a batch", tags=TAGS, status_code=200)
-async def cancel_batch(batch_id: str, principal: Principal, batches: BatchService) -> dict[str, Any]:
+@post(paths("/batches/{batch_id:str}/cancel"), summary="Cancel a batch", tags=TAGS, status_code=200)
+async def cancel_batch(batch_id: str, principal: Principal, batches: BatchService, via: Via) -> dict[str, Any]:
     """Stop within seconds; the lines already answered stay in the output and are the only ones billed."""
-    return await batches.cancel(_owner(principal), batch_id)
+    return await batches.cancel(_owner(principal, via), batch_id, via.endpoint)
 
 
 batch_handlers = [create_batch, list_batches, retrieve_batch, cancel_batch]
 
 
-def batch_dependencies(service: BatchService) -> dict[str, Provide]:
-    return {"batches": Provide(lambda: service, use_cache=True, sync_to_thread=False)}
+def batch_dependencies(service: BatchService, routes: Routes) -> dict[str, Provide]:
+    return {"batches": Provide(lambda: service, use_cache=True, sync_to_thread=False),
+            "batch_routes": Provide(lambda: routes, use_cache=True, sync_to_thread=False)}

@@ -34,13 +34,15 @@ LOG_LINES = 500  # what the pool keeps of a deployment's log
 class EndpointPut(Body):
     """``PUT /v1/endpoints/{name}``: the endpoint as it should be."""
 
-    kind: Literal["online"] = "online"  # serverless and batch endpoints arrive with their issues
+    # online: traffic split between deployments; batch: jobs (POST {scoring_uri}/batches) on default_deployment
+    kind: Literal["online", "batch"] = "online"
     description: Annotated[str, Meta(max_length=256)] = ""
     auth_mode: Literal["key"] = "key"  # "token" arrives with the token-auth issue
     traffic: dict[Label, Percent] = {}
     mirror_traffic: dict[Label, Percent] = {}
     tenant: Name | None = None  # the admin names the owner
     max_concurrency: Annotated[int, Meta(ge=1)] | None = None  # requests in flight over all its deployments
+    default_deployment: Label | None = None  # kind batch (its first deployment until set); omitted: kept
 
 
 class DeploymentPut(Body):
@@ -87,9 +89,11 @@ def _located(request: Request[Any, Any, Any], body: dict[str, Any], capacity: De
 @put("/v1/endpoints/{name:str}", summary="Create or update an endpoint", tags=TAGS)
 async def put_endpoint(name: str, data: EndpointPut, principal: Principal, endpoints: EndpointService,
                        request: Request[Any, Any, Any], dedicated_capacity: DedicatedCapacity) -> dict[str, Any]:
-    """Idempotent; traffic sums to 100 (or is empty), mirror traffic to at most 50."""
+    """Idempotent; traffic sums to 100 (or is empty), mirror traffic to at most 50. A batch endpoint takes no
+    traffic: a job created at its ``scoring_uri`` runs on its ``default_deployment``, fixed when the job is
+    created."""
     spec = EndpointSpec(data.kind, data.description, data.auth_mode, data.traffic, data.mirror_traffic,
-                        data.tenant, data.max_concurrency)
+                        data.tenant, data.max_concurrency, data.default_deployment)
     return _located(request, await endpoints.put(_caller(principal), name, spec), dedicated_capacity)
 
 

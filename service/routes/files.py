@@ -26,6 +26,7 @@ from models.finetune.multipart_form import receive_form
 from service.auth import Principal
 from service.batch_input import validate_batch_file
 from service.http.bodies import limited_body
+from service.routes.openai import paths
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterable, AsyncIterator
@@ -110,7 +111,7 @@ def _purpose(fields: dict[str, str]) -> str:
     return purpose
 
 
-@post("/v1/files", summary="Upload a file", tags=TAGS, status_code=200, request_max_body_size=None,
+@post(paths("/files"), summary="Upload a file", tags=TAGS, status_code=200, request_max_body_size=None,
       operation_class=_UploadForm)
 async def upload_file(principal: Principal, files: FileStore, file_limit: int,
                       request: Request[Any, Any, Any]) -> dict[str, Any]:
@@ -121,7 +122,7 @@ async def upload_file(principal: Principal, files: FileStore, file_limit: int,
         return files.adopt(principal.billing_tenant, path, filename, purpose).body()
 
 
-@get("/v1/files", summary="List files", tags=TAGS)
+@get(paths("/files"), summary="List files", tags=TAGS)
 async def list_files(principal: Principal, files: FileStore,
                      purpose: Annotated[str | None, QueryParameter(max_length=32)] = None,
                      limit: Annotated[int, QueryParameter(ge=1, le=10_000)] = 10_000,
@@ -141,13 +142,13 @@ def _page(found: list[FileObject], after: str | None, limit: int) -> dict[str, A
             "last_id": page[-1].id if page else None, "has_more": start + limit < len(found)}
 
 
-@get("/v1/files/{file_id:str}", summary="Retrieve a file", tags=TAGS)
+@get(paths("/files/{file_id:str}"), summary="Retrieve a file", tags=TAGS)
 async def retrieve_file(file_id: str, principal: Principal, files: FileStore) -> dict[str, Any]:
     """The File object; another tenant's file is as absent as one that never existed (404)."""
     return files.get(principal.billing_tenant, file_id).body()
 
 
-@get("/v1/files/{file_id:str}/content", summary="Retrieve a file's content", tags=TAGS,
+@get(paths("/files/{file_id:str}/content"), summary="Retrieve a file's content", tags=TAGS,
      media_type="application/octet-stream", operation_class=_FileBytes)
 async def file_content(file_id: str, principal: Principal, files: FileStore) -> File:
     """The file's bytes as they were uploaded (or, for a batch's results, written), streamed."""
@@ -157,7 +158,7 @@ async def file_content(file_id: str, principal: Principal, files: FileStore) -> 
                 content_disposition_type="attachment")
 
 
-@delete("/v1/files/{file_id:str}", summary="Delete a file", tags=TAGS, status_code=200)
+@delete(paths("/files/{file_id:str}"), summary="Delete a file", tags=TAGS, status_code=200)
 async def delete_file(file_id: str, principal: Principal, files: FileStore) -> dict[str, Any]:
     """Delete the file; OpenAI's deletion object."""
     gone = files.delete(principal.billing_tenant, file_id)

@@ -5,6 +5,7 @@ its turn beside a big one; the ``meterway batch`` CLI — on SQLite and PostgreS
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -15,8 +16,11 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import openai
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from service.cli import main
+from tests.battery import scaled
 from tests.server import ServerProcess
 
 if TYPE_CHECKING:
@@ -109,9 +113,11 @@ def test_a_batch_runs_every_line_once_and_a_bad_line_lands_in_the_error_file(gat
     assert [(e["custom_id"], e["response"]["status_code"]) for e in errors] == [("bad", 404)]
     assert errors[0]["response"]["body"]["error"]["code"] == "model_not_found"
     assert billed_requests(gateway, secret, 6) == 6  # the refused line is not billed
+    assert_billed_at_the_batch_price(gateway, secret, batch.id, output)
     metrics = httpx.get(f"{gateway.url}/metrics").text
     for series in ('meterway_batch_jobs_total{status="completed"}', 'meterway_batch_lines_total{outcome="ok"}',
-                   'meterway_batch_lines_total{outcome="failed"}', 'meterway_batch_tokens_total{kind="completion"}'):
+                   'meterway_batch_lines_total{outcome="failed"}', 'meterway_batch_tokens_total{kind="completion"}',
+                   'meterway_batch_jobs_in_status{status="completed"}', "meterway_batch_lines_queued"):
         assert series in metrics, series
 
     listed = ai.batches.list(limit=5)
@@ -126,6 +132,23 @@ def test_a_batch_runs_every_line_once_and_a_bad_line_lands_in_the_error_file(gat
     assert batch.id not in [b.id for b in other.batches.list().data]
     with pytest.raises(openai.ConflictError):
         ai.batches.cancel(batch.id)  # a completed batch cannot be cancelled
+
+
+def assert_billed_at_the_batch_price(gateway: ServerProcess, secret: str, batch_id: str,
+                                     output: list[dict[str, Any]]) -> None:
+    """The job's cost is its lines' tokens at the model's batch price (the seed: half the online one)."""
+    with httpx.Client(base_url=gateway.url, headers={"Authorization": f"Bearer {secret}"}) as http:
+        prices = {p["tier"]: p for p in http.get("/v1/prices", params={"model": ECHO}).json()["data"]}
+        report = http.get("/v1/usage", params={"group_by": "batch"}).json()["data"]
+    batch, online = prices["batch"], prices["online"]
+    assert Decimal(batch["input_per_million"]) * 2 == Decimal(online["input_per_million"])
+    prompt = sum(line["response"]["body"]["usage"]["prompt_tokens"] for line in output)
+    completion = sum(line["response"]["body"]["usage"]["completion_tokens"] for line in output)
+    expected = (prompt * Decimal(batch["input_per_million"])
+                + completion * Decimal(batch["output_per_million"])) / 1_000_000
+    [row] = [row for row in report if row["batch"] == batch_id]
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (prompt, completion)
+    assert Decimal(row["cost"]) == expected
 
 
 def test_what_a_batch_cannot_run_is_refused(gateway: ServerProcess, tmp_path: Path) -> None:
@@ -149,9 +172,39 @@ def test_cancel_stops_the_job_and_keeps_what_was_answered(gateway: ServerProcess
     assert ai.batches.cancel(batch.id).status == "cancelling"
     done = wait(ai, batch.id, ("cancelled",))
     assert done.request_counts is not None and 1 <= done.request_counts.completed < 40
-    output = results(ai, done.output_file_id)
-    assert len(output) == done.request_counts.completed == len({line["custom_id"] for line in output})
-    assert billed_requests(gateway, secret, len(output)) == len(output)  # only the answered lines are billed
+    assert_every_line_once(ai, done, 40, "batch_cancelled")
+    assert billed_requests(gateway, secret, done.request_counts.completed) == done.request_counts.completed
+
+
+def test_a_job_past_its_window_expires_with_what_was_answered(gateway: ServerProcess, tmp_path: Path) -> None:
+    ai, secret = client(gateway, f"acme-{uuid.uuid4().hex[:6]}")
+    batch = submit(ai, tmp_path, [chat_line(f"req-{n}", model=SMOLLM, max_tokens=24) for n in range(60)])
+    answered(ai, batch.id, 1)
+    url = gateway.env.get("METERWAY_DATABASE_URL") or f"sqlite+aiosqlite:///{gateway.home / 'meterway.db'}"
+    asyncio.run(end_window(url, batch.id))
+    done = wait(ai, batch.id, ("expired",))
+    assert done.expired_at is not None and done.request_counts is not None
+    assert 1 <= done.request_counts.completed < 60
+    assert_every_line_once(ai, done, 60, "batch_expired")
+    assert billed_requests(gateway, secret, done.request_counts.completed) == done.request_counts.completed
+
+
+async def end_window(url: str, batch_id: str) -> None:
+    """24 hours pass for one job: its completion window ends now."""
+    engine = create_async_engine(url)
+    async with engine.begin() as connection:
+        await connection.execute(text("UPDATE batches SET expires_at = :now WHERE id = :id"),
+                                 {"now": int(time.time()) - 1, "id": batch_id})
+    await engine.dispose()
+
+
+def assert_every_line_once(ai: openai.OpenAI, done: openai.types.Batch, total: int, code: str) -> None:
+    """The output holds the answered lines; the error file every other line, with ``code``: each line once."""
+    assert done.request_counts is not None
+    output, errors = results(ai, done.output_file_id), results(ai, done.error_file_id)
+    assert len(output) == done.request_counts.completed and len(errors) == done.request_counts.failed
+    assert sorted(line["custom_id"] for line in output + errors) == sorted(f"req-{n}" for n in range(total))
+    assert {(e["response"], e["error"]["code"]) for e in errors} == {(None, code)}
 
 
 @pytest.mark.battery(15)
@@ -160,21 +213,25 @@ def test_a_gateway_killed_mid_batch_resumes_without_losing_or_repeating_a_line(
     home = tmp_path / "gateway"
     first = ServerProcess(home=home, store=store_dir).start()
     ai, secret = client(first, f"acme-{uuid.uuid4().hex[:6]}")
-    total = 24
+    total = int(scaled(48, 256))  # more than the lines in flight (1.5 batches), so some wait for the restart
     batch = submit(ai, tmp_path, [chat_line(f"req-{n}", model=SMOLLM, max_tokens=16) for n in range(total)])
     answered_before = answered(ai, batch.id, 3)
     assert first.process is not None
     first.process.kill()  # SIGKILL: no shutdown, the lease is left behind
     first.process.wait()
     second = ServerProcess(home=home, store=store_dir, port=first.port).start()
+    healthy, at_restart = time.monotonic(), ai.batches.retrieve(batch.id).request_counts
     try:
-        done = wait(ai, batch.id, ("completed",), timeout=300)
+        answered(ai, batch.id, (at_restart.completed if at_restart else 0) + 1, timeout=120)
+        resume_s = time.monotonic() - healthy  # /health answered -> the next line answered
+        done = wait(ai, batch.id, ("completed",), timeout=600)
         output = results(ai, done.output_file_id)
         ids = [line["custom_id"] for line in output]
         billed = billed_requests(second, secret, total)
     finally:
         second.stop()
-    figures.record(lines=total, answered_before_the_kill=answered_before, answered=len(ids), billed=billed)
+    figures.record(lines=total, answered_before_the_kill=answered_before, answered=len(ids), billed=billed,
+                   resume_after_health_s=round(resume_s, 2))
     assert sorted(ids) == sorted(f"req-{n}" for n in range(total)) and len(set(ids)) == total
     assert done.request_counts is not None and (done.request_counts.completed, done.request_counts.failed) == (total, 0)
     assert billed == total
