@@ -28,6 +28,10 @@ class Principal:
     is_admin: bool = False
     limits: Any = field(default=None, compare=False)  # the key's ``KeyLimits`` (None: unlimited)
     endpoint: str | None = None  # an endpoint key's endpoint: the only one it may call
+    roles: frozenset[str] = frozenset({"owner"})  # meterway.roles; the admin's are {"admin"}
+    subject: str | None = None  # a token's subject (its usage records it); None for keys
+    models: frozenset[str] | None = None  # a scoped key: the only models it may call (None: any)
+    endpoints: frozenset[str] | None = None  # a scoped key: the only endpoints it may call (None: any)
 
     @property
     def billing_tenant(self) -> str:
