@@ -155,12 +155,15 @@ class BatchService:
                      .where((BatchRow.lease_until.is_(None)) | (BatchRow.lease_until < now)).limit(1))
             return (await session.execute(query)).scalar_one_or_none() is not None
 
-    async def renew(self, batch_id: str, owner: str, lease_s: float) -> str | None:
-        """Extend the lease; the job's status now (the runner stops on ``cancelling``), None if it was lost."""
+    async def renew(self, batch_id: str, owner: str, lease_s: float) -> tuple[str, int] | None:
+        """Extend the lease; the job's status and the end of its window now (the runner stops on
+        ``cancelling`` or past the window), None if the lease was lost."""
         async with self._sessions() as session, session.begin():
             mine = update(BatchRow).where(BatchRow.id == batch_id, BatchRow.lease_owner == owner)
-            result = await session.execute(mine.values(lease_until=time.time() + lease_s).returning(BatchRow.status))
-            return result.scalar_one_or_none()
+            result = await session.execute(mine.values(lease_until=time.time() + lease_s)
+                                           .returning(BatchRow.status, BatchRow.expires_at))
+            row = result.one_or_none()
+            return (str(row[0]), int(row[1])) if row is not None else None
 
     async def leases(self) -> list[tuple[str, str]]:
         """(job, lease owner) of every job a runner holds now."""

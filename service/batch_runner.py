@@ -220,12 +220,13 @@ class BatchRunner:
             self._running.dec()
 
     async def _check(self, job: Claimed) -> str:
-        status = await self._batches.renew(job.id, self._owner, LEASE_S)
+        renewed = await self._batches.renew(job.id, self._owner, LEASE_S)
+        if renewed is None:
+            raise RuntimeError(f"the lease on {job.id} was lost")
+        status, expires_at = renewed
         if status == "cancelling":
             return "cancelled"
-        if status is None:
-            raise RuntimeError(f"the lease on {job.id} was lost")
-        return "expired" if time.time() > job.expires_at else "in_progress"
+        return "expired" if time.time() > expires_at else "in_progress"
 
     async def _line(self, job: Claimed, principal: Principal, line: BatchLine) -> None:
         request_id = f"{job.id}-{line.number}"
