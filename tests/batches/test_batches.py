@@ -292,8 +292,9 @@ def test_the_cli_submits_waits_and_fetches_results(gateway: ServerProcess, tmp_p
     assert "has no error_file" in str(no_errors.value.code)
 
 
-def test_two_replicas_share_one_queue(store_dir: Path, module_pg_url: str, tmp_path: Path) -> None:
-    env = {"METERWAY_DATABASE_URL": module_pg_url, "METERWAY_KEY_PEPPER": uuid.uuid4().hex}  # one platform
+def test_two_replicas_share_one_queue(store_dir: Path, pg_url: str, tmp_path: Path) -> None:
+    # A database of their own: the module's gateway on PostgreSQL would take jobs from a shared one too.
+    env = {"METERWAY_DATABASE_URL": pg_url, "METERWAY_KEY_PEPPER": uuid.uuid4().hex}  # one platform
     replicas = [ServerProcess(home=tmp_path / name, store=store_dir, env=env).start() for name in ("a", "b")]
     try:
         ai, secret = client(replicas[0], f"acme-{uuid.uuid4().hex[:6]}")
