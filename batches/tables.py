@@ -25,7 +25,7 @@ class BatchRow(Base):
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     tenant: Mapped[str] = mapped_column(String(64), index=True)
-    key_id: Mapped[str] = mapped_column(String(40))  # whose key created it: its lines bill to that key
+    key_id: Mapped[str] = mapped_column(String(80))  # whose key (or "token:<tenant>") created it: its lines bill there
     endpoint: Mapped[str] = mapped_column(String(32))  # the url of every line
     input_file_id: Mapped[str] = mapped_column(String(40))
     completion_window: Mapped[str] = mapped_column(String(8))

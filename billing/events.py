@@ -36,3 +36,4 @@ no tokens and ``endpoint`` "instances"; the ledger prices it per instance-minute
     instance_minutes: int = 0  # > 0: a capacity event, billed per started instance-minute
     instance_type: str | None = None  # the instance type a capacity event's minutes ran on
     batch_id: str | None = None  # the batch job whose line this request answered
+    subject: str | None = None  # a token caller's subject (who in the tenant); None for keys

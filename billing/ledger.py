@@ -89,7 +89,7 @@ class LedgerWriter:
             "request_id": event.request_id, "tenant": event.tenant, "key_id": event.key_id,
             "model": event.model, "base_model": event.base_model, "end_user": event.user,
             "endpoint": event.endpoint, "endpoint_name": event.endpoint_name, "deployment": event.deployment,
-            "batch_id": event.batch_id,
+            "batch_id": event.batch_id, "subject": event.subject,
             "prompt_tokens": event.prompt_tokens, "completion_tokens": event.completion_tokens, **charge,
             "started_at": started, "finished_at": as_utc(event.finished_at),
             "usage_day": stamp[:10], "usage_hour": stamp[:13],

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 _PG_COLUMNS = {
     "request_id": "text", "tenant": "text", "key_id": "text", "model": "text", "base_model": "text",
     "end_user": "text", "endpoint": "text", "endpoint_name": "text", "deployment": "text", "batch_id": "text",
-    "prompt_tokens": "int4", "completion_tokens": "int4", "input_per_million": "numeric",
+    "subject": "text", "prompt_tokens": "int4", "completion_tokens": "int4", "input_per_million": "numeric",
     "output_per_million": "numeric", "instance_type": "text", "instance_minutes": "int4",
     "per_instance_minute": "numeric", "cost": "numeric", "currency": "text", "started_at": "timestamptz",
     "finished_at": "timestamptz", "usage_day": "text", "usage_hour": "text", "status": "text",

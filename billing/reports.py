@@ -1,6 +1,6 @@
 """Usage reports for finance: billable ledger entries grouped by day / model / key / tenant / user / endpoint /
-deployment / meter / instance type, JSON or CSV. Grouped by ``billable`` too, a report also shows the entries
-nobody is charged for (mirrored traffic), at cost 0.
+deployment / meter / instance type / batch / subject (a token caller's), JSON or CSV. Grouped by ``billable``
+too, a report also shows the entries nobody is charged for (mirrored traffic), at cost 0.
 
 Two meters: tokens (requests) and instance-minutes (capacity entries of dedicated deployments, which are not
 requests). Totals are exact: SQL sums integer token and minute counts per set of unit prices, Python
@@ -33,6 +33,7 @@ GROUPS: dict[str, Any] = {
     "billable": LedgerEntryRow.billable, "meter": LEDGER_METER,
     "instance_type": func.coalesce(LedgerEntryRow.instance_type, ""),
     "batch": func.coalesce(LedgerEntryRow.batch_id, ""),
+    "subject": func.coalesce(LedgerEntryRow.subject, ""),  # a token caller's subject ("": keys)
 }
 _COUNTS = ("requests", "prompt_tokens", "completion_tokens", "total_tokens", "instance_minutes")
 # What a report sums per group and set of unit prices.

@@ -38,6 +38,7 @@ class LedgerEntryRow(Base):
     model: Mapped[str] = mapped_column(String(128))
     base_model: Mapped[str | None] = mapped_column(String(128))
     end_user: Mapped[str | None] = mapped_column(String(256))  # the request's ``user``
+    subject: Mapped[str | None] = mapped_column(String(256))  # a token caller's subject (migration 0014)
     endpoint: Mapped[str] = mapped_column(String(64))  # the route ("chat.completions", ...)
     endpoint_name: Mapped[str] = mapped_column(String(32), server_default="serverless")  # which endpoint
     deployment: Mapped[str] = mapped_column(String(32), server_default="default")  # and its deployment

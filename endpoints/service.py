@@ -113,6 +113,7 @@ class Snapshot:
     max_concurrency: int | None = None
     kind: str = "online"
     default_deployment: str | None = None  # kind batch: where new jobs run
+    auth_mode: str = "key"  # what its scoring_uri takes: "key", "token" or "key_or_token"
 
 
 @dataclass(frozen=True)
@@ -268,7 +269,7 @@ class EndpointService:
                 deployments[d.endpoint][d.name] = spec_of(d)
         return {name: Snapshot(name, row.tenant, dict(row.traffic), dict(row.mirror_traffic), deployments[name],
                                {t: getattr(row, f"{t}_nonce") for t in KEY_TYPES}, row.max_concurrency, row.kind,
-                               row.default_deployment)
+                               row.default_deployment, row.auth_mode)
                 for name, row in found.items()}
 
     async def dedicated(self) -> list[tuple[str, str, str, DeploymentSpec]]:

@@ -1,5 +1,6 @@
 """ORM tables of endpoints and their deployments (migrated by 0006; endpoint keys by 0007; dedicated capacity
-and deployment descriptions by 0010; a batch endpoint's default deployment by 0013)."""
+and deployment descriptions by 0010; a batch endpoint's default deployment by 0013;
+auth modes past ``key`` by 0014)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ class EndpointRow(Base):
     tenant: Mapped[str] = mapped_column(String(64), index=True)
     kind: Mapped[str] = mapped_column(String(16))
     description: Mapped[str] = mapped_column(String(256))
-    auth_mode: Mapped[str] = mapped_column(String(8))
+    auth_mode: Mapped[str] = mapped_column(String(16))  # key, token, key_or_token (0014)
     traffic: Mapped[dict[str, Any]] = mapped_column(JSON)  # deployment -> percent, sums to 100 or empty
     mirror_traffic: Mapped[dict[str, Any]] = mapped_column(JSON)  # deployment -> percent, sum <= 50
     primary_nonce: Mapped[str] = mapped_column(String(32))  # endpoint keys derive from these (endpoints.keys)

@@ -60,7 +60,7 @@ class DatabaseSettings:
 
 @dataclass(frozen=True)
 class AuthSettings:
-    """Platform admin key and the secret that keys are hashed with."""
+    """Platform admin key, the secret that keys are hashed with, and the platform's token issuer."""
 
     admin_key: str = _env("METERWAY_ADMIN_KEY", "platform admin key; generated under METERWAY_HOME when unset "
                           "in local mode, required otherwise", "")
@@ -68,6 +68,14 @@ class AuthSettings:
                            "when unset in local mode", "")
     rotation_grace_s: int = _env("METERWAY_KEY_ROTATION_GRACE_S",
                                  "how long a regenerated key's old secret keeps working", 3600)
+    platform_issuer: str = _env("METERWAY_PLATFORM_ISSUER", "OpenID Connect issuer whose tokens are the platform "
+                                "admin (its iss, exactly); empty: admins use the admin key only", "")
+    platform_audience: str = _env("METERWAY_PLATFORM_AUDIENCE", "the audience (aud) the platform issuer's tokens "
+                                  "must carry; required with METERWAY_PLATFORM_ISSUER", "")
+
+    def __post_init__(self) -> None:
+        if bool(self.platform_issuer) != bool(self.platform_audience):
+            raise SettingsError("METERWAY_PLATFORM_ISSUER and METERWAY_PLATFORM_AUDIENCE are set together")
 
 
 @dataclass(frozen=True)

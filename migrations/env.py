@@ -26,6 +26,7 @@ def _metadata() -> MetaData:
     import batches.tables  # noqa: F401  (each module registers its tables on Base)
     import billing.tables  # noqa: F401
     import endpoints.tables  # noqa: F401
+    import identity.tables  # noqa: F401
     import models.finetune.tables  # noqa: F401
     import service.tables  # noqa: F401
     from meterway.tables import Base

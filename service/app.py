@@ -23,6 +23,8 @@ from batches.service import BatchService
 from billing.wiring import Billing, build_billing
 from endpoints.service import EndpointService
 from files.store import FileStore
+from identity.service import IdentityService
+from identity.tokens import looks_like_token
 from meterway.db import Database
 from meterway.errors import MeterwayError
 from meterway.logs import configure_logging
@@ -54,6 +56,7 @@ from service.routes.endpoints import endpoint_dependencies, endpoint_handlers
 from service.routes.files import file_dependencies, file_handlers
 from service.routes.fine_tunes import fine_tune_dependencies, fine_tune_handlers
 from service.routes.health import health_handlers
+from service.routes.identity import identity_dependencies, identity_handlers
 from service.routes.keys import key_handlers
 from service.routes.openai import openai_handlers, provide_via
 from service.routes.tenants import tenant_handlers
@@ -65,6 +68,7 @@ from service.serving import Gates, ServingService
 from service.telemetry import Telemetry
 from service.tenants import TenantService
 from service.throttle import build_throttle
+from service.tokens import TokenAuth
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -99,6 +103,8 @@ class AppParts:
     capacity: DedicatedCapacity
     batches: BatchService
     batch_runner: BatchRunner
+    identities: IdentityService
+    tokens: TokenAuth
 
 
 def build_parts(settings: Settings, *, meter: UsageRecorder | None = None) -> AppParts:
@@ -133,10 +139,14 @@ def build_parts(settings: Settings, *, meter: UsageRecorder | None = None) -> Ap
                       settings.server.mirror_max_inflight, telemetry.registry)
     gates = Gates(throttle, meter or billing.meter, billing.meter, arrivals, finishes, mirrors)
     serving = ServingService(settings, routes, TokenizerCache(settings.store_dir), pool, quotes, gates)
+    identities = IdentityService(database.sessions, local=settings.is_local,
+                                 platform_issuer=settings.auth.platform_issuer)
+    tokens = TokenAuth(identities, database.sessions, settings.auth, settings.limits)
     return AppParts(settings, database, keys, pool, billing, serving, finishes, telemetry, throttle, fine_tunes,
                     catalog, quotes, arrivals, endpoints, routes, mirrors, capacity, batches,
-                    BatchRunner(batches, FileStore(settings.store_dir / ".files"), serving, keys.batch_principal,
-                                telemetry.registry, concurrency=settings.pool.max_batch * 3 // 2))
+                    BatchRunner(batches, FileStore(settings.store_dir / ".files"), serving,
+                                tokens.batch_principals(keys.batch_principal), telemetry.registry,
+                                concurrency=settings.pool.max_batch * 3 // 2), identities, tokens)
 
 
 def _freeze_startup_heap() -> None:
@@ -158,8 +168,13 @@ def create_app(settings: Settings, *, meter: UsageRecorder | None = None) -> Lit
 
     async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
         secret = secret_from_headers(request.headers.get("authorization"), request.headers.get("api-key"))
-        endpoint_key = secret and await parts.routes.authenticate(request.path_params.get("endpoint"), secret)
-        return endpoint_key or (await parts.keys.authenticate(secret)).principal
+        endpoint = request.path_params.get("endpoint")
+        if secret and looks_like_token(secret):
+            principal = await parts.tokens.authenticate(secret)
+        else:
+            endpoint_key = secret and await parts.routes.authenticate(endpoint, secret)
+            principal = endpoint_key or (await parts.keys.authenticate(secret)).principal
+        return await parts.routes.admit(principal, endpoint)  # the endpoint's auth_mode
 
     dependencies = {
         "principal": Provide(provide_principal),
@@ -174,10 +189,11 @@ def create_app(settings: Settings, *, meter: UsageRecorder | None = None) -> Lit
         **endpoint_dependencies(parts.endpoints, parts.capacity),
         **batch_dependencies(parts.batches, parts.routes),
         **file_dependencies(settings.server.max_upload_bytes),
+        **identity_dependencies(parts.identities),
     }
     handlers = [*openai_handlers, *key_handlers, *tenant_handlers, *health_handlers, *billing_handlers,
                 *fine_tune_handlers, *upload_handlers, *endpoint_handlers, *batch_handlers,
-                *file_handlers]
+                *file_handlers, *identity_handlers]
     document_errors(handlers)
     app = Litestar(
         route_handlers=handlers,
@@ -212,6 +228,7 @@ def _lifespan(parts: AppParts) -> Callable[[Litestar], AbstractAsyncContextManag
         parts.routes.start()
         parts.capacity.start()
         parts.batch_runner.start()
+        parts.tokens.start()
         _freeze_startup_heap()
         tokenizers = asyncio.create_task(asyncio.to_thread(parts.serving.preload_tokenizers, parts.catalog))
         try:
@@ -226,6 +243,7 @@ def _lifespan(parts: AppParts) -> Callable[[Litestar], AbstractAsyncContextManag
             await parts.keys.close()
             await parts.quotes.close()
             await parts.routes.close()
+            await parts.tokens.close()
             await parts.billing.stop()
             await parts.throttle.close()
             await parts.database.close()
@@ -234,7 +252,8 @@ def _lifespan(parts: AppParts) -> Callable[[Litestar], AbstractAsyncContextManag
 
 
 def _openapi() -> OpenAPIConfig:
-    bearer = SecurityScheme(type="http", scheme="bearer", description="A meterway API key (mw-...)")
+    bearer = SecurityScheme(type="http", scheme="bearer", description="A meterway API key (mw-...), or an "
+                            "OpenID Connect token (a JWT) of the tenant's issuer or the platform's")
     api_key = SecurityScheme(type="apiKey", name="api-key", security_scheme_in="header")
     return OpenAPIConfig(
         title="meterway", version="0.1.0", path="/schema",

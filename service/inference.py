@@ -57,7 +57,7 @@ def usage_event(request_id: str, principal: Principal, model: ModelSpec, endpoin
                       completion_tokens=completion_tokens, started_at=started_at, finished_at=datetime.now(UTC),
                       status=status, base_model=model.base, user=user, billable=placement.billable,
                       endpoint_name=placement.endpoint, deployment=placement.deployment,
-                      batch_id=placement.batch)
+                      batch_id=placement.batch, subject=principal.subject)
 
 
 class UsageRecorder(Protocol):

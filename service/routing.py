@@ -139,6 +139,19 @@ class Routes:
         raise AuthenticationFailed("Incorrect API key provided: an endpoint key calls only its own endpoint, at "
                                    "its scoring_uri.")
 
+    async def admit(self, principal: Principal, endpoint: str | None) -> Principal:
+        """``principal``, if the endpoint in the request's path (None: ``/v1``) takes its kind of credential
+        (its ``auth_mode``); 401 if not. A missing endpoint, or another tenant's, is left to the route (404)."""
+        if endpoint is None:
+            return principal
+        try:
+            snapshot = await self._snapshots.get(endpoint)
+        except NotFound:
+            return principal
+        if principal.is_admin or principal.tenant == snapshot.tenant:
+            _check_auth_mode(snapshot, by_token=principal.subject is not None)
+        return principal
+
     async def _serverless(self, principal: Principal, model: str, via: Via) -> Target:
         if principal.endpoint is not None:
             raise AuthenticationFailed("Incorrect API key provided: an endpoint key calls only its own endpoint.")
@@ -162,6 +175,15 @@ class Routes:
         if name not in found:
             raise NotFound(f"endpoint {name!r} does not exist", param="endpoint")
         return found[name]
+
+
+def _check_auth_mode(snapshot: Snapshot, *, by_token: bool) -> None:
+    """Keys on a ``token`` endpoint, tokens on a ``key`` endpoint: 401 saying what the endpoint takes."""
+    if by_token and snapshot.auth_mode == "key":
+        raise AuthenticationFailed(f"endpoint {snapshot.name!r} takes API keys only (auth_mode key), not tokens.")
+    if not by_token and snapshot.auth_mode == "token":
+        raise AuthenticationFailed(f"endpoint {snapshot.name!r} takes OpenID Connect tokens only (auth_mode "
+                                   "token), not API keys.")
 
 
 def _group(snapshot: Snapshot, deployment: str) -> str | None:

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("meterway", "models", "billing", "files", "endpoints", "batches", "service")
+PACKAGES = ("meterway", "models", "billing", "files", "endpoints", "batches", "identity", "service")
 # Which packages each package may import (itself always).
 ALLOWED = {
     "meterway": set(),
@@ -24,7 +24,8 @@ ALLOWED = {
     "files": {"meterway"},
     "endpoints": {"meterway"},
     "batches": {"meterway"},
-    "service": {"meterway", "models", "billing", "files", "endpoints", "batches"},
+    "identity": {"meterway"},
+    "service": {"meterway", "models", "billing", "files", "endpoints", "batches", "identity"},
 }
 
 

@@ -1,5 +1,6 @@
-"""identity: each tenant's OpenID Connect issuer (a token maps to exactly one tenant by its issuer), and the
-token's subject on ledger entries, so reports can group by it.
+"""identity: each tenant's OpenID Connect issuer (a token maps to exactly one tenant by its issuer), the
+token's subject on ledger entries (reports group by it), endpoints' auth mode wide enough for
+``key_or_token``, and batch jobs' key id wide enough for a token caller's (``token:<tenant>``).
 
 Revision ID: 0014
 Revises: 0013
@@ -28,9 +29,19 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("ledger_entries") as batch:
         batch.add_column(sa.Column("subject", sa.String(256), nullable=True))
+    with op.batch_alter_table("endpoints") as batch:
+        batch.alter_column("auth_mode", type_=sa.String(16), existing_type=sa.String(8), existing_nullable=False)
+    with op.batch_alter_table("batches") as batch:
+        batch.alter_column("key_id", type_=sa.String(80), existing_type=sa.String(40), existing_nullable=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("batches") as batch:
+        batch.alter_column("key_id", type_=sa.String(40), existing_type=sa.String(80), existing_nullable=False)
+    # The old code knows keys only: a token endpoint goes back to taking keys (what it could then do).
+    op.execute("UPDATE endpoints SET auth_mode = 'key' WHERE auth_mode <> 'key'")
+    with op.batch_alter_table("endpoints") as batch:
+        batch.alter_column("auth_mode", type_=sa.String(8), existing_type=sa.String(16), existing_nullable=False)
     with op.batch_alter_table("ledger_entries") as batch:
         batch.drop_column("subject")
     op.drop_table("tenant_identities")

@@ -42,7 +42,8 @@ class ErrorBody(Struct, kw_only=True):
 
 _MEANINGS = {
     400: "Invalid request: a field is missing, malformed or not supported (``param`` names it)",
-    401: "No API key, or an invalid, revoked or expired one",
+    401: "No API key, or an invalid, revoked or expired one (or token); a key or a token the endpoint's "
+         "auth_mode does not take",
     402: "The key's or tenant's budget is exhausted (``insufficient_quota``)",
     403: "The key may not do this (admin routes, another tenant's resource)",
     404: "No such resource, or not visible to this key",
@@ -84,7 +85,7 @@ def error_codes(path: str, methods: Iterable[str]) -> tuple[int, ...]:
         codes |= {402, 429}
         if path != "/v1/embeddings":
             codes.add(504)
-    if path.startswith(_CONFLICTS):
+    if path.startswith(_CONFLICTS) or path.endswith("/identity"):  # an issuer another tenant has
         codes.add(409)
     return tuple(sorted(codes))
 

@@ -37,7 +37,9 @@ class EndpointPut(Body):
     # online: traffic split between deployments; batch: jobs (POST {scoring_uri}/batches) on default_deployment
     kind: Literal["online", "batch"] = "online"
     description: Annotated[str, Meta(max_length=256)] = ""
-    auth_mode: Literal["key"] = "key"  # "token" arrives with the token-auth issue
+    # What its scoring_uri takes: "key" API keys (the owner's, its endpoint keys, the admin's), "token" OpenID
+    # Connect tokens only (the owner tenant's issuer, or the platform's), "key_or_token" either.
+    auth_mode: Literal["key", "token", "key_or_token"] = "key"
     traffic: dict[Label, Percent] = {}
     mirror_traffic: dict[Label, Percent] = {}
     tenant: Name | None = None  # the admin names the owner
