@@ -92,6 +92,8 @@ class PoolSettings:
     queue_limit: int = _env("METERWAY_POOL_QUEUE_LIMIT",
                             "requests waiting or running per model before 429", 64)
     max_batch: int = _env("METERWAY_POOL_MAX_BATCH", "sequences decoded together per model", 16)
+    background_batch: int = _env("METERWAY_POOL_BACKGROUND_BATCH", "rows batch-job lines may fill when no online "
+                                 "request arrived in the last 10 s (0: METERWAY_POOL_MAX_BATCH)", 32)
     max_n: int = _env("METERWAY_POOL_MAX_N", "largest 'n' (choices per request) accepted", 4)
     device: str = _env("METERWAY_POOL_DEVICE", "'auto' (CUDA when present), 'cpu' or 'cuda'", "auto")
     threads: int = _env("METERWAY_POOL_THREADS", "torch threads per worker; 0 means all cores", 0)

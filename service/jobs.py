@@ -70,7 +70,8 @@ class EmbeddingPlan:
 
     def placed(self, placement: Placement, group: str | None) -> EmbeddingPlan:
         """As ``Plan.placed``."""
-        return replace(self, placement=placement, job=replace(self.job, group=group))
+        return replace(self, placement=placement,
+                       job=replace(self.job, group=group, background=placement.batch is not None))
 
 
 def new_request_id(prefix: str) -> str:

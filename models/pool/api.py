@@ -46,6 +46,7 @@ class EmbeddingJob:
     model: ModelSpec
     inputs: tuple[tuple[int, ...], ...]
     group: str | None = None  # as ``GenerationJob.group``
+    background: bool = False  # a batch line (``GenerationJob.background``)
 
 
 @dataclass(frozen=True)

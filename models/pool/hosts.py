@@ -95,7 +95,8 @@ class WorkerKind:
         settings = context.settings
         load = LoadSpec(model_id=spec.id, path=str(model_dir(context.store_dir, spec.store_name).resolve()),
                          task=spec.task, dtype=spec.dtype, device=settings.device,
-                         max_batch=settings.max_batch, threads=settings.threads, extra=dict(spec.extra))
+                         max_batch=settings.max_batch, background_batch=settings.background_batch,
+                         threads=settings.threads, extra=dict(spec.extra))
         return WorkerHost(load, spawn=context.spawn_worker, on_exit=context.on_exit, on_log=context.on_log,
                           call_timeout_s=settings.call_timeout_s, load_timeout_s=settings.load_timeout_s)
 

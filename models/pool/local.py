@@ -98,12 +98,12 @@ class LocalPool:
 
     async def embed(self, job: EmbeddingJob) -> EmbeddingResult:
         """Embed ``job``'s inputs on its model's worker."""
-        resident = await self._acquire(job.model, job.group)
+        resident = await self._acquire(job.model, job.group, job.background)
         try:
             host = self._host_of(resident)
             return await host.embed(job.request_id, [list(ids) for ids in job.inputs])
         finally:
-            self._release(resident)
+            self._release(resident, background=job.background)
 
     def state(self, model_id: str) -> ModelState:
         """cold / loading / ready (a fine-tune reports its base's worker)."""
@@ -138,49 +138,53 @@ class LocalPool:
 
     async def _open(self, stream: GenerationStream) -> Callable[[], None]:
         job = stream.job
-        resident = await self._acquire(job.model, job.group)
+        resident = await self._acquire(job.model, job.group, job.background)
         adapter: str | None = None
         try:
             adapter = await self._use_adapter(resident, job.model)
             host = self._host_of(resident)
         except BaseException:
-            self._release(resident, adapter)
+            self._release(resident, adapter, job.background)
             raise
         submitted = time.monotonic()
         # From here the stream's final delta releases the slot, whatever happens (even a refused submit).
-        stream.when_final(lambda final: self._finished(resident, adapter, job.model, final))
+        stream.when_final(lambda final: self._finished(resident, adapter, job, final))
         host.submit(GenerationRequest(job.request_id, job.prompt_ids, job.params, adapter, job.background),
                     self.metrics.timed_sink(stream.push, resident.spec.id, submitted, job.model.id))
         return lambda: host.cancel(job.request_id)
 
-    async def _acquire(self, spec: ModelSpec, group: str | None = None) -> Resident:
+    async def _acquire(self, spec: ModelSpec, group: str | None = None, background: bool = False) -> Resident:
         """Admit one request to ``spec``'s model (on ``group``'s instances if it names a dedicated deployment)
-        and wait until it is ready; the caller must release."""
+        and wait until it is ready; the caller must release. ``queue_limit`` bounds online requests only: batch
+        lines (``background``) are bounded by the batch runner, and never crowd online callers out."""
         self._specs.setdefault(spec.id, spec)
         resident = self.groups.pick(group) if group else self._resident(self._host_spec(spec))
-        if resident.admitted >= self.settings.queue_limit:
+        online = resident.admitted - resident.background
+        if not background and online >= self.settings.queue_limit:
             self.metrics.rejections.labels(resident.label, "overloaded").inc()
-            raise ModelOverloaded(f"{spec.id} has {resident.admitted} requests running or queued; "
-                                  "retry shortly", retry_after=1.0)
+            raise ModelOverloaded(f"{spec.id} has {online} requests running or queued; retry shortly",
+                                  retry_after=1.0)
         resident.admitted += 1
+        resident.background += background
         self.metrics.queue_depth.labels(resident.label).set(resident.admitted)
         try:
             await self._ready(resident)
         except BaseException:
-            self._release(resident)
+            self._release(resident, background=background)
             raise
         return resident
 
-    def _release(self, resident: Resident, adapter: str | None = None) -> None:
+    def _release(self, resident: Resident, adapter: str | None = None, background: bool = False) -> None:
         resident.admitted -= 1
+        resident.background -= background
         resident.last_used = time.monotonic()
         if adapter is not None:
             resident.adapters.release(adapter)
         self.metrics.queue_depth.labels(resident.label).set(resident.admitted)
 
-    def _finished(self, resident: Resident, adapter: str | None, spec: ModelSpec, final: TokenDelta) -> None:
-        self._release(resident, adapter)
-        self.metrics.finished(resident.label, spec.id, final)
+    def _finished(self, resident: Resident, adapter: str | None, job: GenerationJob, final: TokenDelta) -> None:
+        self._release(resident, adapter, job.background)
+        self.metrics.finished(resident.label, job.model.id, final)
 
     async def _ready(self, resident: Resident) -> None:
         """Wait (bounded) until ``resident`` is loaded, starting its load if it is cold."""

@@ -34,7 +34,8 @@ class Resident:
     state: ModelState = ModelState.COLD
     host: ModelHost | None = None
     loading: asyncio.Task[None] | None = None
-    admitted: int = 0  # requests running or waiting for the load: what queue_limit bounds
+    admitted: int = 0  # requests running or waiting for the load
+    background: int = 0  # of which batch lines: queue_limit bounds the others
     last_used: float = 0.0
     last_load_s: float = 2.0  # the Retry-After hint while loading; updated by every load
     pinned: bool = False  # an instance of a dedicated deployment: never evicted, never unloaded when idle

@@ -138,6 +138,7 @@ class LoadSpec(msgspec.Struct, frozen=True, tag="load"):
     dtype: str = "float32"
     device: str = "auto"
     max_batch: int = 16
+    background_batch: int = 0  # rows background sequences may fill with no online traffic (0: max_batch)
     threads: int = 0
     extra: dict[str, str] = {}
 

@@ -7,11 +7,12 @@ from the decode thread. A step admits only the queued prompts that fit ``prefill
 long prompts are sliced between steps. For a burst: base-model rows are prefilled as one packed sequence
 (``KvBatch.prefill_packed``), an idle engine gathers arrivals a few milliseconds apart (``_gather_arrivals``),
 and prompts that arrived during a prefill go before the next decode step (``_defer_step``);
-docs/performance.md, "Latest". Background sequences (batch lines) queue behind online ones and, while online
-traffic was seen in the last ``ONLINE_RECENT_S``, leave ``max_batch // 4`` rows free for it (``_pop_newcomers``);
-with no online traffic they fill the whole batch. Locks: ``_cond`` guards the queues and counters (held
-briefly); ``_model_lock`` is held for a whole step, so that attaching or detaching an adapter never changes the
-model under a forward pass.
+docs/performance.md, "Latest". Background sequences (batch lines) queue behind online ones and may fill
+``background_batch`` rows (``max_batch`` by default) less an eighth of ``max_batch`` kept free for online
+arrivals; while an online sequence arrived in the last ``ONLINE_RECENT_S`` they take at most a quarter of
+``max_batch``, so that online decode keeps its pace (``_background_room``). Online rows are at most
+``max_batch``. Locks: ``_cond`` guards the queues and counters (held briefly); ``_model_lock`` is held for a
+whole step, so that attaching or detaching an adapter never changes the model under a forward pass.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ class BatchingGenerator:
     """
 
     def __init__(self, model: torch.nn.Module, tokenizer: Tokenizer, *, eos_ids: frozenset[int], pad_id: int,
-                 context_length: int, max_batch: int = 16, threads: int = 0, max_adapters: int = 8,
+                 context_length: int, max_batch: int = 16, background_batch: int = 0, threads: int = 0,
+                 max_adapters: int = 8,
                  prefill_tokens: int = 512, prefix_cache_bytes: int = 64 << 20, lean_decode: bool = True,
                  gather_gap_s: float = GATHER_GAP_S, gather_max_s: float = GATHER_MAX_S,
                  warm_up: Callable[[torch.nn.Module], Iterator[object]] | None = None) -> None:
@@ -75,7 +77,8 @@ class BatchingGenerator:
         self._eos_ids = eos_ids
         self._pad_id = pad_id
         self._context = context_length
-        self._max_batch = max(1, max_batch)
+        self._max_batch = max(1, max_batch)  # online rows
+        self._rows = max(self._max_batch, background_batch)  # all rows, background ones included
         self._prefill_tokens = prefill_tokens
         self._gather = (gather_gap_s, gather_max_s)  # ``_gather_arrivals``
         self._deferred = 0  # decode steps put off in a row (``_defer_step``)
@@ -262,7 +265,7 @@ class BatchingGenerator:
         """Whether to prefill the requests that arrived during this admission before the next decode step
         (at most ``MAX_DEFERRED_STEPS`` times in a row, and only if one prefill admits them all)."""
         with self._cond:
-            room = self._max_batch - (len(self._batch) if self._batch is not None else 0)
+            room = self._rows - (len(self._batch) if self._batch is not None else 0)
             waiting = sum(len(seq.request.prompt_ids) for seq in self._pending)
             if (not self._pending or len(self._pending) > room or waiting > self._prefill_tokens
                     or self._deferred >= MAX_DEFERRED_STEPS):
@@ -283,7 +286,7 @@ class BatchingGenerator:
             ended = [s for s in self._pending if s.request_id in endings]
             for seq in ended:
                 self._pending.remove(seq)
-            room = self._max_batch - (len(self._batch) if self._batch is not None else 0)
+            room = self._rows - (len(self._batch) if self._batch is not None else 0)
             newcomers = self._pop_newcomers(room)
         batch = self._batch
         running = [s for s in batch.seqs if s.request_id in endings] if batch is not None else []
@@ -298,25 +301,27 @@ class BatchingGenerator:
         """Queued sequences for this step's prefill: up to ``room`` whose prompts fit the token budget."""
         newcomers: list[Sequence] = []
         tokens = 0
-        background = self._background_room()
+        rows = self._batch.seqs if self._batch is not None else []
+        background = sum(seq.request.background for seq in rows)
+        rooms = {True: self._background_room() - background, False: self._max_batch - (len(rows) - background)}
         while self._pending and len(newcomers) < room:
             head = self._pending[0]
             prompt = len(head.request.prompt_ids)
-            if (newcomers and tokens + prompt > self._prefill_tokens) or (head.request.background and background < 1):
+            kind = head.request.background
+            if (newcomers and tokens + prompt > self._prefill_tokens) or rooms[kind] < 1:
                 break
             tokens += prompt
-            background -= head.request.background
+            rooms[kind] -= 1
             newcomers.append(self._pending.popleft())
         return newcomers
 
     def _background_room(self) -> int:
-        """How many more background rows may join: all of the batch when no online sequence arrived lately,
-        else all but a quarter of it (online arrivals then find a free row at the next step). Holds ``_cond``."""
-        rows = self._batch.seqs if self._batch is not None else []
-        running = sum(seq.request.background for seq in rows)
-        online_lately = time.monotonic() - self._online_at < ONLINE_RECENT_S
-        cap = self._max_batch - (max(1, self._max_batch // 4) if online_lately else 0)
-        return cap - running
+        """The rows background sequences may hold now: all rows less an eighth of ``max_batch`` (an online
+        arrival finds a free row at the next step), or a quarter of ``max_batch`` while online sequences
+        arrived lately (their decode keeps its pace). Holds ``_cond``."""
+        if time.monotonic() - self._online_at < ONLINE_RECENT_S:
+            return max(1, self._max_batch // 4)
+        return max(1, self._rows - max(1, self._max_batch // 8))
 
     def _admit(self, newcomers: list[Sequence]) -> None:
         """Prefill the sequences that can run, emit their first token and merge them into the batch.

@@ -102,6 +102,7 @@ def load_generator(spec: LoadSpec) -> TextGenerator:
     return BatchingGenerator(
         model, Tokenizer.from_file(str(Path(spec.path) / "tokenizer.json")), eos_ids=eos_ids, pad_id=pad_id,
         context_length=int(model.config.max_position_embeddings), max_batch=spec.max_batch,
+        background_batch=spec.background_batch,
         threads=spec.threads or os.cpu_count() or 1, max_adapters=int(spec.extra.get("max_adapters", "8")),
         prefill_tokens=int(spec.extra.get("prefill_tokens", "512")),
         prefix_cache_bytes=prefix_cache_bytes(spec.extra),

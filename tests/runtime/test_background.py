@@ -1,5 +1,6 @@
-"""Background sequences (batch lines) in the engine: online ones overtake them and keep rows free for them;
-with no online traffic a batch fills every row."""
+"""Background sequences (batch lines) in the engine: online ones overtake them, and while online traffic is
+present background rows take a quarter of the batch; with none they fill it, less the rows kept for an online
+arrival."""
 
 from __future__ import annotations
 
@@ -57,12 +58,12 @@ def test_online_sequences_overtake_queued_background_ones(generator: Any, tokeni
     for n in range(2):
         _submit(generator, recorder, f"online-{n}", ids, 4, background=False)
     assert recorder.done.wait(300), "the sequences never finished"
-    # Submitted last, the online sequences still start ahead of every background one that had to queue.
+    # Submitted last, the online sequences still start ahead of every background one that had to queue: with
+    # online traffic present, background rows take at most a quarter of the 16 rows.
     order = recorder.first
-    assert max(order.index("online-0"), order.index("online-1")) < 18, order
+    assert max(order.index("online-0"), order.index("online-1")) <= 5, order
     assert all(delta.finish_reason == "length" for delta in recorder.finished.values())
-    # With online traffic just seen, background rows leave a quarter of the batch free for it.
-    assert recorder.most_active <= 12, recorder.most_active
+    assert recorder.most_active == 4, recorder.most_active
 
 
 def test_background_fills_the_batch_when_no_online_traffic(generator: Any, tokenizer: Any,
@@ -73,4 +74,4 @@ def test_background_fills_the_batch_when_no_online_traffic(generator: Any, token
     for n in range(20):
         _submit(generator, recorder, f"fill-{n}", ids, 16, background=True)
     assert recorder.done.wait(300), "the sequences never finished"
-    assert recorder.most_active == 16, recorder.most_active  # every row of the batch
+    assert recorder.most_active == 16 - 2, recorder.most_active  # every row but the two kept for online
