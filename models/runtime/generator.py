@@ -9,7 +9,7 @@ long prompts are sliced between steps. For a burst: base-model rows are prefille
 and prompts that arrived during a prefill go before the next decode step (``_defer_step``);
 docs/performance.md, "Latest". Background sequences (batch lines) queue behind online ones and may fill
 ``background_batch`` rows (``max_batch`` by default) less an eighth of ``max_batch`` kept free for online
-arrivals; while an online sequence arrived in the last ``ONLINE_RECENT_S`` they take at most a quarter of
+arrivals; while an online sequence arrived in the last ``ONLINE_RECENT_S`` they take at most an eighth of
 ``max_batch``, so that online decode keeps its pace (``_background_room``). Online rows are at most
 ``max_batch``. Locks: ``_cond`` guards the queues and counters (held briefly); ``_model_lock`` is held for a
 whole step, so that attaching or detaching an adapter never changes the model under a forward pass.
@@ -317,11 +317,12 @@ class BatchingGenerator:
 
     def _background_room(self) -> int:
         """The rows background sequences may hold now: all rows less an eighth of ``max_batch`` (an online
-        arrival finds a free row at the next step), or a quarter of ``max_batch`` while online sequences
-        arrived lately (their decode keeps its pace). Holds ``_cond``."""
+        arrival finds a free row at the next step), or an eighth of ``max_batch`` while online sequences arrived
+        lately: on a CPU a step's time grows with its rows, and online decode keeps its pace. Holds ``_cond``."""
+        share = max(1, self._max_batch // 8)
         if time.monotonic() - self._online_at < ONLINE_RECENT_S:
-            return max(1, self._max_batch // 4)
-        return max(1, self._rows - max(1, self._max_batch // 8))
+            return share
+        return max(1, self._rows - share)
 
     def _admit(self, newcomers: list[Sequence]) -> None:
         """Prefill the sequences that can run, emit their first token and merge them into the batch.
