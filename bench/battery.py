@@ -52,7 +52,7 @@ ROWS: dict[int, tuple[str, str]] = {
     18: ("Traffic and limits changed from two replicas",
          "traffic always sums to 100; no request routed to a deleted deployment"),
 }
-PENDING = {17: "issue 19 (tokens)"}
+PENDING: dict[int, str] = {}  # rows whose capability has not landed yet: row -> the issue that brings it
 
 
 def run_battery(full: bool, extra: list[str]) -> tuple[list[dict[str, Any]], int, float]:
@@ -110,6 +110,13 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _pending() -> str:
+    if not PENDING:
+        return ""
+    rows = " and ".join(str(n) for n in sorted(PENDING))
+    return f" Rows\n{rows} test capabilities that have not landed yet and are listed with the issue that brings them."
+
+
 def write_doc(rows: list[dict[str, Any]], command: str, elapsed: float, code: int) -> None:
     moment = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     DOC.write_text(f"""# Reliability and security battery: latest run
@@ -119,9 +126,7 @@ pytest exit code {code}. Each row is one or more tests marked `battery(n)` (`tes
 runs the same tests at a smaller scale, this command at full scale (`METERWAY_TEST_BATTERY_SCALE=full`:
 6,000 requests for row 1, 10,000 events and 8 consumer kills for row 6, one-minute outages for row 7).
 Row 7 stops a private PostgreSQL (`initdb` / `pg_ctl`) and a private `nats-server -js`, each on its own port
-(`tests/private_services.py`), under HTTP load; the machine's shared services are never touched. Rows
-{" and ".join(str(n) for n in sorted(PENDING))} test capabilities that have not landed yet and are listed with
-the issue that brings them.
+(`tests/private_services.py`), under HTTP load; the machine's shared services are never touched.{_pending()}
 
 {table(rows)}
 

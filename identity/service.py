@@ -47,7 +47,9 @@ def check_issuer(url: str, *, local: bool) -> None:
         parts.port  # noqa: B018  (a malformed port raises here)
     except ValueError:
         host = ""
-    if not host or parts.query or parts.fragment or parts.username or parts.password or len(url) > 512:
+    printable = all(0x20 < ord(c) < 0x7f for c in url)  # no spaces, controls or raw non-ASCII (IDNs as xn--)
+    if not printable or not host or parts.query or parts.fragment or parts.username or parts.password \
+            or len(url) > 512:
         raise InvalidRequest("issuer must be an absolute URL (scheme, host, optional path; no query, fragment "
                              "or credentials) of at most 512 characters", param="issuer")
     loopback = host in _LOCAL_HOSTS
