@@ -5,6 +5,7 @@ issuer's tokens are the admin — on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,8 @@ from tests.identity.conftest import PLATFORM_AUDIENCE
 from tests.oidc_issuer import OidcIssuer, hmac_signed, tampered, unsigned
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from tests.battery import Figures
     from tests.identity.conftest import TokenTenant
     from tests.oidc_issuer import OidcIssuer as Issuer
@@ -140,3 +143,23 @@ def test_a_deleted_identity_refuses_its_tokens(tenant: TokenTenant) -> None:
         assert admin.delete(f"/v1/tenants/{tenant.name}/identity").status_code == 200
     with pytest.raises(openai.AuthenticationError, match="not configured for any tenant"):
         chat(tenant.gateway, token)
+
+
+async def test_a_batch_job_created_with_a_token_runs_for_its_tenant(tenant: TokenTenant, tmp_path: Path) -> None:
+    """Its lines bill to the tenant under ``token:<tenant>`` (the job keeps no token, so no subject)."""
+    ai = openai.OpenAI(base_url=f"{tenant.gateway.url}/v1", api_key=tenant.token(("developer",)), max_retries=0)
+    lines = [{"custom_id": f"c{n}", "method": "POST", "url": "/v1/chat/completions",
+              "body": {"model": ECHO, "max_tokens": 2, "messages": MESSAGES}} for n in range(3)]
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with path.open("rb") as handle:
+        uploaded = ai.files.create(file=handle, purpose="batch")
+    batch = ai.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h")
+    deadline = time.monotonic() + 120
+    while (batch := ai.batches.retrieve(batch.id)).status != "completed":
+        assert batch.status in ("validating", "in_progress", "finalizing") and time.monotonic() < deadline, batch
+        time.sleep(0.3)
+    assert batch.request_counts is not None and batch.request_counts.completed == 3
+    rows = (await ledger_rows(tenant.gateway, [f"{batch.id}-{n}" for n in range(1, 4)]))["by_id"]
+    assert {(row["tenant"], row["key_id"], row["batch_id"]) for row in rows.values()} == {
+        (tenant.name, f"token:{tenant.name}", batch.id)} and len(rows) == 3
