@@ -41,12 +41,12 @@ class IdentitySpec:
 
 def check_issuer(url: str, *, local: bool) -> None:
     """``InvalidRequest`` unless ``url`` is an issuer URL the gateway may fetch discovery documents from."""
-    parts = urlsplit(url)
     try:
+        parts = urlsplit(url)
         host = parts.hostname or ""
         parts.port  # noqa: B018  (a malformed port raises here)
-    except ValueError:
-        host = ""
+    except ValueError:  # a malformed IPv6 literal or port
+        parts, host = urlsplit(""), ""
     printable = all(0x20 < ord(c) < 0x7f for c in url)  # no spaces, controls or raw non-ASCII (IDNs as xn--)
     if not printable or not host or parts.query or parts.fragment or parts.username or parts.password \
             or len(url) > 512:

@@ -164,6 +164,7 @@ def test_what_looks_like_a_token() -> None:
     ("https://login.example.com/?tenant=1", True, False),
     ("https://user:pw@login.example.com", True, False),
     ("https://login.example.com:99999", True, False),
+    ("https://[::1", True, False),
     ("login.example.com", True, False),
     ("https://login.example.com/\x00", True, False),  # no controls (PostgreSQL cannot even store NUL)
     ("https://bücher.example", True, False),  # an IDN is written as xn--, as its tokens' iss is
