@@ -33,7 +33,7 @@ test: install lint
 
 lint: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy meterway service models billing files endpoints batches identity
+	$(VENV)/bin/mypy meterway service models billing files endpoints batches audit identity
 
 bench: install
 	$(PY) -m bench.serving_bench

@@ -23,7 +23,8 @@ def _url() -> str:
 
 def _metadata() -> MetaData:
     """Every package's tables, on the one metadata ``alembic check`` compares the migrated schema with."""
-    import batches.tables  # noqa: F401  (each module registers its tables on Base)
+    import audit.tables  # noqa: F401  (each module registers its tables on Base)
+    import batches.tables  # noqa: F401
     import billing.tables  # noqa: F401
     import endpoints.tables  # noqa: F401
     import identity.tables  # noqa: F401

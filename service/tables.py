@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import DateTime, Integer, Numeric, String
+from sqlalchemy import JSON, DateTime, Integer, Numeric, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from meterway.tables import Base
@@ -46,3 +47,8 @@ class ApiKeyRow(Base):
     max_concurrency: Mapped[int | None] = mapped_column(Integer, default=None)
     budget_amount: Mapped[Decimal | None] = mapped_column(Numeric(20, 6), default=None)
     budget_period: Mapped[str | None] = mapped_column(String(8), default=None)
+    # Its role and scope (0015): what it may do (meterway.roles) and the only models and endpoints it may call
+    # (None: any).
+    role: Mapped[str] = mapped_column(String(16), default="owner", server_default="owner")
+    models: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
+    endpoints: Mapped[list[Any] | None] = mapped_column(JSON, default=None)

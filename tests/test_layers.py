@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("meterway", "models", "billing", "files", "endpoints", "batches", "identity", "service")
+PACKAGES = ("meterway", "models", "billing", "files", "endpoints", "batches", "audit", "identity", "service")
 # Which packages each package may import (itself always).
 ALLOWED = {
     "meterway": set(),
@@ -24,8 +24,9 @@ ALLOWED = {
     "files": {"meterway"},
     "endpoints": {"meterway"},
     "batches": {"meterway"},
+    "audit": {"meterway"},
     "identity": {"meterway"},
-    "service": {"meterway", "models", "billing", "files", "endpoints", "batches", "identity"},
+    "service": {"meterway", "models", "billing", "files", "endpoints", "batches", "audit", "identity"},
 }
 
 
