@@ -19,6 +19,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
+from audit.service import AuditLog
 from batches.service import BatchService
 from billing.wiring import Billing, build_billing
 from endpoints.service import EndpointService
@@ -33,9 +34,11 @@ from models.finetune.fine_tunes import FineTuneCatalog
 from models.pool import build_pool
 from models.tokenizer import TokenizerCache
 from service.arrivals import Arrivals
+from service.audit_trail import audit_dependencies
 from service.auth import Principal, secret_from_headers
 from service.batch_runner import BatchRunner
 from service.capacity import DedicatedCapacity
+from service.guard import authorize
 from service.http.errors import handle_exception
 from service.http.json_body import json_body_middleware
 from service.http.middleware import (
@@ -50,6 +53,7 @@ from service.lifecycle import Finishes
 from service.mirroring import Mirrors
 from service.pricing import BookQuotes
 from service.resolver import CatalogResolver
+from service.routes.audit import audit_handlers
 from service.routes.batches import batch_dependencies, batch_handlers
 from service.routes.billing import billing_dependencies, billing_handlers
 from service.routes.endpoints import endpoint_dependencies, endpoint_handlers
@@ -146,7 +150,14 @@ def build_parts(settings: Settings, *, meter: UsageRecorder | None = None) -> Ap
                     catalog, quotes, arrivals, endpoints, routes, mirrors, capacity, batches,
                     BatchRunner(batches, FileStore(settings.store_dir / ".files"), serving,
                                 tokens.batch_principals(keys.batch_principal), telemetry.registry,
-                                concurrency=settings.pool.max_batch * 3 // 2), identities, tokens)
+                                concurrency=_batch_lines_in_flight(settings)), identities, tokens)
+
+
+def _batch_lines_in_flight(settings: Settings) -> int:
+    """Enough batch lines in flight to fill every row the engine gives them, and a quarter more queued so that a
+    finished row is refilled at the next step."""
+    rows = max(settings.pool.max_batch, settings.pool.background_batch)
+    return rows + max(2, rows // 4)
 
 
 def _freeze_startup_heap() -> None:
@@ -165,6 +176,7 @@ def create_app(settings: Settings, *, meter: UsageRecorder | None = None) -> Lit
     configure_logging(settings.server.log_level)
     parts = build_parts(settings, meter=meter)
     tenants = TenantService(parts.database.sessions, parts.keys.forget_cached)
+    audit_log = AuditLog(parts.database.sessions)
 
     async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
         secret = secret_from_headers(request.headers.get("authorization"), request.headers.get("api-key"))
@@ -174,7 +186,9 @@ def create_app(settings: Settings, *, meter: UsageRecorder | None = None) -> Lit
         else:
             endpoint_key = secret and await parts.routes.authenticate(endpoint, secret)
             principal = endpoint_key or (await parts.keys.authenticate(secret)).principal
-        return await parts.routes.admit(principal, endpoint)  # the endpoint's auth_mode
+        principal = await parts.routes.admit(principal, endpoint)  # the endpoint's auth_mode
+        authorize(principal, request)  # the route's declared permission (service/guard.py)
+        return principal
 
     dependencies = {
         "principal": Provide(provide_principal),
@@ -190,10 +204,11 @@ def create_app(settings: Settings, *, meter: UsageRecorder | None = None) -> Lit
         **batch_dependencies(parts.batches, parts.routes),
         **file_dependencies(settings.server.max_upload_bytes),
         **identity_dependencies(parts.identities),
+        **audit_dependencies(audit_log),
     }
     handlers = [*openai_handlers, *key_handlers, *tenant_handlers, *health_handlers, *billing_handlers,
                 *fine_tune_handlers, *upload_handlers, *endpoint_handlers, *batch_handlers,
-                *file_handlers, *identity_handlers]
+                *file_handlers, *identity_handlers, *audit_handlers]
     document_errors(handlers)
     app = Litestar(
         route_handlers=handlers,

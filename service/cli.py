@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import structlog
 
+from meterway.roles import TENANT_ROLES
 from meterway.settings import Settings, SettingsError, describe
 from service.cli_client import client, print_response
 
@@ -120,7 +121,7 @@ def _add_key_commands(commands: Any) -> None:
     listing.add_argument("--tenant")
     listing.set_defaults(run=lambda a: print_response(
         client().get("/v1/keys", params={"tenant": a.tenant} if a.tenant else None)))
-    update = keys.add_parser("update", help="change a key's limits")
+    update = keys.add_parser("update", help="change a key's limits, role or scope")
     update.add_argument("key_id")
     _limit_flags(update)
     update.set_defaults(run=lambda a: print_response(client().patch(f"/v1/keys/{a.key_id}", json=_body(a))))
@@ -145,10 +146,20 @@ def _limit_flags(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--{flag}", type=int)
     parser.add_argument("--budget-amount", help="decimal amount in the price book's currency")
     parser.add_argument("--budget-period", choices=["day", "month"])
+    parser.add_argument("--role", choices=TENANT_ROLES, help="what the key may do (default owner)")
+    parser.add_argument("--models", type=_names, help="comma-separated: the only models the key may call")
+    parser.add_argument("--endpoints", type=_names,
+                        help="comma-separated: the only endpoints it may call ('serverless' is /v1)")
+    parser.add_argument("--expires-at", type=int, help="unix seconds after which the key is refused")
+
+
+def _names(value: str) -> list[str]:
+    return [name.strip() for name in value.split(",") if name.strip()]
 
 
 def _body(args: argparse.Namespace, *names: str) -> dict[str, Any]:
-    fields = (*names, "rpm", "tpm", "rpd", "max_concurrency", "budget_amount", "budget_period")
+    fields = (*names, "rpm", "tpm", "rpd", "max_concurrency", "budget_amount", "budget_period", "role", "models",
+              "endpoints", "expires_at")
     return {f: getattr(args, f) for f in fields if getattr(args, f, None) is not None}
 
 

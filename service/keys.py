@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from meterway.errors import AuthenticationFailed, InvalidRequest, NotFound
+from meterway.roles import TENANT_ROLES
 from service.auth import KeyHasher, Principal, looks_like_key, lookup_prefix, new_secret
 from service.tables import ApiKeyRow, TenantRow
 from service.throttle import KeyLimits
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from meterway.settings import LimitSettings
 
 LIMIT_FIELDS = ("rpm", "tpm", "rpd", "max_concurrency", "budget_amount", "budget_period")
+SCOPE_FIELDS = ("role", "models", "endpoints")  # what the key may do, and the only models and endpoints
+ADMIN = frozenset({"admin"})
 # Verified keys are kept in ``WarmCache``: another replica may still accept a key revoked elsewhere for
 # FRESH_S; keys used in the last ACTIVE_S are re-verified, in one query, every REFRESH_S.
 FRESH_S, REFRESH_S, ACTIVE_S = 2.0, 1.0, 300.0
@@ -84,7 +87,7 @@ class KeyService:
                                        "<key>' or in the 'api-key' header.", code="missing_api_key")
         digest = self._hasher.digest(secret)
         if secrets.compare_digest(digest, self._admin_digest):
-            return AuthenticatedKey(Principal(tenant=None, key_id=None, is_admin=True), None, None)
+            return AuthenticatedKey(Principal(tenant=None, key_id=None, is_admin=True, roles=ADMIN), None, None)
         if not looks_like_key(secret):
             raise _incorrect_key()
         return await self._verified.get((lookup_prefix(secret), digest))
@@ -108,14 +111,14 @@ class KeyService:
             if row is not None and secrets.compare_digest(digest, row.secret_hash) and _usable(row):
                 tenant = tenants.get(row.tenant)
                 limits = KeyLimits.from_row(row, defaults=self._defaults, tenant_row=tenant)
-                found[(prefix, digest)] = AuthenticatedKey(Principal(row.tenant, row.id, limits=limits), row, tenant)
+                found[(prefix, digest)] = AuthenticatedKey(key_principal(row, limits), row, tenant)
         return found
 
     async def batch_principal(self, key_id: str) -> Principal:
         """Who a batch job's lines run as: the key that created it, with its budgets and none of its rate
         limits; ``AuthenticationFailed`` once that key is revoked (the job's remaining lines do not run)."""
         if key_id == "admin":
-            return Principal(tenant=None, key_id=None, is_admin=True)
+            return Principal(tenant=None, key_id=None, is_admin=True, roles=ADMIN)
         async with self._sessions() as session:
             row = await session.get(ApiKeyRow, key_id)
             tenant = await session.get(TenantRow, row.tenant) if row is not None else None
@@ -123,10 +126,11 @@ class KeyService:
             raise AuthenticationFailed("the API key that created this batch was revoked; its remaining lines "
                                        "are not run", code="invalid_api_key")
         limits = KeyLimits.from_row(row, defaults=self._defaults, tenant_row=tenant)
-        return Principal(row.tenant, row.id, limits=limits.budgets_only())
+        return key_principal(row, limits.budgets_only())
 
     async def create(self, tenant: str, name: str, limits: dict[str, Any] | None = None) -> IssuedKey:
-        """A new key for ``tenant`` (created if new); the secret is returned this once."""
+        """A new key for ``tenant`` (created if new); the secret is returned this once. ``limits`` also carries
+        its ``role``, ``models`` and ``endpoints`` scope and ``expires_at`` (unix seconds, in the future)."""
         check_name("tenant", tenant)
         check_name("name", name, allow_spaces=True)
         async with self._sessions.begin() as session:
@@ -138,7 +142,7 @@ class KeyService:
         secret = new_secret()
         row = ApiKeyRow(id=f"key_{secrets.token_hex(12)}", tenant=tenant, name=name,
                         prefix=lookup_prefix(secret), secret_hash=self._hasher.digest(secret),
-                        created_at=_now(), **check_limits(limits))
+                        created_at=_now(), **check_limits(limits), **check_scope(limits))
         session.add(row)
         await session.flush()
         return IssuedKey(row, secret)
@@ -166,12 +170,12 @@ class KeyService:
         return row
 
     async def update(self, principal: Principal, key_id: str, changes: dict[str, Any]) -> ApiKeyRow:
-        """Change a key's name or limits (admin)."""
+        """Change a key's name, limits, role, scope or expiry (admin)."""
         await self.get(principal, key_id)
         async with self._sessions.begin() as session:
             row = await session.get(ApiKeyRow, key_id)
             assert row is not None
-            for field, value in check_limits(changes, partial=True).items():
+            for field, value in {**check_limits(changes, partial=True), **check_scope(changes, partial=True)}.items():
                 setattr(row, field, value)
             if "name" in changes and changes["name"] is not None:
                 check_name("name", changes["name"], allow_spaces=True)
@@ -190,15 +194,17 @@ class KeyService:
         return row
 
     async def rotate(self, principal: Principal, key_id: str) -> IssuedKey:
-        """A new secret with the same tenant, name and limits; the old one works for the grace period."""
+        """A new secret with the same tenant, name, limits, role, scope and expiry; the old one works for the
+        grace period."""
         old = await self.get(principal, key_id)
         if not _usable(old):
             raise InvalidRequest("A revoked or expired key cannot be rotated.", param="key_id")
         async with self._sessions.begin() as session:
             current = await session.get(ApiKeyRow, key_id)
             assert current is not None
+            limits = {field: getattr(current, field) for field in (*LIMIT_FIELDS, *SCOPE_FIELDS)}
+            limits["expires_at"] = _aware(current.expires_at)
             current.expires_at = min(_aware(current.expires_at) or _now() + self._grace, _now() + self._grace)
-            limits = {field: getattr(current, field) for field in LIMIT_FIELDS}
             issued = await self._insert(session, current.tenant, current.name, limits)
         self._verified.clear()
         return issued
@@ -206,6 +212,13 @@ class KeyService:
     def forget_cached(self) -> None:
         """Drop cached authentications (after a tenant's limits change)."""
         self._verified.clear()
+
+
+def key_principal(row: ApiKeyRow, limits: KeyLimits) -> Principal:
+    """Who a request (or a batch line) with this key acts as: its tenant, role, scope and limits."""
+    return Principal(row.tenant, row.id, limits=limits, roles=frozenset({row.role or "owner"}),
+                     models=None if row.models is None else frozenset(row.models),
+                     endpoints=None if row.endpoints is None else frozenset(row.endpoints))
 
 
 def _incorrect_key() -> AuthenticationFailed:
@@ -238,6 +251,33 @@ def check_limits(values: dict[str, Any], *, partial: bool = False) -> dict[str, 
     if chosen.get("budget_amount") is not None and not chosen.get("budget_period") and not partial:
         chosen["budget_period"] = "month"
     return chosen
+
+
+def check_scope(values: dict[str, Any], *, partial: bool = False) -> dict[str, Any]:
+    """Validated ``role``, ``models``, ``endpoints`` and ``expires_at`` from ``values`` (partial: only those
+    given); a role is one of ``meterway.roles.TENANT_ROLES``, and an expiry (unix seconds) is in the future."""
+    chosen: dict[str, Any] = {f: values.get(f) for f in SCOPE_FIELDS if not partial or f in values}
+    if "role" in chosen:
+        chosen["role"] = chosen["role"] or "owner"
+        if chosen["role"] not in TENANT_ROLES:
+            raise InvalidRequest(f"'role' must be one of {', '.join(TENANT_ROLES)}.", param="role")
+    for field in ("models", "endpoints"):
+        if (listed := chosen.get(field)) is not None:
+            chosen[field] = sorted(set(listed))
+    expiry = _expiry(values.get("expires_at"))
+    if expiry is not None or not partial:  # an expiry is never lifted (a rotated key's old secret stays bounded)
+        chosen["expires_at"] = expiry
+    return chosen
+
+
+def _expiry(moment: datetime | float | None) -> datetime | None:
+    """An expiry given as unix seconds (or a moment), refused unless it is in the future."""
+    if moment is None:
+        return None
+    expiry = _aware(moment) if isinstance(moment, datetime) else datetime.fromtimestamp(moment, UTC)
+    if expiry is None or expiry <= _now():
+        raise InvalidRequest("'expires_at' must be in the future (unix seconds).", param="expires_at")
+    return expiry
 
 
 def check_name(field: str, value: str, *, allow_spaces: bool = False) -> None:

@@ -4,7 +4,8 @@
 to run, the endpoint and deployment it is metered under, and the mirror deployment that gets a copy. The
 serverless endpoint at ``/v1`` is one built-in deployment over the catalog (and the caller's fine-tunes);
 a named endpoint's deployments are chosen by ``endpoints.router`` over a cached snapshot of its weights,
-so a weight change holds at every replica within ``FRESH_S``.
+so a weight change holds at every replica within ``FRESH_S``. Every inference call (batch lines too) passes
+here, so this is where a key's model and endpoint scope is checked (``service.guard``).
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from typing import TYPE_CHECKING
 
 from endpoints.keys import is_endpoint_key, key_id_of, matching_type
 from endpoints.router import PIN_HEADERS, choose
-from meterway.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound
+from meterway.errors import AuthenticationFailed, Conflict, InvalidRequest, ModelNotFound, NotFound
+from meterway.roles import INVOKE
 from service.auth import Principal
+from service.guard import check_endpoint, check_model, may_call, require
 from service.inference import Placement
 from service.key_throttle import Capacity
 from service.warm_cache import WarmCache
@@ -27,6 +30,8 @@ if TYPE_CHECKING:
     from service.resolver import CatalogResolver
 
 FRESH_S, REFRESH_S, ACTIVE_S = 1.0, 0.5, 300.0
+# An endpoint key invokes its endpoint (service.guard lets it use its scoring_uri's batches and files too).
+ENDPOINT_KEY_ROLES = frozenset({"invoker"})
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,8 @@ class Routes:
         await self._snapshots.close()
 
     async def route(self, principal: Principal, model: str, via: Via) -> Target:
+        """Where ``principal``'s request for ``model`` runs; refused (403) outside the key's role or scope."""
+        require(principal, INVOKE, via.endpoint)  # again here: batch lines come from the runner, not a route
         if via.endpoint is None:
             return await self._serverless(principal, model, via)
         snapshot = await self._endpoint(principal, via.endpoint)
@@ -88,6 +95,7 @@ class Routes:
                             group=_group(snapshot, choice.mirror))
         chosen = snapshot.deployments[choice.deployment]
         spec = await self._resolver.resolve(chosen.model, owner)
+        check_model(principal, spec.id)
         capacity = Capacity.of(snapshot.name, choice.deployment, chosen.rpm, chosen.tpm, chosen.max_concurrency,
                                snapshot.max_concurrency)
         return Target(spec, Placement(snapshot.name, choice.deployment, batch=via.batch), mirror, capacity,
@@ -107,15 +115,19 @@ class Routes:
     async def visible(self, principal: Principal, via: Via) -> list[ModelSpec]:
         """The models a caller may name: the catalog and its fine-tunes, or the endpoint's deployments'."""
         if via.endpoint is None:
-            return await self._resolver.visible(principal)
+            check_endpoint(principal, None)
+            return [spec for spec in await self._resolver.visible(principal) if may_call(principal, spec.id)]
         snapshot = await self._endpoint(principal, via.endpoint)
         owner = Principal(tenant=snapshot.tenant, key_id=None)
         models = sorted({d.model for d in snapshot.deployments.values()})
-        return [await self._resolver.resolve(model, owner) for model in models]
+        return [await self._resolver.resolve(model, owner) for model in models if may_call(principal, model)]
 
     async def resolve(self, principal: Principal, model: str, via: Via) -> ModelSpec:
         """One model a caller may see (``GET .../models/{id}``)."""
         if via.endpoint is None:
+            check_endpoint(principal, None)
+            if not may_call(principal, model):
+                raise ModelNotFound(model)
             return await self._resolver.resolve(model, principal)
         for spec in await self.visible(principal, via):
             if spec.id == model:
@@ -135,7 +147,8 @@ class Routes:
             else:
                 key_type = matching_type(self._sign, endpoint, snapshot.nonces, secret)
                 if key_type is not None:
-                    return Principal(snapshot.tenant, key_id_of(endpoint, key_type), endpoint=endpoint)
+                    return Principal(snapshot.tenant, key_id_of(endpoint, key_type), endpoint=endpoint,
+                                     roles=ENDPOINT_KEY_ROLES)
         raise AuthenticationFailed("Incorrect API key provided: an endpoint key calls only its own endpoint, at "
                                    "its scoring_uri.")
 
@@ -160,6 +173,8 @@ class Routes:
                                  "to a named endpoint's scoring_uri", param=via.pin_header)
         if not model:
             raise InvalidRequest("you must provide a model parameter", param="model")
+        check_endpoint(principal, None)
+        check_model(principal, model)
         return Target(await self._resolver.resolve(model, principal), Placement(batch=via.batch))
 
     async def _endpoint(self, principal: Principal, name: str) -> Snapshot:
@@ -167,6 +182,7 @@ class Routes:
         allowed = principal.is_admin or principal.tenant == snapshot.tenant
         if not allowed or principal.endpoint not in (None, name):
             raise NotFound(f"endpoint {name!r} does not exist", param="endpoint")
+        check_endpoint(principal, name)
         return snapshot
 
     @staticmethod

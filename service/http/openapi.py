@@ -45,7 +45,8 @@ _MEANINGS = {
     401: "No API key, or an invalid, revoked or expired one (or token); a key or a token the endpoint's "
          "auth_mode does not take",
     402: "The key's or tenant's budget is exhausted (``insufficient_quota``)",
-    403: "The key may not do this (admin routes, another tenant's resource)",
+    403: "The caller may not do this: its role lacks the route's permission (admin routes need the admin), or "
+         "the model or endpoint is outside the key's scope",
     404: "No such resource, or not visible to this key",
     409: "Conflicts with the resource's current state",
     413: "The request body is larger than the server accepts",

@@ -17,8 +17,11 @@ from msgspec import Meta
 from batches.service import BatchService, NewBatch
 from files.store import FileStore
 from meterway.errors import AuthenticationFailed, InvalidRequest
+from meterway.roles import MANAGE, READ
+from service.audit_trail import AuditTrail
 from service.auth import Principal
 from service.batch_input import validate_batch_file
+from service.guard import needs
 from service.http.fields import Body
 from service.routes.openai import paths
 from service.routing import Routes, Via
@@ -43,9 +46,9 @@ def _owner(principal: Principal, via: Via) -> str:
     return principal.billing_tenant
 
 
-@post(paths("/batches"), summary="Create a batch", tags=TAGS, status_code=200)
+@post(paths("/batches"), summary="Create a batch", tags=TAGS, status_code=200, opt=needs(MANAGE))
 async def create_batch(data: BatchCreate, principal: Principal, batches: BatchService, files: FileStore,
-                       via: Via, batch_routes: Routes) -> dict[str, Any]:
+                       via: Via, batch_routes: Routes, audit: AuditTrail) -> dict[str, Any]:
     """Queue a job over an uploaded ``batch`` file whose every line names ``endpoint``; at a batch endpoint,
     on its default deployment."""
     owner = _owner(principal, via)
@@ -59,12 +62,15 @@ async def create_batch(data: BatchCreate, principal: Principal, batches: BatchSe
     if urls != {data.endpoint}:
         raise InvalidRequest(f"the file's lines name {', '.join(sorted(urls))}; every line must name the batch's "
                              f"endpoint {data.endpoint}", param="endpoint")
-    return await batches.create(NewBatch(owner, principal.billing_key, found.id, data.endpoint,
-                                         data.completion_window, data.metadata, summary.lines, via.endpoint,
-                                         deployment))
+    batch = await batches.create(NewBatch(owner, principal.billing_key, found.id, data.endpoint,
+                                          data.completion_window, data.metadata, summary.lines, via.endpoint,
+                                          deployment))
+    await audit.record("batch.create", batch["id"], after={"input_file_id": found.id, "endpoint": data.endpoint,
+                                                           "lines": summary.lines, "at_endpoint": via.endpoint})
+    return batch
 
 
-@get(paths("/batches"), summary="List batches", tags=TAGS)
+@get(paths("/batches"), summary="List batches", tags=TAGS, opt=needs(READ))
 async def list_batches(principal: Principal, batches: BatchService, via: Via,
                        after: Annotated[str | None, QueryParameter(max_length=40)] = None,
                        limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20) -> dict[str, Any]:
@@ -74,16 +80,20 @@ async def list_batches(principal: Principal, batches: BatchService, via: Via,
             "last_id": data[-1]["id"] if data else None, "has_more": more}
 
 
-@get(paths("/batches/{batch_id:str}"), summary="Retrieve a batch", tags=TAGS)
+@get(paths("/batches/{batch_id:str}"), summary="Retrieve a batch", tags=TAGS, opt=needs(READ))
 async def retrieve_batch(batch_id: str, principal: Principal, batches: BatchService, via: Via) -> dict[str, Any]:
     """Its status, request counts and, once finished, its output and error files."""
     return await batches.get(_owner(principal, via), batch_id, via.endpoint)
 
 
-@post(paths("/batches/{batch_id:str}/cancel"), summary="Cancel a batch", tags=TAGS, status_code=200)
-async def cancel_batch(batch_id: str, principal: Principal, batches: BatchService, via: Via) -> dict[str, Any]:
+@post(paths("/batches/{batch_id:str}/cancel"), summary="Cancel a batch", tags=TAGS, status_code=200,
+      opt=needs(MANAGE))
+async def cancel_batch(batch_id: str, principal: Principal, batches: BatchService, via: Via,
+                       audit: AuditTrail) -> dict[str, Any]:
     """Stop within seconds; the lines already answered stay in the output and are the only ones billed."""
-    return await batches.cancel(_owner(principal, via), batch_id, via.endpoint)
+    batch = await batches.cancel(_owner(principal, via), batch_id, via.endpoint)
+    await audit.record("batch.cancel", batch_id)
+    return batch
 
 
 batch_handlers = [create_batch, list_batches, retrieve_batch, cancel_batch]

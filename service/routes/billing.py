@@ -14,8 +14,11 @@ from msgspec import Meta
 from billing.money import InstancePrice, Price, format_decimal, parse_amount
 from billing.prices import INSTANCE_TYPE_PATTERN, PriceBook
 from billing.reports import GROUPS, UsageQuery, UsageReports, parse_bound, parse_group_by
-from meterway.errors import NotFound, PermissionDenied
+from meterway.errors import NotFound
+from meterway.roles import BILLING, PLATFORM
+from service.audit_trail import AuditTrail
 from service.auth import Principal
+from service.guard import needs
 from service.http.fields import MOMENT_FORMS, Body, ModelId, Moment, PricePerMillion
 
 if TYPE_CHECKING:
@@ -86,11 +89,6 @@ def _instance_view(price: InstancePrice) -> InstancePriceView:
                              effective_from=int(price.effective_from.timestamp()))
 
 
-def _admin(principal: Principal) -> None:
-    if not principal.is_admin:
-        raise PermissionDenied("This route needs the platform admin key.")
-
-
 def _start(effective_from: str | int | None) -> datetime | None:
     return None if effective_from is None else parse_bound(str(effective_from), "effective_from")
 
@@ -101,7 +99,7 @@ def _view(price: Price) -> PriceView:
                      effective_from=int(price.effective_from.timestamp()))
 
 
-@get("/v1/prices", summary="List the price book", tags=["Billing"])
+@get("/v1/prices", summary="List the price book", tags=["Billing"], opt=needs(BILLING))
 async def list_prices(principal: NamedDependency[Principal], price_book: NamedDependency[PriceBook],
                       model: Annotated[str | None, QueryParameter()] = None,
                       tier: Annotated[Tier | None, QueryParameter()] = None) -> PriceList:
@@ -111,19 +109,20 @@ async def list_prices(principal: NamedDependency[Principal], price_book: NamedDe
     return PriceList(data=[_view(p) for p in await price_book.list(model, tier)])
 
 
-@post("/v1/prices", summary="Add a price (admin)", tags=["Billing"], status_code=201)
-async def create_price(data: JSONBody[PriceCreate], principal: NamedDependency[Principal],
+@post("/v1/prices", summary="Add a price (admin)", tags=["Billing"], status_code=201, opt=needs(PLATFORM))
+async def create_price(data: JSONBody[PriceCreate], audit: NamedDependency[AuditTrail],
                        price_book: NamedDependency[PriceBook]) -> PriceView:
     """Append a price for a model in a tier (``online`` by default, or ``batch``) from ``effective_from`` on;
     entries already written keep their price."""
-    _admin(principal)
     price = await price_book.set_price(data.model, parse_amount(data.input_per_million, "input_per_million"),
                                        parse_amount(data.output_per_million, "output_per_million"),
                                        _start(data.effective_from), data.tier)
-    return _view(price)
+    view = _view(price)
+    await audit.record("price.create", f"{price.model}/{price.tier}", after=msgspec.structs.asdict(view))
+    return view
 
 
-@get("/v1/prices/instances", summary="List the instance price book", tags=["Billing"])
+@get("/v1/prices/instances", summary="List the instance price book", tags=["Billing"], opt=needs(BILLING))
 async def list_instance_prices(principal: NamedDependency[Principal], price_book: NamedDependency[PriceBook],
                                model: Annotated[str | None, QueryParameter()] = None) -> InstancePriceList:
     """Every price per instance-minute (per model and instance type), oldest first; each applies until the
@@ -131,19 +130,22 @@ async def list_instance_prices(principal: NamedDependency[Principal], price_book
     return InstancePriceList(data=[_instance_view(p) for p in await price_book.list_instance_prices(model)])
 
 
-@post("/v1/prices/instances", summary="Add an instance price (admin)", tags=["Billing"], status_code=201)
-async def create_instance_price(data: JSONBody[InstancePriceCreate], principal: NamedDependency[Principal],
+@post("/v1/prices/instances", summary="Add an instance price (admin)", tags=["Billing"], status_code=201,
+      opt=needs(PLATFORM))
+async def create_instance_price(data: JSONBody[InstancePriceCreate], audit: NamedDependency[AuditTrail],
                                 price_book: NamedDependency[PriceBook]) -> InstancePriceView:
     """Append a price per started instance-minute of a model on an instance type from ``effective_from`` on;
     a fine-tune without its own uses its base model's."""
-    _admin(principal)
     price = await price_book.set_instance_price(data.model, data.instance_type,
                                                 parse_amount(data.per_minute, "per_minute"),
                                                 _start(data.effective_from))
-    return _instance_view(price)
+    view = _instance_view(price)
+    await audit.record("instance_price.create", f"{price.model}/{price.instance_type}",
+                       after=msgspec.structs.asdict(view))
+    return view
 
 
-@get("/v1/usage", summary="Usage report", tags=["Billing"])
+@get("/v1/usage", summary="Usage report", tags=["Billing"], opt=needs(BILLING))
 async def usage_report(
     principal: NamedDependency[Principal], usage_reports: NamedDependency[UsageReports],
     start: Annotated[str, QueryParameter(schema_extra=MOMENT_QUERY)] = "",

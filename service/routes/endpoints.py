@@ -16,9 +16,12 @@ from msgspec import Meta
 
 from endpoints.rules import MAX_INSTANCES
 from endpoints.service import SPEC_FIELDS, Caller, DeploymentSpec, EndpointService, EndpointSpec
-from meterway.errors import InvalidRequest
+from meterway.errors import InvalidRequest, NotFound
+from meterway.roles import KEYS, MANAGE, READ
+from service.audit_trail import AuditTrail
 from service.auth import Principal
 from service.capacity import DedicatedCapacity
+from service.guard import needs
 from service.http.fields import Body, Name
 
 # DNS-label style: the name is part of the endpoint's URL.
@@ -29,6 +32,9 @@ Instances = Annotated[int, Meta(ge=1, le=MAX_INSTANCES)]
 InstanceType = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$", max_length=32)]
 TAGS = ["Endpoints"]
 LOG_LINES = 500  # what the pool keeps of a deployment's log
+# What the audit log keeps of an endpoint before and after a change (a deployment: its SPEC_FIELDS).
+ENDPOINT_SETTINGS = ("kind", "description", "auth_mode", "traffic", "mirror_traffic", "max_concurrency",
+                     "default_deployment")
 
 
 class EndpointPut(Body):
@@ -79,6 +85,22 @@ def _caller(principal: Principal) -> Caller:
     return Caller(None if principal.is_admin else principal.tenant)
 
 
+async def _current(endpoints: EndpointService, caller: Caller, name: str) -> dict[str, Any] | None:
+    """The endpoint as it is before a change (None: there is none the caller sees)."""
+    try:
+        return await endpoints.get(caller, name)
+    except NotFound:
+        return None
+
+
+def _settings(body: dict[str, Any] | None, deployment: str | None = None) -> dict[str, Any] | None:
+    """The endpoint's settings, or its deployment's, as the audit log keeps them (None: it does not exist)."""
+    if body is not None and deployment is not None:
+        body = next((d for d in body["deployments"] if d["name"] == deployment), None)
+    names = ENDPOINT_SETTINGS if deployment is None else SPEC_FIELDS
+    return None if body is None else {field: body[field] for field in names}
+
+
 def _located(request: Request[Any, Any, Any], body: dict[str, Any], capacity: DedicatedCapacity) -> dict[str, Any]:
     """The endpoint's body with its ``scoring_uri`` (the OpenAI base URL its callers use) and its deployments'
     live state."""
@@ -88,18 +110,22 @@ def _located(request: Request[Any, Any, Any], body: dict[str, Any], capacity: De
             "deployments": [capacity.describe(d) for d in body["deployments"]]}
 
 
-@put("/v1/endpoints/{name:str}", summary="Create or update an endpoint", tags=TAGS)
+@put("/v1/endpoints/{name:str}", summary="Create or update an endpoint", tags=TAGS, opt=needs(MANAGE))
 async def put_endpoint(name: str, data: EndpointPut, principal: Principal, endpoints: EndpointService,
-                       request: Request[Any, Any, Any], dedicated_capacity: DedicatedCapacity) -> dict[str, Any]:
+                       request: Request[Any, Any, Any], dedicated_capacity: DedicatedCapacity,
+                       audit: AuditTrail) -> dict[str, Any]:
     """Idempotent; traffic sums to 100 (or is empty), mirror traffic to at most 50. A batch endpoint takes no
     traffic: a job created at its ``scoring_uri`` runs on its ``default_deployment``, fixed when the job is
     created."""
     spec = EndpointSpec(data.kind, data.description, data.auth_mode, data.traffic, data.mirror_traffic,
                         data.tenant, data.max_concurrency, data.default_deployment)
-    return _located(request, await endpoints.put(_caller(principal), name, spec), dedicated_capacity)
+    before = await _current(endpoints, _caller(principal), name)
+    body = await endpoints.put(_caller(principal), name, spec)
+    await audit.record("endpoint.put", name, before=_settings(before), after=_settings(body), tenant=body["owner"])
+    return _located(request, body, dedicated_capacity)
 
 
-@get("/v1/endpoints", summary="List endpoints", tags=TAGS)
+@get("/v1/endpoints", summary="List endpoints", tags=TAGS, opt=needs(READ))
 async def list_endpoints(principal: Principal, endpoints: EndpointService,
                          request: Request[Any, Any, Any], dedicated_capacity: DedicatedCapacity) -> dict[str, Any]:
     """The caller's endpoints (every tenant's for the admin)."""
@@ -107,32 +133,40 @@ async def list_endpoints(principal: Principal, endpoints: EndpointService,
     return {"object": "list", "data": [_located(request, body, dedicated_capacity) for body in bodies]}
 
 
-@get("/v1/endpoints/{name:str}", summary="Get an endpoint", tags=TAGS)
+@get("/v1/endpoints/{name:str}", summary="Get an endpoint", tags=TAGS, opt=needs(READ))
 async def get_endpoint(name: str, principal: Principal, endpoints: EndpointService,
                        request: Request[Any, Any, Any], dedicated_capacity: DedicatedCapacity) -> dict[str, Any]:
     """One endpoint with its deployments; another tenant's is a 404."""
     return _located(request, await endpoints.get(_caller(principal), name), dedicated_capacity)
 
 
-@delete("/v1/endpoints/{name:str}", summary="Delete an endpoint", tags=TAGS, status_code=200)
-async def delete_endpoint(name: str, principal: Principal, endpoints: EndpointService) -> dict[str, Any]:
+@delete("/v1/endpoints/{name:str}", summary="Delete an endpoint", tags=TAGS, status_code=200, opt=needs(MANAGE))
+async def delete_endpoint(name: str, principal: Principal, endpoints: EndpointService,
+                          audit: AuditTrail) -> dict[str, Any]:
     """Delete the endpoint and its deployments."""
+    before = await endpoints.get(_caller(principal), name)
     await endpoints.delete(_caller(principal), name)
+    await audit.record("endpoint.delete", name, before=_settings(before), tenant=before["owner"])
     return {"name": name, "object": "endpoint", "deleted": True}
 
 
 @put("/v1/endpoints/{name:str}/deployments/{deployment:str}", summary="Create or update a deployment",
-     tags=TAGS)
+     tags=TAGS, opt=needs(MANAGE))
 async def put_deployment(name: str, deployment: str, data: DeploymentPut, principal: Principal,
-                         endpoints: EndpointService, dedicated_capacity: DedicatedCapacity) -> dict[str, Any]:
+                         endpoints: EndpointService, dedicated_capacity: DedicatedCapacity,
+                         audit: AuditTrail) -> dict[str, Any]:
     """The model must be one the endpoint's owner may call (a catalog model or its own fine-tune). Dedicated
     capacity needs an instance price for the model and instances that fit the pool's memory (409
     ``insufficient_capacity`` otherwise); its instances start loading at once (state ``creating``)."""
+    before = await endpoints.get(_caller(principal), name)
     body = await endpoints.put_deployment(_caller(principal), name, deployment, data.spec())
+    await audit.record("deployment.put", f"{name}/{deployment}", before=_settings(before, deployment),
+                       after={field: body[field] for field in SPEC_FIELDS}, tenant=before["owner"])
     return dedicated_capacity.describe(body)
 
 
-@get("/v1/endpoints/{name:str}/deployments/{deployment:str}", summary="Get a deployment", tags=TAGS)
+@get("/v1/endpoints/{name:str}/deployments/{deployment:str}", summary="Get a deployment", tags=TAGS,
+     opt=needs(READ))
 async def get_deployment(name: str, deployment: str, principal: Principal, endpoints: EndpointService,
                          dedicated_capacity: DedicatedCapacity) -> dict[str, Any]:
     """Its settings and live state: creating / updating / ready / failed (with ``reason``), its instances and
@@ -140,7 +174,8 @@ async def get_deployment(name: str, deployment: str, principal: Principal, endpo
     return dedicated_capacity.describe(await endpoints.get_deployment(_caller(principal), name, deployment))
 
 
-@get("/v1/endpoints/{name:str}/deployments/{deployment:str}/logs", summary="Get a deployment's logs", tags=TAGS)
+@get("/v1/endpoints/{name:str}/deployments/{deployment:str}/logs", summary="Get a deployment's logs", tags=TAGS,
+     opt=needs(READ))
 async def get_deployment_logs(name: str, deployment: str, principal: Principal, endpoints: EndpointService,
                               dedicated_capacity: DedicatedCapacity,
                               lines: Annotated[int, QueryParameter(ge=1, le=LOG_LINES)] = 100) -> dict[str, Any]:
@@ -156,26 +191,33 @@ async def get_deployment_logs(name: str, deployment: str, principal: Principal, 
 
 
 @delete("/v1/endpoints/{name:str}/deployments/{deployment:str}", summary="Delete a deployment", tags=TAGS,
-        status_code=200)
+        status_code=200, opt=needs(MANAGE))
 async def delete_deployment(name: str, deployment: str, principal: Principal,
-                            endpoints: EndpointService) -> dict[str, Any]:
+                            endpoints: EndpointService, audit: AuditTrail) -> dict[str, Any]:
     """Refused (409) while the deployment takes live or mirrored traffic."""
+    before = await endpoints.get(_caller(principal), name)
     await endpoints.delete_deployment(_caller(principal), name, deployment)
+    await audit.record("deployment.delete", f"{name}/{deployment}", before=_settings(before, deployment),
+                       tenant=before["owner"])
     return {"name": deployment, "object": "deployment", "deleted": True}
 
 
-@post("/v1/endpoints/{name:str}/keys", summary="List an endpoint's keys", tags=TAGS, status_code=200)
+@post("/v1/endpoints/{name:str}/keys", summary="List an endpoint's keys", tags=TAGS, status_code=200,
+      opt=needs(KEYS))
 async def list_endpoint_keys(name: str, principal: Principal, endpoints: EndpointService) -> dict[str, Any]:
     """The endpoint's ``primary_key`` and ``secondary_key``: each calls this endpoint only."""
     return await endpoints.keys(_caller(principal), name)
 
 
 @post("/v1/endpoints/{name:str}/keys/regenerate", summary="Regenerate an endpoint key", tags=TAGS,
-      status_code=200)
+      status_code=200, opt=needs(KEYS))
 async def regenerate_endpoint_key(name: str, data: Regenerate, principal: Principal,
-                                  endpoints: EndpointService) -> dict[str, Any]:
+                                  endpoints: EndpointService, audit: AuditTrail) -> dict[str, Any]:
     """Replace one key at once; the other keeps working, so callers rotate without downtime."""
-    return await endpoints.regenerate(_caller(principal), name, data.key_type)
+    owner = (await endpoints.get(_caller(principal), name))["owner"]
+    keys = await endpoints.regenerate(_caller(principal), name, data.key_type)
+    await audit.record("endpoint_key.regenerate", f"{name}/{data.key_type}", tenant=owner)
+    return keys
 
 
 endpoint_handlers = [put_endpoint, list_endpoints, get_endpoint, delete_endpoint, put_deployment, get_deployment,

@@ -22,9 +22,12 @@ from litestar.response import File
 
 from files.store import PURPOSES, FileObject, FileStore
 from meterway.errors import InvalidRequest, PayloadTooLarge
+from meterway.roles import MANAGE, READ
 from models.finetune.multipart_form import receive_form
+from service.audit_trail import AuditTrail
 from service.auth import Principal
 from service.batch_input import validate_batch_file
+from service.guard import needs
 from service.http.bodies import limited_body
 from service.routes.openai import paths
 
@@ -112,17 +115,19 @@ def _purpose(fields: dict[str, str]) -> str:
 
 
 @post(paths("/files"), summary="Upload a file", tags=TAGS, status_code=200, request_max_body_size=None,
-      operation_class=_UploadForm)
+      operation_class=_UploadForm, opt=needs(MANAGE))
 async def upload_file(principal: Principal, files: FileStore, file_limit: int,
-                      request: Request[Any, Any, Any]) -> dict[str, Any]:
+                      request: Request[Any, Any, Any], audit: AuditTrail) -> dict[str, Any]:
     """A multipart form with the file in ``file`` and its ``purpose`` (``batch`` or ``fine-tune``)."""
     async with _received(request, files.root, file_limit) as (path, filename, purpose):
         if purpose == "batch":
             await asyncio.to_thread(validate_batch_file, path)
-        return files.adopt(principal.billing_tenant, path, filename, purpose).body()
+        body = files.adopt(principal.billing_tenant, path, filename, purpose).body()
+    await audit.record("file.upload", body["id"], after={k: body.get(k) for k in ("filename", "purpose", "bytes")})
+    return body
 
 
-@get(paths("/files"), summary="List files", tags=TAGS)
+@get(paths("/files"), summary="List files", tags=TAGS, opt=needs(READ))
 async def list_files(principal: Principal, files: FileStore,
                      purpose: Annotated[str | None, QueryParameter(max_length=32)] = None,
                      limit: Annotated[int, QueryParameter(ge=1, le=10_000)] = 10_000,
@@ -142,14 +147,14 @@ def _page(found: list[FileObject], after: str | None, limit: int) -> dict[str, A
             "last_id": page[-1].id if page else None, "has_more": start + limit < len(found)}
 
 
-@get(paths("/files/{file_id:str}"), summary="Retrieve a file", tags=TAGS)
+@get(paths("/files/{file_id:str}"), summary="Retrieve a file", tags=TAGS, opt=needs(READ))
 async def retrieve_file(file_id: str, principal: Principal, files: FileStore) -> dict[str, Any]:
     """The File object; another tenant's file is as absent as one that never existed (404)."""
     return files.get(principal.billing_tenant, file_id).body()
 
 
 @get(paths("/files/{file_id:str}/content"), summary="Retrieve a file's content", tags=TAGS,
-     media_type="application/octet-stream", operation_class=_FileBytes)
+     media_type="application/octet-stream", operation_class=_FileBytes, opt=needs(READ))
 async def file_content(file_id: str, principal: Principal, files: FileStore) -> File:
     """The file's bytes as they were uploaded (or, for a batch's results, written), streamed."""
     found = files.get(principal.billing_tenant, file_id)
@@ -158,10 +163,11 @@ async def file_content(file_id: str, principal: Principal, files: FileStore) -> 
                 content_disposition_type="attachment")
 
 
-@delete(paths("/files/{file_id:str}"), summary="Delete a file", tags=TAGS, status_code=200)
-async def delete_file(file_id: str, principal: Principal, files: FileStore) -> dict[str, Any]:
+@delete(paths("/files/{file_id:str}"), summary="Delete a file", tags=TAGS, status_code=200, opt=needs(MANAGE))
+async def delete_file(file_id: str, principal: Principal, files: FileStore, audit: AuditTrail) -> dict[str, Any]:
     """Delete the file; OpenAI's deletion object."""
     gone = files.delete(principal.billing_tenant, file_id)
+    await audit.record("file.delete", gone.id, before={"filename": gone.filename, "purpose": gone.purpose})
     return {"id": gone.id, "object": "file", "deleted": True}
 
 

@@ -15,11 +15,14 @@ from msgspec import Meta
 
 from files.store import FileStore
 from meterway.errors import InvalidRequest
+from meterway.roles import MANAGE, READ
 from models.finetune.catalog import epoch_seconds
 from models.finetune.multipart_form import receive_form
 from models.finetune.service import FineTuneService
 from models.finetune.uploads import UploadSessions
+from service.audit_trail import AuditTrail
 from service.auth import Principal
+from service.guard import needs
 from service.http.bodies import limited_body
 
 if TYPE_CHECKING:
@@ -92,13 +95,15 @@ def _offset(request: Request[Any, Any, Any]) -> int:
     return int(raw)
 
 
-@post("/v1/resumable_uploads", summary="Open a resumable upload", tags=["Fine-tunes"], status_code=201)
+@post("/v1/resumable_uploads", summary="Open a resumable upload", tags=["Fine-tunes"], status_code=201,
+      opt=needs(MANAGE))
 async def create_upload(data: CreateUpload, principal: Principal, uploads: UploadSessions) -> dict[str, Any]:
     """Open a session for ``bytes`` bytes; 413 past the server's upload limit."""
     return uploads.create(principal.billing_tenant, data.bytes, data.filename).body()
 
 
-@get("/v1/resumable_uploads/{upload_id:str}", summary="Where a resumable upload stands", tags=["Fine-tunes"])
+@get("/v1/resumable_uploads/{upload_id:str}", summary="Where a resumable upload stands", tags=["Fine-tunes"],
+     opt=needs(MANAGE))
 async def get_upload(upload_id: str, principal: Principal, uploads: UploadSessions) -> dict[str, Any]:
     """The offset received so far: where a client resumes after a broken connection."""
     return uploads.status(principal.billing_tenant, upload_id).body()
@@ -109,6 +114,7 @@ async def get_upload(upload_id: str, principal: Principal, uploads: UploadSessio
     summary="Append bytes to a resumable upload",
     tags=["Fine-tunes"],
     request_max_body_size=None,
+    opt=needs(MANAGE),
 )
 async def append_upload(
     upload_id: str, principal: Principal, uploads: UploadSessions, request: Request[Any, Any, Any]
@@ -124,7 +130,8 @@ async def append_upload(
 
 
 @delete(
-    "/v1/resumable_uploads/{upload_id:str}", summary="Abandon a resumable upload", tags=["Fine-tunes"], status_code=200
+    "/v1/resumable_uploads/{upload_id:str}", summary="Abandon a resumable upload", tags=["Fine-tunes"], status_code=200,
+    opt=needs(MANAGE),
 )
 async def delete_upload(upload_id: str, principal: Principal, uploads: UploadSessions) -> dict[str, Any]:
     """Drop the session and its bytes."""
@@ -138,6 +145,7 @@ async def delete_upload(upload_id: str, principal: Principal, uploads: UploadSes
     tags=["Fine-tunes"],
     status_code=201,
     request_max_body_size=None,
+    opt=needs(MANAGE),
 )
 async def create_fine_tune(
     principal: Principal,
@@ -145,6 +153,7 @@ async def create_fine_tune(
     uploads: UploadSessions,
     files: FileStore,
     request: Request[Any, Any, Any],
+    audit: AuditTrail,
 ) -> dict[str, Any]:
     """A multipart upload (fields + files or one archive), or JSON naming a finished resumable upload."""
     content_type = request.headers.get("content-type", "")
@@ -177,7 +186,10 @@ async def create_fine_tune(
             await fine_tunes.ensure_new(new)  # a name clash must not consume the upload
             _take_archive(data, principal.billing_tenant, uploads, files, area)
             row = await fine_tunes.create(new, area)
-    return fine_tune_body(row)
+    body = fine_tune_body(row)
+    await audit.record("fine_tune.create", row.id, after={k: body[k] for k in ("base", "kind", "name", "sha256")},
+                       tenant=row.tenant)
+    return body
 
 
 def _take_archive(data: CreateFineTune, owner: str, uploads: UploadSessions, files: FileStore,
@@ -197,13 +209,14 @@ def _take_archive(data: CreateFineTune, owner: str, uploads: UploadSessions, fil
     area.link(file.filename, files.data(owner, file.id))
 
 
-@get("/v1/fine_tuned_models", summary="List your fine-tuned models", tags=["Fine-tunes"])
+@get("/v1/fine_tuned_models", summary="List your fine-tuned models", tags=["Fine-tunes"], opt=needs(READ))
 async def list_fine_tunes(principal: Principal, fine_tunes: FineTuneService) -> dict[str, Any]:
     """The caller's live fine-tunes."""
     return {"object": "list", "data": [fine_tune_body(row) for row in await fine_tunes.list(principal)]}
 
 
-@get("/v1/fine_tuned_models/{model_id:str}", summary="Get a fine-tuned model", tags=["Fine-tunes"])
+@get("/v1/fine_tuned_models/{model_id:str}", summary="Get a fine-tuned model", tags=["Fine-tunes"],
+     opt=needs(READ))
 async def get_fine_tune(model_id: str, principal: Principal, fine_tunes: FineTuneService) -> dict[str, Any]:
     """One fine-tune; 404 ``model_not_found`` for another tenant's, as for one that does not exist."""
     return fine_tune_body(await fine_tunes.get(principal, model_id))
@@ -214,12 +227,14 @@ async def get_fine_tune(model_id: str, principal: Principal, fine_tunes: FineTun
     summary="Delete a fine-tuned model",
     tags=["Fine-tunes"],
     status_code=200,
+    opt=needs(MANAGE),
 )
 async def delete_fine_tune(
-    model_id: str, principal: Principal, fine_tunes: FineTuneService
+    model_id: str, principal: Principal, fine_tunes: FineTuneService, audit: AuditTrail
 ) -> dict[str, Any]:
     """Delete the fine-tune and its files (OpenAI's delete-model answer)."""
     row = await fine_tunes.delete(principal, model_id)
+    await audit.record("fine_tune.delete", row.id, tenant=row.tenant)
     return {"id": row.id, "object": "model", "deleted": True}
 
 

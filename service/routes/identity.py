@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import msgspec
 from litestar import delete, get, put
 from litestar.di import Provide
 from msgspec import Meta
 
 from identity.service import IdentityService, IdentitySpec
 from meterway.errors import NotFound
+from meterway.roles import KEYS
+from service.audit_trail import AuditTrail
 from service.auth import Principal
+from service.guard import needs
 from service.http.fields import Body
 from service.routes.tenants import TenantId
 
@@ -38,28 +42,34 @@ def _manages(principal: Principal, tenant: str) -> None:
         raise NotFound(f"No tenant '{tenant}'.", param="tenant")
 
 
-@put("/v1/tenants/{tenant_id:str}/identity", summary="Set a tenant's identity provider", tags=TAGS)
+@put("/v1/tenants/{tenant_id:str}/identity", summary="Set a tenant's identity provider", tags=TAGS,
+     opt=needs(KEYS))
 async def put_identity(tenant_id: TenantId, data: IdentityPut, principal: Principal,
-                       identities: IdentityService) -> dict[str, Any]:
+                       identities: IdentityService, audit: AuditTrail) -> dict[str, Any]:
     """Idempotent. The issuer is an https URL (http on a loopback host in local mode only); one that another
     tenant has, or the platform's own, is a 409."""
     _manages(principal, tenant_id)
     spec = IdentitySpec(data.issuer, data.audience, data.subject_claim, data.roles_claim)
-    return await identities.put(tenant_id, spec)
+    body = await identities.put(tenant_id, spec)
+    await audit.record("identity.put", tenant_id, after=msgspec.structs.asdict(data), tenant=tenant_id)
+    return body
 
 
-@get("/v1/tenants/{tenant_id:str}/identity", summary="Get a tenant's identity provider", tags=TAGS)
+@get("/v1/tenants/{tenant_id:str}/identity", summary="Get a tenant's identity provider", tags=TAGS,
+     opt=needs(KEYS))
 async def get_identity(tenant_id: TenantId, principal: Principal, identities: IdentityService) -> dict[str, Any]:
     _manages(principal, tenant_id)
     return await identities.get(tenant_id)
 
 
 @delete("/v1/tenants/{tenant_id:str}/identity", summary="Remove a tenant's identity provider", tags=TAGS,
-        status_code=200)
-async def delete_identity(tenant_id: TenantId, principal: Principal, identities: IdentityService) -> dict[str, Any]:
+        status_code=200, opt=needs(KEYS))
+async def delete_identity(tenant_id: TenantId, principal: Principal, identities: IdentityService,
+                          audit: AuditTrail) -> dict[str, Any]:
     """Its tokens are refused from then on."""
     _manages(principal, tenant_id)
     await identities.delete(tenant_id)
+    await audit.record("identity.delete", tenant_id, tenant=tenant_id)
     return {"object": "tenant.identity", "tenant": tenant_id, "deleted": True}
 
 

@@ -15,7 +15,9 @@ from litestar.response import Stream
 
 from endpoints.router import PIN_HEADERS
 from meterway.errors import InvalidRequest
+from meterway.roles import CATALOG, INVOKE
 from service.auth import Principal
+from service.guard import needs
 from service.http.openapi import RATE_HEADERS
 from service.jobs import new_request_id
 from service.protocol import (
@@ -62,7 +64,7 @@ async def provide_via(request: Request[Any, Any, Any]) -> Via:
 
 
 @post(paths("/chat/completions"), summary="Create a chat completion", tags=["OpenAI"], status_code=200,
-      response_headers=RATE_HEADERS)
+      response_headers=RATE_HEADERS, opt=needs(INVOKE))
 async def create_chat_completion(data: ChatCompletionRequest, principal: Principal, serving: ServingService,
                                  via: Via) -> Response[Any]:
     """OpenAI's chat completions, streamed (SSE) or not; ``usage`` is the engine's own count."""
@@ -77,7 +79,7 @@ async def create_chat_completion(data: ChatCompletionRequest, principal: Princip
 
 
 @post(paths("/completions"), summary="Create a completion (legacy)", tags=["OpenAI"], status_code=200,
-      response_headers=RATE_HEADERS)
+      response_headers=RATE_HEADERS, opt=needs(INVOKE))
 async def create_completion(data: CompletionRequest, principal: Principal, serving: ServingService,
                             via: Via) -> Response[Any]:
     """OpenAI's legacy prompt completions; a list of prompts gives ``n`` choices per prompt."""
@@ -92,7 +94,7 @@ async def create_completion(data: CompletionRequest, principal: Principal, servi
 
 
 @post(paths("/embeddings"), summary="Create embeddings", tags=["OpenAI"], status_code=200,
-      response_headers=RATE_HEADERS)
+      response_headers=RATE_HEADERS, opt=needs(INVOKE))
 async def create_embeddings(data: EmbeddingRequest, principal: Principal, serving: ServingService,
                             via: Via) -> Response[Any]:
     """OpenAI's embeddings: a string or a list of inputs; billed per input token."""
@@ -109,14 +111,14 @@ def _model(spec_state_prices: tuple[Any, str, Any]) -> Model:
                  output_price_per_million=str(prices.output_per_million))
 
 
-@get(paths("/models"), summary="List models", tags=["OpenAI"])
+@get(paths("/models"), summary="List models", tags=["OpenAI"], opt=needs(CATALOG))
 async def list_models(principal: Principal, serving: ServingService, via: Via) -> ModelList:
     """The catalog as this key sees it (at an endpoint: its deployments' models), with each model's live state
     (cold / loading / ready)."""
     return ModelList(data=[_model(item) for item in await serving.models(principal, via)])
 
 
-@get(paths("/models/{model_id:path}"), summary="Retrieve a model", tags=["OpenAI"])
+@get(paths("/models/{model_id:path}"), summary="Retrieve a model", tags=["OpenAI"], opt=needs(CATALOG))
 async def retrieve_model(model_id: str, principal: Principal, serving: ServingService, via: Via) -> Model:
     """One model, or 404 if it does not exist or is not visible to this key."""
     return _model(await serving.model(principal, model_id.lstrip("/"), via))

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 from litestar import get, patch
 from litestar.params import Parameter
 from msgspec import Meta
 
-from meterway.errors import PermissionDenied
+from meterway.errors import NotFound
+from meterway.roles import PLATFORM
+from service.audit_trail import AuditTrail
 from service.auth import Principal
+from service.guard import needs
 from service.http.fields import NAME_PATTERN, Body, BudgetAmount, BudgetPeriod, Limit, StripeCustomer
 from service.tenants import TenantService
 
@@ -54,30 +57,35 @@ def _view(row: TenantRow) -> Tenant:
                   budget_period=row.budget_period)
 
 
-def _admin(principal: Principal) -> None:
-    if not principal.is_admin:
-        raise PermissionDenied("This route needs the platform admin key.")
+def _settings(row: TenantRow | None) -> dict[str, Any] | None:
+    """What the audit log keeps of a tenant before and after a change."""
+    return None if row is None else {k: v for k, v in msgspec.structs.asdict(_view(row)).items()
+                                     if k not in ("id", "object", "created_at")}
 
 
-@get("/v1/tenants", summary="List tenants (admin)", tags=["Tenants"])
+@get("/v1/tenants", summary="List tenants (admin)", tags=["Tenants"], opt=needs(PLATFORM))
 async def list_tenants(principal: Principal, tenants: TenantService) -> TenantList:
-    _admin(principal)
     return TenantList(data=[_view(row) for row in await tenants.list()])
 
 
-@get("/v1/tenants/{tenant_id:str}", summary="Retrieve a tenant (admin)", tags=["Tenants"])
+@get("/v1/tenants/{tenant_id:str}", summary="Retrieve a tenant (admin)", tags=["Tenants"], opt=needs(PLATFORM))
 async def get_tenant(tenant_id: TenantId, principal: Principal, tenants: TenantService) -> Tenant:
-    _admin(principal)
     return _view(await tenants.get(tenant_id))
 
 
-@patch("/v1/tenants/{tenant_id:str}", summary="Set a tenant's limits or Stripe customer (admin)", tags=["Tenants"])
-async def update_tenant(tenant_id: TenantId, data: TenantUpdate, principal: Principal,
-                        tenants: TenantService) -> Tenant:
+@patch("/v1/tenants/{tenant_id:str}", summary="Set a tenant's limits or Stripe customer (admin)", tags=["Tenants"],
+       opt=needs(PLATFORM))
+async def update_tenant(tenant_id: TenantId, data: TenantUpdate, tenants: TenantService,
+                        audit: AuditTrail) -> Tenant:
     """Limits here cap every key of the tenant together; creates the tenant if it does not exist."""
-    _admin(principal)
     changes = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not None}
-    return _view(await tenants.update(tenant_id, changes))
+    try:
+        before = _settings(await tenants.get(tenant_id))
+    except NotFound:
+        before = None
+    row = await tenants.update(tenant_id, changes)
+    await audit.record("tenant.update", tenant_id, before=before, after=_settings(row), tenant=tenant_id)
+    return _view(row)
 
 
 tenant_handlers = [list_tenants, get_tenant, update_tenant]

@@ -14,8 +14,11 @@ from msgspec import Meta
 from files.store import FileStore
 from files.uploads import MAX_PART_BYTES, Uploads
 from meterway.errors import InvalidRequest
+from meterway.roles import MANAGE
 from models.finetune.multipart_form import receive_form
+from service.audit_trail import AuditTrail
 from service.auth import Principal
+from service.guard import needs
 from service.http.bodies import limited_body
 from service.http.fields import Body
 
@@ -42,7 +45,8 @@ class UploadComplete(Body):
     md5: Annotated[str, Meta(pattern="^[0-9a-fA-F]{32}$")] | None = None
 
 
-@post("/v1/uploads", summary="Create an upload (OpenAI's Uploads API)", tags=["Files"], status_code=200)
+@post("/v1/uploads", summary="Create an upload (OpenAI's Uploads API)", tags=["Files"], status_code=200,
+      opt=needs(MANAGE))
 async def create_upload(data: UploadCreate, principal: Principal, openai_uploads: Uploads) -> dict[str, Any]:
     """Open an upload of ``bytes`` bytes that parts are added to; it expires after an hour."""
     return openai_uploads.create(principal.billing_tenant, total=data.bytes, filename=data.filename,
@@ -64,7 +68,7 @@ class _OnePart:
 
 
 @post("/v1/uploads/{upload_id:str}/parts", summary="Add a part to an upload", tags=["Files"], status_code=200,
-      request_max_body_size=None)
+      request_max_body_size=None, opt=needs(MANAGE))
 async def add_upload_part(upload_id: str, principal: Principal, openai_uploads: Uploads,
                           request: Request[Any, Any, Any]) -> dict[str, Any]:
     """A multipart form whose field ``data`` holds up to 64 MiB of the file; parts may arrive in any order."""
@@ -80,14 +84,19 @@ async def add_upload_part(upload_id: str, principal: Principal, openai_uploads: 
 
 
 @post("/v1/uploads/{upload_id:str}/complete", summary="Complete an upload into a file", tags=["Files"],
-      status_code=200)
+      status_code=200, opt=needs(MANAGE))
 async def complete_upload(upload_id: str, data: UploadComplete, principal: Principal,
-                          openai_uploads: Uploads) -> dict[str, Any]:
+                          openai_uploads: Uploads, audit: AuditTrail) -> dict[str, Any]:
     """Join the parts in ``part_ids`` order; the upload's ``file`` is then a File object."""
-    return await openai_uploads.complete(principal.billing_tenant, upload_id, data.part_ids, data.md5)
+    upload = await openai_uploads.complete(principal.billing_tenant, upload_id, data.part_ids, data.md5)
+    file = upload.get("file") or {}
+    await audit.record("file.upload", str(file.get("id", upload_id)),
+                       after={"upload_id": upload_id, **{k: file.get(k) for k in ("filename", "purpose", "bytes")}})
+    return upload
 
 
-@post("/v1/uploads/{upload_id:str}/cancel", summary="Cancel an upload", tags=["Files"], status_code=200)
+@post("/v1/uploads/{upload_id:str}/cancel", summary="Cancel an upload", tags=["Files"], status_code=200,
+      opt=needs(MANAGE))
 async def cancel_upload(upload_id: str, principal: Principal, openai_uploads: Uploads) -> dict[str, Any]:
     """Cancel a pending upload; its parts are dropped and no part can be added after."""
     return openai_uploads.cancel(principal.billing_tenant, upload_id)

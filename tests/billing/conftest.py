@@ -15,11 +15,14 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from audit.service import AuditLog
 from billing.events import UsageEvent
 from billing.wiring import build_billing
 from meterway.db import Database
 from meterway.settings import DatabaseSettings, Settings
+from service.audit_trail import audit_dependencies
 from service.auth import Principal
+from service.guard import authorize
 from service.http.errors import handle_exception
 from service.routes.billing import billing_dependencies, billing_handlers
 from tests.billing.stripe_server import StripeServer
@@ -71,15 +74,19 @@ def stripe_server() -> Iterator[StripeServer]:
     server.stop()
 
 
-def _billing_app(billing: Any) -> Litestar:
-    """The billing routes alone; the ``x-tenant`` header stands in for a tenant's key, none for the admin's."""
+def _billing_app(billing: Any, database: Database) -> Litestar:
+    """The billing routes alone; the ``x-tenant`` header stands in for a tenant's key, none for the admin's
+    (authorized by the gateway's guard)."""
 
     async def principal(request: Request[Any, Any, Any]) -> Principal:
         tenant = request.headers.get("x-tenant")
-        return Principal(tenant=tenant, key_id="k", is_admin=tenant is None)
+        found = Principal(tenant=tenant, key_id="k", is_admin=tenant is None)
+        authorize(found, request)
+        return found
 
     return Litestar(route_handlers=billing_handlers,
-                    dependencies={"principal": Provide(principal), **billing_dependencies(billing)},
+                    dependencies={"principal": Provide(principal), **billing_dependencies(billing),
+                                  **audit_dependencies(AuditLog(database.sessions))},
                     exception_handlers={Exception: handle_exception})  # the gateway's one error mapping
 
 
@@ -89,6 +96,6 @@ async def client(settings: Settings) -> AsyncIterator[AsyncTestClient[Litestar]]
     # The test client runs the app on its own event loop: give it its own, unpooled engine.
     engine = create_async_engine(settings.database_url, poolclass=NullPool)
     app_database = Database(engine, async_sessionmaker(engine, expire_on_commit=False))
-    async with AsyncTestClient(_billing_app(build_billing(settings, app_database))) as test_client:
+    async with AsyncTestClient(_billing_app(build_billing(settings, app_database), app_database)) as test_client:
         yield test_client
     await engine.dispose()

@@ -110,12 +110,15 @@ def build_app(store: Path, database_url: str, max_upload_bytes: int) -> Any:
     from litestar import Litestar
     from litestar.di import Provide
 
+    from audit.service import AuditLog
     from billing.prices import PriceBook
     from meterway.db import Database
     from meterway.errors import MeterwayError
     from models.catalog import load_catalog
     from models.finetune.fine_tunes import FineTuneCatalog
     from models.finetune.limits import UploadLimits
+    from service.audit_trail import audit_dependencies
+    from service.guard import authorize
     from service.http.errors import handle_exception
     from service.routes.uploads import upload_dependencies
 
@@ -131,12 +134,15 @@ def build_app(store: Path, database_url: str, max_upload_bytes: int) -> Any:
 
     async def principal(request: Request[Any, Any, Any]) -> Principal:
         tenant = request.headers.get("x-test-tenant")
-        return Principal(tenant=tenant, key_id=f"key-{tenant}", is_admin=tenant is None)
+        found = Principal(tenant=tenant, key_id=f"key-{tenant}", is_admin=tenant is None)
+        authorize(found, request)
+        return found
 
     app = Litestar(
         route_handlers=fine_tune_handlers,
         dependencies={"principal": Provide(principal), **fine_tune_dependencies(fine_tunes),
-                      **upload_dependencies(store, max_upload_bytes)},
+                      **upload_dependencies(store, max_upload_bytes),
+                      **audit_dependencies(AuditLog(database.sessions))},
         exception_handlers={Exception: handle_exception, MeterwayError: handle_exception},
         on_shutdown=[database.close],
         request_max_body_size=1024 * 1024,
