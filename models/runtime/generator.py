@@ -7,19 +7,16 @@ from the decode thread. A step admits only the queued prompts that fit ``prefill
 long prompts are sliced between steps. For a burst: base-model rows are prefilled as one packed sequence
 (``KvBatch.prefill_packed``), an idle engine gathers arrivals a few milliseconds apart (``_gather_arrivals``),
 and prompts that arrived during a prefill go before the next decode step (``_defer_step``);
-docs/performance.md, "Latest". Background sequences (batch lines) queue behind online ones and may fill
-``background_batch`` rows (``max_batch`` by default) less an eighth of ``max_batch`` kept free for online
-arrivals; while an online sequence arrived in the last ``ONLINE_RECENT_S`` they take at most an eighth of
-``max_batch``, so that online decode keeps its pace (``_background_room``). Online rows are at most
-``max_batch``. Locks: ``_cond`` guards the queues and counters (held briefly); ``_model_lock`` is held for a
-whole step, so that attaching or detaching an adapter never changes the model under a forward pass.
+docs/performance.md, "Latest". Background sequences (batch lines) queue behind online ones and take the rows
+``models.runtime.waiting`` gives them. Locks: ``_cond`` guards the queues and counters (held briefly);
+``_model_lock`` is held for a whole step, so that attaching or detaching an adapter never changes the model under
+a forward pass.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from typing import TYPE_CHECKING
 
 import structlog
@@ -33,6 +30,7 @@ from models.runtime.prefix_cache import PrefixCache
 from models.runtime.sampling import row_sampling
 from models.runtime.sequence import Sequence
 from models.runtime.token_text import TokenText
+from models.runtime.waiting import WaitQueue
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -48,7 +46,6 @@ log = structlog.get_logger(__name__)
 # idle engine waits while they keep coming less than GATHER_GAP_S apart, never longer than GATHER_MAX_S.
 GATHER_GAP_S, GATHER_MAX_S = 0.006, 0.020
 MAX_DEFERRED_STEPS = 2  # decode steps put off in a row so that newly arrived prompts are prefilled first
-ONLINE_RECENT_S = 10.0  # background rows keep slots free for online ones this long after an online arrival
 WARM_UP_BUSY_STRIDE = 8  # while busy, one warm-up slice every this many steps; while idle, one after another
 
 
@@ -78,7 +75,6 @@ class BatchingGenerator:
         self._pad_id = pad_id
         self._context = context_length
         self._max_batch = max(1, max_batch)  # online rows
-        self._rows = max(self._max_batch, background_batch)  # all rows, background ones included
         self._prefill_tokens = prefill_tokens
         self._gather = (gather_gap_s, gather_max_s)  # ``_gather_arrivals``
         self._deferred = 0  # decode steps put off in a row (``_defer_step``)
@@ -89,8 +85,7 @@ class BatchingGenerator:
         self._device = next(model.parameters()).device
         self._cond = threading.Condition()
         self._model_lock = threading.Lock()
-        self._pending: deque[Sequence] = deque()  # online sequences first, then background ones
-        self._online_at = float("-inf")  # when the last online sequence arrived
+        self._pending = WaitQueue(self._max_batch, background_batch)  # online sequences first
         self._endings: dict[str, tuple[str, str | None]] = {}  # request id -> (finish reason, error)
         self._batch: KvBatch | None = None
         self._admitting: list[Sequence] = []  # being prefilled: not queued, not yet in the batch
@@ -120,20 +115,8 @@ class BatchingGenerator:
         with self._cond:
             if self._closed:
                 raise RuntimeError("the generator is closed")
-            self._queue(seq)
+            self._pending.push(seq)
             self._cond.notify()
-
-    def _queue(self, seq: Sequence) -> None:
-        """Background sequences at the end; an online one ahead of every background one. Holds ``_cond``."""
-        if seq.request.background:
-            self._pending.append(seq)
-            return
-        self._online_at = time.monotonic()
-        behind = next((i for i, queued in enumerate(self._pending) if queued.request.background), None)
-        if behind is None:
-            self._pending.append(seq)
-        else:
-            self._pending.insert(behind, seq)
 
     def cancel(self, request_id: str) -> None:
         """End a sequence at the next step with ``finish_reason='cancelled'``. Thread-safe."""
@@ -265,7 +248,7 @@ class BatchingGenerator:
         """Whether to prefill the requests that arrived during this admission before the next decode step
         (at most ``MAX_DEFERRED_STEPS`` times in a row, and only if one prefill admits them all)."""
         with self._cond:
-            room = self._rows - (len(self._batch) if self._batch is not None else 0)
+            room = self._pending.rows - (len(self._batch) if self._batch is not None else 0)
             waiting = sum(len(seq.request.prompt_ids) for seq in self._pending)
             if (not self._pending or len(self._pending) > room or waiting > self._prefill_tokens
                     or self._deferred >= MAX_DEFERRED_STEPS):
@@ -286,8 +269,8 @@ class BatchingGenerator:
             ended = [s for s in self._pending if s.request_id in endings]
             for seq in ended:
                 self._pending.remove(seq)
-            room = self._rows - (len(self._batch) if self._batch is not None else 0)
-            newcomers = self._pop_newcomers(room)
+            newcomers = self._pending.newcomers(self._batch.seqs if self._batch is not None else [],
+                                                self._prefill_tokens)
         batch = self._batch
         running = [s for s in batch.seqs if s.request_id in endings] if batch is not None else []
         for seq in [*ended, *running]:
@@ -296,33 +279,6 @@ class BatchingGenerator:
         if batch is not None and running:
             self._drop_finished(batch)
         return newcomers
-
-    def _pop_newcomers(self, room: int) -> list[Sequence]:
-        """Queued sequences for this step's prefill: up to ``room`` whose prompts fit the token budget."""
-        newcomers: list[Sequence] = []
-        tokens = 0
-        rows = self._batch.seqs if self._batch is not None else []
-        background = sum(seq.request.background for seq in rows)
-        rooms = {True: self._background_room() - background, False: self._max_batch - (len(rows) - background)}
-        while self._pending and len(newcomers) < room:
-            head = self._pending[0]
-            prompt = len(head.request.prompt_ids)
-            kind = head.request.background
-            if (newcomers and tokens + prompt > self._prefill_tokens) or rooms[kind] < 1:
-                break
-            tokens += prompt
-            rooms[kind] -= 1
-            newcomers.append(self._pending.popleft())
-        return newcomers
-
-    def _background_room(self) -> int:
-        """The rows background sequences may hold now: all rows less an eighth of ``max_batch`` (an online
-        arrival finds a free row at the next step), or an eighth of ``max_batch`` while online sequences arrived
-        lately: on a CPU a step's time grows with its rows, and online decode keeps its pace. Holds ``_cond``."""
-        share = max(1, self._max_batch // 8)
-        if time.monotonic() - self._online_at < ONLINE_RECENT_S:
-            return share
-        return max(1, self._rows - share)
 
     def _admit(self, newcomers: list[Sequence]) -> None:
         """Prefill the sequences that can run, emit their first token and merge them into the batch.
@@ -427,7 +383,7 @@ class BatchingGenerator:
 
     def _shutdown(self) -> None:
         with self._cond:
-            pending, self._pending = list(self._pending), deque()
+            pending = self._pending.drain()
         batch, self._batch = self._batch, None
         for seq in pending + (batch.seqs if batch is not None else []):
             seq.finish("error", error="the model was unloaded")

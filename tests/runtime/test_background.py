@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from models.runtime import generator as engine
+from models.runtime import waiting
 from models.runtime.api import GenerationRequest, SamplingParams, TokenDelta
 from tests.runtime.conftest import chat
 
@@ -50,7 +50,7 @@ def _submit(generator: Any, recorder: Recorder, rid: str, ids: tuple[int, ...], 
 
 def test_online_sequences_overtake_queued_background_ones(generator: Any, tokenizer: Any,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine, "ONLINE_RECENT_S", 1e9)  # online traffic counts as recent throughout
+    monkeypatch.setattr(waiting, "ONLINE_RECENT_S", 1e9)  # online traffic counts as recent throughout
     ids = chat(tokenizer, "Write a long story about a lighthouse.")
     recorder = Recorder()
     for n in range(24):  # more than the 16 rows: 8 or more of them queue
@@ -68,7 +68,7 @@ def test_online_sequences_overtake_queued_background_ones(generator: Any, tokeni
 
 def test_background_fills_the_batch_when_no_online_traffic(generator: Any, tokenizer: Any,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine, "ONLINE_RECENT_S", 0.0)  # the last online arrival is long past
+    monkeypatch.setattr(waiting, "ONLINE_RECENT_S", 0.0)  # the last online arrival is long past
     ids = chat(tokenizer, "Name three rivers.")
     recorder = Recorder()
     for n in range(20):
