@@ -111,7 +111,7 @@ def _located(request: Request[Any, Any, Any], body: dict[str, Any], capacity: De
 
 
 @put("/v1/endpoints/{name:str}", summary="Create or update an endpoint", tags=TAGS, opt=needs(MANAGE))
-async def put_endpoint(name: str, data: EndpointPut, principal: Principal, endpoints: EndpointService,
+async def put_endpoint(name: str, data: EndpointPut, principal: Principal, endpoint_service: EndpointService,
                        request: Request[Any, Any, Any], dedicated_capacity: DedicatedCapacity,
                        audit: AuditTrail) -> dict[str, Any]:
     """Idempotent; traffic sums to 100 (or is empty), mirror traffic to at most 50. A batch endpoint takes no
@@ -119,33 +119,33 @@ async def put_endpoint(name: str, data: EndpointPut, principal: Principal, endpo
     created."""
     spec = EndpointSpec(data.kind, data.description, data.auth_mode, data.traffic, data.mirror_traffic,
                         data.tenant, data.max_concurrency, data.default_deployment)
-    before = await _current(endpoints, _caller(principal), name)
-    body = await endpoints.put(_caller(principal), name, spec)
+    before = await _current(endpoint_service, _caller(principal), name)
+    body = await endpoint_service.put(_caller(principal), name, spec)
     await audit.record("endpoint.put", name, before=_settings(before), after=_settings(body), tenant=body["owner"])
     return _located(request, body, dedicated_capacity)
 
 
 @get("/v1/endpoints", summary="List endpoints", tags=TAGS, opt=needs(READ))
-async def list_endpoints(principal: Principal, endpoints: EndpointService,
+async def list_endpoints(principal: Principal, endpoint_service: EndpointService,
                          request: Request[Any, Any, Any], dedicated_capacity: DedicatedCapacity) -> dict[str, Any]:
     """The caller's endpoints (every tenant's for the admin)."""
-    bodies = await endpoints.all(_caller(principal))
+    bodies = await endpoint_service.all(_caller(principal))
     return {"object": "list", "data": [_located(request, body, dedicated_capacity) for body in bodies]}
 
 
 @get("/v1/endpoints/{name:str}", summary="Get an endpoint", tags=TAGS, opt=needs(READ))
-async def get_endpoint(name: str, principal: Principal, endpoints: EndpointService,
+async def get_endpoint(name: str, principal: Principal, endpoint_service: EndpointService,
                        request: Request[Any, Any, Any], dedicated_capacity: DedicatedCapacity) -> dict[str, Any]:
     """One endpoint with its deployments; another tenant's is a 404."""
-    return _located(request, await endpoints.get(_caller(principal), name), dedicated_capacity)
+    return _located(request, await endpoint_service.get(_caller(principal), name), dedicated_capacity)
 
 
 @delete("/v1/endpoints/{name:str}", summary="Delete an endpoint", tags=TAGS, status_code=200, opt=needs(MANAGE))
-async def delete_endpoint(name: str, principal: Principal, endpoints: EndpointService,
+async def delete_endpoint(name: str, principal: Principal, endpoint_service: EndpointService,
                           audit: AuditTrail) -> dict[str, Any]:
     """Delete the endpoint and its deployments."""
-    before = await endpoints.get(_caller(principal), name)
-    await endpoints.delete(_caller(principal), name)
+    before = await endpoint_service.get(_caller(principal), name)
+    await endpoint_service.delete(_caller(principal), name)
     await audit.record("endpoint.delete", name, before=_settings(before), tenant=before["owner"])
     return {"name": name, "object": "endpoint", "deleted": True}
 
@@ -153,13 +153,13 @@ async def delete_endpoint(name: str, principal: Principal, endpoints: EndpointSe
 @put("/v1/endpoints/{name:str}/deployments/{deployment:str}", summary="Create or update a deployment",
      tags=TAGS, opt=needs(MANAGE))
 async def put_deployment(name: str, deployment: str, data: DeploymentPut, principal: Principal,
-                         endpoints: EndpointService, dedicated_capacity: DedicatedCapacity,
+                         endpoint_service: EndpointService, dedicated_capacity: DedicatedCapacity,
                          audit: AuditTrail) -> dict[str, Any]:
     """The model must be one the endpoint's owner may call (a catalog model or its own fine-tune). Dedicated
     capacity needs an instance price for the model and instances that fit the pool's memory (409
     ``insufficient_capacity`` otherwise); its instances start loading at once (state ``creating``)."""
-    before = await endpoints.get(_caller(principal), name)
-    body = await endpoints.put_deployment(_caller(principal), name, deployment, data.spec())
+    before = await endpoint_service.get(_caller(principal), name)
+    body = await endpoint_service.put_deployment(_caller(principal), name, deployment, data.spec())
     await audit.record("deployment.put", f"{name}/{deployment}", before=_settings(before, deployment),
                        after={field: body[field] for field in SPEC_FIELDS}, tenant=before["owner"])
     return dedicated_capacity.describe(body)
@@ -167,22 +167,22 @@ async def put_deployment(name: str, deployment: str, data: DeploymentPut, princi
 
 @get("/v1/endpoints/{name:str}/deployments/{deployment:str}", summary="Get a deployment", tags=TAGS,
      opt=needs(READ))
-async def get_deployment(name: str, deployment: str, principal: Principal, endpoints: EndpointService,
+async def get_deployment(name: str, deployment: str, principal: Principal, endpoint_service: EndpointService,
                          dedicated_capacity: DedicatedCapacity) -> dict[str, Any]:
     """Its settings and live state: creating / updating / ready / failed (with ``reason``), its instances and
     recent scaling events."""
-    return dedicated_capacity.describe(await endpoints.get_deployment(_caller(principal), name, deployment))
+    return dedicated_capacity.describe(await endpoint_service.get_deployment(_caller(principal), name, deployment))
 
 
 @get("/v1/endpoints/{name:str}/deployments/{deployment:str}/logs", summary="Get a deployment's logs", tags=TAGS,
      opt=needs(READ))
-async def get_deployment_logs(name: str, deployment: str, principal: Principal, endpoints: EndpointService,
+async def get_deployment_logs(name: str, deployment: str, principal: Principal, endpoint_service: EndpointService,
                               dedicated_capacity: DedicatedCapacity,
                               lines: Annotated[int, QueryParameter(ge=1, le=LOG_LINES)] = 100) -> dict[str, Any]:
     """The last ``lines`` log lines of a dedicated deployment's workers and of the pool's events about them,
     oldest first (kept when it moves to serverless). A serverless deployment runs on the shared pool, whose
     workers serve every tenant: it has no logs of its own (400)."""
-    body = await endpoints.get_deployment(_caller(principal), name, deployment)
+    body = await endpoint_service.get_deployment(_caller(principal), name, deployment)
     kept = dedicated_capacity.logs(name, deployment)
     if body["capacity"] != "dedicated" and not kept:
         raise InvalidRequest("logs are kept for dedicated deployments; a serverless deployment runs on the shared "
@@ -193,10 +193,10 @@ async def get_deployment_logs(name: str, deployment: str, principal: Principal, 
 @delete("/v1/endpoints/{name:str}/deployments/{deployment:str}", summary="Delete a deployment", tags=TAGS,
         status_code=200, opt=needs(MANAGE))
 async def delete_deployment(name: str, deployment: str, principal: Principal,
-                            endpoints: EndpointService, audit: AuditTrail) -> dict[str, Any]:
+                            endpoint_service: EndpointService, audit: AuditTrail) -> dict[str, Any]:
     """Refused (409) while the deployment takes live or mirrored traffic."""
-    before = await endpoints.get(_caller(principal), name)
-    await endpoints.delete_deployment(_caller(principal), name, deployment)
+    before = await endpoint_service.get(_caller(principal), name)
+    await endpoint_service.delete_deployment(_caller(principal), name, deployment)
     await audit.record("deployment.delete", f"{name}/{deployment}", before=_settings(before, deployment),
                        tenant=before["owner"])
     return {"name": deployment, "object": "deployment", "deleted": True}
@@ -204,18 +204,18 @@ async def delete_deployment(name: str, deployment: str, principal: Principal,
 
 @post("/v1/endpoints/{name:str}/keys", summary="List an endpoint's keys", tags=TAGS, status_code=200,
       opt=needs(KEYS))
-async def list_endpoint_keys(name: str, principal: Principal, endpoints: EndpointService) -> dict[str, Any]:
+async def list_endpoint_keys(name: str, principal: Principal, endpoint_service: EndpointService) -> dict[str, Any]:
     """The endpoint's ``primary_key`` and ``secondary_key``: each calls this endpoint only."""
-    return await endpoints.keys(_caller(principal), name)
+    return await endpoint_service.keys(_caller(principal), name)
 
 
 @post("/v1/endpoints/{name:str}/keys/regenerate", summary="Regenerate an endpoint key", tags=TAGS,
       status_code=200, opt=needs(KEYS))
 async def regenerate_endpoint_key(name: str, data: Regenerate, principal: Principal,
-                                  endpoints: EndpointService, audit: AuditTrail) -> dict[str, Any]:
+                                  endpoint_service: EndpointService, audit: AuditTrail) -> dict[str, Any]:
     """Replace one key at once; the other keeps working, so callers rotate without downtime."""
-    owner = (await endpoints.get(_caller(principal), name))["owner"]
-    keys = await endpoints.regenerate(_caller(principal), name, data.key_type)
+    owner = (await endpoint_service.get(_caller(principal), name))["owner"]
+    keys = await endpoint_service.regenerate(_caller(principal), name, data.key_type)
     await audit.record("endpoint_key.regenerate", f"{name}/{data.key_type}", tenant=owner)
     return keys
 
@@ -225,5 +225,6 @@ endpoint_handlers = [put_endpoint, list_endpoints, get_endpoint, delete_endpoint
 
 
 def endpoint_dependencies(service: EndpointService, capacity: DedicatedCapacity) -> dict[str, Provide]:
-    return {"endpoints": Provide(lambda: service, use_cache=True, sync_to_thread=False),
+    # Not "endpoints": a body field of a dependency's name makes litestar answer its validation errors with 500.
+    return {"endpoint_service": Provide(lambda: service, use_cache=True, sync_to_thread=False),
             "dedicated_capacity": Provide(lambda: capacity, use_cache=True, sync_to_thread=False)}

@@ -127,6 +127,9 @@ def test_role_and_scope_are_shown_updated_and_kept_by_rotation(gateway: ServerPr
             "finance", None, ["serverless"])
         bad = admin.patch(f"/v1/keys/{created['id']}", json={"role": "admin"})
         assert bad.status_code == 400 and bad.json()["error"]["param"] == "role"
+        for empty in ({"models": []}, {"endpoints": []}):  # a scope names something; null is "any"
+            assert admin.patch(f"/v1/keys/{created['id']}", json=empty).status_code == 400, empty
+            assert admin.post("/v1/keys", json={"tenant": created["tenant"], **empty}).status_code == 400, empty
         rotated = admin.post(f"/v1/keys/{created['id']}/rotate").json()
         listed = {k["id"]: k for k in admin.get("/v1/keys", params={"tenant": created["tenant"]}).json()["data"]}
     assert (rotated["role"], rotated["endpoints"]) == ("finance", ["serverless"])
