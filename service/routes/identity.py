@@ -30,7 +30,7 @@ Claim = Annotated[str, Meta(pattern=r"^[A-Za-z0-9._:/#-]{1,64}$",
 class IdentityPut(Body):
     """``PUT /v1/tenants/{tenant}/identity``: the issuer whose tokens act for the tenant."""
 
-    issuer: Annotated[str, Meta(pattern=r"^[!-~]{8,512}$", description="the issuer URL, exactly as in `iss`")]
+    issuer: Annotated[str, Meta(pattern=r"^https?://[!-~]{1,504}$", description="the issuer URL, exactly as in `iss`")]
     audience: Annotated[str, Meta(pattern=r"^[^\x00-\x1f\x7f]{1,256}$", description="the `aud` its tokens carry")]
     subject_claim: Claim = "sub"  # the claim that names the caller (usage records it)
     roles_claim: Claim = "roles"  # the claim that lists the caller's meterway roles
