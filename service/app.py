@@ -75,7 +75,7 @@ from service.throttle import build_throttle
 from service.tokens import TokenAuth
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable
     from contextlib import AbstractAsyncContextManager
 
     from endpoints.service import DeploymentSpec
@@ -171,13 +171,9 @@ def _freeze_startup_heap() -> None:
     gc.freeze()
 
 
-def create_app(settings: Settings, *, meter: UsageRecorder | None = None) -> Litestar:
-    """The meterway HTTP app for ``settings`` (``meter``: see ``build_parts``)."""
-    configure_logging(settings.server.log_level)
-    parts = build_parts(settings, meter=meter)
-    tenants = TenantService(parts.database.sessions, parts.keys.forget_cached)
-    audit_log = AuditLog(parts.database.sessions)
-
+def _principal_provider(parts: AppParts) -> Callable[[Request[Any, Any, Any]], Awaitable[Principal]]:
+    """Who a request acts as (a token, an endpoint key or a tenant key), admitted by its endpoint's auth_mode
+    and allowed by its route's declared permission."""
     async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
         secret = secret_from_headers(request.headers.get("authorization"), request.headers.get("api-key"))
         endpoint = request.path_params.get("endpoint")
@@ -190,8 +186,13 @@ def create_app(settings: Settings, *, meter: UsageRecorder | None = None) -> Lit
         authorize(principal, request)  # the route's declared permission (service/guard.py)
         return principal
 
-    dependencies = {
-        "principal": Provide(provide_principal),
+    return provide_principal
+
+
+def _dependencies(settings: Settings, parts: AppParts, tenants: TenantService,
+                  audit_log: AuditLog) -> dict[str, Provide]:
+    return {
+        "principal": Provide(_principal_provider(parts)),
         "via": Provide(provide_via),
         "keys": Provide(lambda: parts.keys, use_cache=True, sync_to_thread=False),
         "tenants": Provide(lambda: tenants, use_cache=True, sync_to_thread=False),
@@ -206,6 +207,16 @@ def create_app(settings: Settings, *, meter: UsageRecorder | None = None) -> Lit
         **identity_dependencies(parts.identities),
         **audit_dependencies(audit_log),
     }
+
+
+def create_app(settings: Settings, *, meter: UsageRecorder | None = None) -> Litestar:
+    """The meterway HTTP app for ``settings`` (``meter``: see ``build_parts``)."""
+    configure_logging(settings.server.log_level)
+    parts = build_parts(settings, meter=meter)
+    tenants = TenantService(parts.database.sessions, parts.keys.forget_cached)
+    audit_log = AuditLog(parts.database.sessions)
+
+    dependencies = _dependencies(settings, parts, tenants, audit_log)
     handlers = [*openai_handlers, *key_handlers, *tenant_handlers, *health_handlers, *billing_handlers,
                 *fine_tune_handlers, *upload_handlers, *endpoint_handlers, *batch_handlers,
                 *file_handlers, *identity_handlers, *audit_handlers]
