@@ -221,7 +221,8 @@ def test_a_gateway_killed_mid_batch_resumes_without_losing_or_repeating_a_line(
     assert first.process is not None
     first.process.kill()  # SIGKILL: no shutdown, the lease is left behind
     first.process.wait()
-    second = ServerProcess(home=home, store=store_dir, port=first.port).start()
+    # The restart runs as the product does (a worker process started ahead of need), not as test gateways do.
+    second = ServerProcess(home=home, store=store_dir, port=first.port, env={"METERWAY_POOL_STANDBY": "1"}).start()
     healthy, at_restart = time.monotonic(), ai.batches.retrieve(batch.id).request_counts
     try:
         generating_s = decoding(second, healthy)  # /health answered -> the engine decodes the job's lines
