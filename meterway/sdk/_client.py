@@ -19,10 +19,13 @@ from meterway.sdk._config import ClientConfig, clean_params, decode, transport_e
 from meterway.sdk._errors import error_from_response
 from meterway.sdk._resources import ResourceGroups
 from meterway.sdk._retries import RetryPolicy
+from meterway.sdk._steps import adrive, drive
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterator
+    from collections.abc import AsyncIterator, Callable, Generator, Iterator
     from types import TracebackType
+
+    from meterway.sdk._steps import Call
 
     Outcome = httpx.Response | httpx.TransportError
 
@@ -55,32 +58,33 @@ class _BaseClient(ResourceGroups):
             raise transport_error(outcome) from outcome
         return wait
 
-    def _fetch(self, method: str, path: str, cast: Callable[[Any], Any], **options: Any) -> Any:
+    def _fetch(self, method: str, path: str, cast: Callable[[httpx.Response], Any], **options: Any) -> Any:
+        """``cast`` of the response (``Client``), or an awaitable of it (``AsyncClient``)."""
+        raise NotImplementedError
+
+    def _run(self, steps: Generator[Call, Any, Any]) -> Any:
+        """The result of a sequence of calls (``Client``), or an awaitable of it (``AsyncClient``)."""
         raise NotImplementedError
 
     def get(self, path: str, *, params: dict[str, Any] | None = None) -> Any:
         """``request("GET", path, params=params)``."""
-        return self._fetch("GET", path, _same, params=params)
+        return self._fetch("GET", path, decode, params=params)
 
     def post(self, path: str, *, json: Any = None, params: dict[str, Any] | None = None) -> Any:
         """``request("POST", path, json=json)``."""
-        return self._fetch("POST", path, _same, params=params, json=json)
+        return self._fetch("POST", path, decode, params=params, json=json)
 
     def put(self, path: str, *, json: Any = None, params: dict[str, Any] | None = None) -> Any:
         """``request("PUT", path, json=json)``."""
-        return self._fetch("PUT", path, _same, params=params, json=json)
+        return self._fetch("PUT", path, decode, params=params, json=json)
 
     def patch(self, path: str, *, json: Any = None, params: dict[str, Any] | None = None) -> Any:
         """``request("PATCH", path, json=json)``."""
-        return self._fetch("PATCH", path, _same, params=params, json=json)
+        return self._fetch("PATCH", path, decode, params=params, json=json)
 
     def delete(self, path: str, *, params: dict[str, Any] | None = None) -> Any:
         """``request("DELETE", path, params=params)``."""
-        return self._fetch("DELETE", path, _same, params=params)
-
-
-def _same(body: Any) -> Any:
-    return body
+        return self._fetch("DELETE", path, decode, params=params)
 
 
 class Client(_BaseClient):
@@ -99,11 +103,13 @@ class Client(_BaseClient):
                 **options: Any) -> Any:
         """Send a request (retried on 429/503) and return its decoded JSON body; an error status raises the
         matching ``APIError``. ``options`` (``files``, ``data``, ``content``, ``headers``) go to httpx."""
-        return decode(self._send(self._build(self._http, method, path, {"params": params, "json": json,
-                                                                          **options})))
+        return self._fetch(method, path, decode, params=params, json=json, **options)
 
-    def _fetch(self, method: str, path: str, cast: Callable[[Any], Any], **options: Any) -> Any:
-        return cast(self.request(method, path, **options))
+    def _fetch(self, method: str, path: str, cast: Callable[[httpx.Response], Any], **options: Any) -> Any:
+        return cast(self._send(self._build(self._http, method, path, options)))
+
+    def _run(self, steps: Generator[Call, Any, Any]) -> Any:
+        return drive(steps, self.request)
 
     def _send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
         for attempt in count():
@@ -161,11 +167,13 @@ class AsyncClient(_BaseClient):
     async def request(self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None,
                       **options: Any) -> Any:
         """``Client.request``, awaited."""
-        return decode(await self._send(self._build(self._http, method, path, {"params": params, "json": json,
-                                                                                **options})))
+        return await self._fetch(method, path, decode, params=params, json=json, **options)
 
-    async def _fetch(self, method: str, path: str, cast: Callable[[Any], Any], **options: Any) -> Any:
-        return cast(await self.request(method, path, **options))
+    async def _fetch(self, method: str, path: str, cast: Callable[[httpx.Response], Any], **options: Any) -> Any:
+        return cast(await self._send(self._build(self._http, method, path, options)))
+
+    async def _run(self, steps: Generator[Call, Any, Any]) -> Any:
+        return await adrive(steps, self.request)
 
     async def _send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
         for attempt in count():

@@ -50,9 +50,17 @@ def decode(response: httpx.Response) -> Any:
         raise error_from_response(response)
     if not response.content:
         return None
-    if "json" not in response.headers.get("content-type", "json"):
-        return response.text
-    return response.json()
+    media = response.headers.get("content-type", "application/json").split(";")[0].strip()
+    if media == "application/json" or media.endswith("+json"):
+        return response.json()
+    return response.text
+
+
+def content(response: httpx.Response) -> bytes:
+    """The bytes of a success; an error raises."""
+    if response.is_error:
+        raise error_from_response(response)
+    return response.content
 
 
 def transport_error(exc: httpx.TransportError) -> APIConnectionError:

@@ -4,9 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
+from meterway.sdk._resources.audit import Audit
+from meterway.sdk._resources.batches import Batches
+from meterway.sdk._resources.billing import Prices, Usage
+from meterway.sdk._resources.endpoints import Endpoints
+from meterway.sdk._resources.files import Files
+from meterway.sdk._resources.fine_tunes import FineTunes
+from meterway.sdk._resources.keys import Keys
+from meterway.sdk._resources.tenants import Tenants
+
 
 class ResourceGroups:
-    """Attaches one instance of each resource group to ``client``."""
+    """One instance of each resource group, bound to ``client``."""
 
     def __init__(self, client: Any) -> None:
-        self._client_ref = client
+        self.keys = Keys(client)
+        self.tenants = Tenants(client)
+        self.prices = Prices(client)
+        self.usage = Usage(client)
+        self.fine_tunes = FineTunes(client)
+        self.endpoints = Endpoints(client)
+        self.batches = Batches(client)
+        self.files = Files(client)
+        self.audit = Audit(client)
