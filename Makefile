@@ -10,7 +10,7 @@ export METERWAY_HOME ?= $(CURDIR)/var
 # older tree (whatever the files' times say) is brought up to the dependencies this tree declares.
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-16)
 
-.PHONY: serve test install lint bench clean
+.PHONY: serve test install lint browser bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,12 +28,16 @@ serve: install
 	$(VENV)/bin/meterway serve
 
 # The whole gate: lint (ruff, mypy) then every test, slow end-to-end ones included.
-test: install lint
+test: install lint browser
 	$(PY) -m pytest -q
+
+# tests/console drive Debian's Chromium through Playwright (never `playwright install`: no downloaded browsers).
+browser:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 
 lint: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy meterway service models billing files endpoints batches audit identity
+	$(VENV)/bin/mypy meterway service models billing files endpoints batches audit identity console
 
 bench: install
 	$(PY) -m bench.serving_bench

@@ -142,6 +142,17 @@ class BillingSettings:
 
 
 @dataclass(frozen=True)
+class ConsoleSettings:
+    """The web console at /console: its session cookie and the API it calls."""
+
+    secret: str = _env("METERWAY_CONSOLE_SECRET", "key that seals console session cookies; generated under "
+                       "METERWAY_HOME (console.key) when unset (replicas must share one)", "")
+    session_ttl_s: int = _env("METERWAY_CONSOLE_SESSION_TTL_S", "how long a console sign-in lasts", 8 * 3600)
+    api_url: str = _env("METERWAY_CONSOLE_API_URL", "the REST API the console calls; empty: the address the "
+                        "browser reached the console at", "")
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything meterway reads from its environment, nested by concern."""
 
@@ -155,6 +166,7 @@ class Settings:
     pool: PoolSettings = field(default_factory=PoolSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     billing: BillingSettings = field(default_factory=BillingSettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

@@ -22,6 +22,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from audit.service import AuditLog
 from batches.service import BatchService
 from billing.wiring import Billing, build_billing
+from console import console_handlers
 from endpoints.service import EndpointService
 from files.store import FileStore
 from identity.service import IdentityService
@@ -222,7 +223,7 @@ def create_app(settings: Settings, *, meter: UsageRecorder | None = None) -> Lit
                 *file_handlers, *identity_handlers, *audit_handlers]
     document_errors(handlers)
     app = Litestar(
-        route_handlers=handlers,
+        route_handlers=[*handlers, console_handlers(settings)],
         dependencies=dependencies,
         exception_handlers={Exception: handle_exception, MeterwayError: handle_exception},
         middleware=[DefineMiddleware(request_id_middleware, observe=parts.telemetry.observe),

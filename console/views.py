@@ -1,0 +1,99 @@
+"""What each page shows, fetched from the REST API with the signed-in user's client and shaped for a template.
+
+No figure is computed here that the API does not report: totals and costs are the API's own decimal strings.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from console.charts import bar_chart
+from meterway.sdk import APIError
+
+if TYPE_CHECKING:
+    from meterway.sdk import AsyncClient
+
+USAGE_SERIES = ("model", "key", "endpoint")
+
+
+async def optional(client: AsyncClient, path: str, params: dict[str, Any] | None = None) -> Any:
+    """``GET path``, or None when the key may not read it (so that a page shows what the key may see)."""
+    try:
+        return await client.request("GET", path, params=params)
+    except APIError as exc:
+        if exc.status_code in (401, 403, 404):
+            return None
+        raise
+
+
+def period_start(now: datetime) -> str:
+    return now.replace(day=1).date().isoformat()
+
+
+async def overview(client: AsyncClient) -> dict[str, Any]:
+    """Today's and this month's totals, each key's budget against its spend this month, the models' states."""
+    now = datetime.now(UTC)
+    today = await client.request("GET", "/v1/usage", params={"start": now.date().isoformat(), "group_by": ""})
+    period = await client.request("GET", "/v1/usage", params={"start": period_start(now), "group_by": "key"})
+    keys = await optional(client, "/v1/keys")
+    spend = {line["key"]: line["cost"] for line in period["data"]}
+    budgets = [{"name": key["name"], "id": key["id"], "budget": key["budget_amount"],
+                "period": key["budget_period"], "spent": spend.get(key["id"], "0")}
+               for key in (keys or {}).get("data", []) if key.get("budget_amount")]
+    models = await client.request("GET", "/v1/models")
+    return {"today": today["total"], "period": _total(period), "period_start": period_start(now),
+            "budgets": budgets, "models": models["data"]}
+
+
+def _total(report: dict[str, Any]) -> dict[str, Any]:
+    return dict(report["total"])
+
+
+def usage_query(start: str, end: str, series: str) -> dict[str, str]:
+    """The ``/v1/usage`` query of the usage page (and of its CSV download: the same)."""
+    series = series if series in USAGE_SERIES else "model"
+    if not start:
+        start = (datetime.now(UTC) - timedelta(days=13)).date().isoformat()
+    return {"start": start, "end": end, "group_by": f"day,{series}"}
+
+
+async def usage(client: AsyncClient, query: dict[str, str]) -> dict[str, Any]:
+    """The report's lines, its total and charts of tokens and cost per day, one series per group."""
+    report = await client.request("GET", "/v1/usage", params=query)
+    series = query["group_by"].split(",")[1]
+    tokens: dict[str, dict[str, Decimal]] = {}
+    costs: dict[str, dict[str, Decimal]] = {}
+    for line in report["data"]:
+        name = line[series] or "(none)"
+        tokens.setdefault(line["day"], {})[name] = Decimal(line["total_tokens"])
+        costs.setdefault(line["day"], {})[name] = Decimal(line["cost"])
+    return {"report": report, "series": series, "query": query,
+            "tokens_chart": bar_chart(f"Tokens per day by {series}", tokens),
+            "cost_chart": bar_chart(f"Cost per day by {series}", costs)}
+
+
+async def lists(client: AsyncClient, **paths: str) -> dict[str, Any]:
+    """Each ``name=path`` list the key may read (its ``data``), empty where it may not."""
+    found = {}
+    for name, path in paths.items():
+        body = await optional(client, path)
+        found[name] = (body or {}).get("data", []) if isinstance(body, dict) else []
+    return found
+
+
+async def endpoints(client: AsyncClient) -> dict[str, Any]:
+    """Endpoints with their deployments, and requests per deployment this month (from usage)."""
+    found = await lists(client, endpoints="/v1/endpoints")
+    usage_by = await optional(client, "/v1/usage", {"start": period_start(datetime.now(UTC)),
+                                                    "group_by": "endpoint,deployment"})
+    figures = {(line["endpoint"], line["deployment"]): line for line in (usage_by or {}).get("data", [])}
+    return {"endpoints": found["endpoints"], "figures": figures}
+
+
+async def admin(client: AsyncClient) -> dict[str, Any]:
+    """Tenants, both price books and this month's usage per tenant (the admin's; 403s leave them empty)."""
+    found = await lists(client, tenants="/v1/tenants", prices="/v1/prices", instance_prices="/v1/prices/instances")
+    by_tenant = await optional(client, "/v1/usage", {"start": period_start(datetime.now(UTC)), "group_by": "tenant"})
+    return {**found, "by_tenant": (by_tenant or {}).get("data", []), "period_start": period_start(datetime.now(UTC))}
