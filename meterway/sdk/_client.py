@@ -94,6 +94,8 @@ class Client(_BaseClient):
     ``transport`` swaps the network for any ``httpx`` transport (an in-process app, a mock).
     """
 
+    _sleep = staticmethod(time.sleep)  # the wait between attempts (tests record it instead)
+
     def __init__(self, base_url: str | None = None, api_key: str | None = None, *, timeout: float = 60,
                  max_retries: int = 2, transport: httpx.BaseTransport | None = None) -> None:
         super().__init__(base_url, api_key, timeout, max_retries)
@@ -123,7 +125,7 @@ class Client(_BaseClient):
                 return outcome
             if isinstance(outcome, httpx.Response):
                 outcome.close()
-            time.sleep(wait)
+            self._sleep(wait)
         raise AssertionError("unreachable")
 
     @contextmanager
@@ -159,6 +161,8 @@ class AsyncClient(_BaseClient):
     ``async for`` walks.
     """
 
+    _sleep = staticmethod(asyncio.sleep)
+
     def __init__(self, base_url: str | None = None, api_key: str | None = None, *, timeout: float = 60,
                  max_retries: int = 2, transport: httpx.AsyncBaseTransport | None = None) -> None:
         super().__init__(base_url, api_key, timeout, max_retries)
@@ -187,7 +191,7 @@ class AsyncClient(_BaseClient):
                 return outcome
             if isinstance(outcome, httpx.Response):
                 await outcome.aclose()
-            await asyncio.sleep(wait)
+            await self._sleep(wait)
         raise AssertionError("unreachable")
 
     @asynccontextmanager

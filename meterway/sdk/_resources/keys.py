@@ -34,5 +34,6 @@ class Keys(Resource):
         return self._deleted("DELETE", f"/v1/keys/{key_id}")
 
     def rotate(self, key_id: str) -> ApiKey:
-        """A new key with the same settings (its ``secret`` in this answer); the old one is revoked."""
+        """A new secret with the same limits, role and scope (in this answer); the old one keeps working for the
+        server's rotation grace period."""
         return self._one(ApiKey, "POST", f"/v1/keys/{key_id}/rotate")
