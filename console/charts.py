@@ -34,7 +34,8 @@ def bar_chart(title: str, data: Series, unit: str = "") -> Markup:
 def _stack(index: int, bucket: str, values: dict[str, Decimal], names: list[str], top: Decimal, step: float,
            unit: str) -> str:
     plot = HEIGHT - PAD_BOTTOM - 8
-    x, width, y = PAD_LEFT + index * step + step * 0.15, step * 0.7, float(HEIGHT - PAD_BOTTOM)
+    width = min(step * 0.7, 48.0)
+    x, y = PAD_LEFT + index * step + (step - width) / 2, float(HEIGHT - PAD_BOTTOM)
     parts = []
     for name in names:
         value = values.get(name, Decimal(0))
@@ -59,4 +60,4 @@ def _short(value: Decimal) -> str:
         return f"{value / 1_000_000:.1f}M"
     if value >= 1000:
         return f"{value / 1000:.1f}k"
-    return f"{value.normalize():f}" if value == value.to_integral() else f"{value:.4f}".rstrip("0")
+    return f"{value.normalize():f}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from console.charts import bar_chart
 from meterway.sdk import APIError
@@ -51,12 +52,14 @@ def _total(report: dict[str, Any]) -> dict[str, Any]:
     return dict(report["total"])
 
 
-def usage_query(start: str, end: str, series: str) -> dict[str, str]:
-    """The ``/v1/usage`` query of the usage page (and of its CSV download: the same)."""
+def usage_query(start: str, end: str, series: str, tenant: str = "") -> dict[str, str]:
+    """The ``/v1/usage`` query of the usage page (and of its CSV download: the same); ``tenant`` narrows the
+    admin's report (another tenant's is the API's 404 for a tenant key)."""
     series = series if series in USAGE_SERIES else "model"
     if not start:
         start = (datetime.now(UTC) - timedelta(days=13)).date().isoformat()
-    return {"start": start, "end": end, "group_by": f"day,{series}"}
+    query = {"start": start, "end": end, "group_by": f"day,{series}"}
+    return {**query, "tenant": tenant} if tenant else query
 
 
 async def usage(client: AsyncClient, query: dict[str, str]) -> dict[str, Any]:
@@ -69,7 +72,9 @@ async def usage(client: AsyncClient, query: dict[str, str]) -> dict[str, Any]:
         name = line[series] or "(none)"
         tokens.setdefault(line["day"], {})[name] = Decimal(line["total_tokens"])
         costs.setdefault(line["day"], {})[name] = Decimal(line["cost"])
-    return {"report": report, "series": series, "query": query,
+    csv_query = urlencode({"start": query["start"], "end": query["end"], "by": series,
+                           **({"tenant": query["tenant"]} if "tenant" in query else {})})
+    return {"report": report, "series": series, "query": query, "csv_query": csv_query,
             "tokens_chart": bar_chart(f"Tokens per day by {series}", tokens),
             "cost_chart": bar_chart(f"Cost per day by {series}", costs)}
 
