@@ -15,9 +15,10 @@ from typing import Any
 import httpx
 import structlog
 
+from meterway import APIConnectionError, APIError
 from meterway.roles import TENANT_ROLES
 from meterway.settings import Settings, SettingsError, describe
-from service.cli_client import client, print_response
+from service.cli_client import client, print_json
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,8 +30,10 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2)
     try:
         args.run(args)
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, APIConnectionError) as exc:
         raise SystemExit(f"meterway: cannot reach the server: {exc}") from exc
+    except APIError as exc:
+        raise SystemExit(f"meterway: {exc.status_code}: {exc.message}") from None
     except SettingsError as exc:
         raise SystemExit(f"meterway: {exc}") from exc
 
@@ -116,15 +119,14 @@ def _add_key_commands(commands: Any) -> None:
     create.add_argument("--tenant", required=True)
     create.add_argument("--name", default="default")
     _limit_flags(create)
-    create.set_defaults(run=lambda a: print_response(client().post("/v1/keys", json=_body(a, "tenant", "name"))))
+    create.set_defaults(run=lambda a: print_json(client().keys.create(**_body(a, "tenant", "name"))))
     listing = keys.add_parser("list", help="list keys (no secrets)")
     listing.add_argument("--tenant")
-    listing.set_defaults(run=lambda a: print_response(
-        client().get("/v1/keys", params={"tenant": a.tenant} if a.tenant else None)))
+    listing.set_defaults(run=lambda a: print_json(client().get("/v1/keys", params={"tenant": a.tenant})))
     update = keys.add_parser("update", help="change a key's limits, role or scope")
     update.add_argument("key_id")
     _limit_flags(update)
-    update.set_defaults(run=lambda a: print_response(client().patch(f"/v1/keys/{a.key_id}", json=_body(a))))
+    update.set_defaults(run=lambda a: print_json(client().keys.update(a.key_id, **_body(a))))
     for verb, help_text in (("revoke", "revoke a key at once"), ("rotate", "new secret; old one has a grace")):
         command = keys.add_parser(verb, help=help_text)
         command.add_argument("key_id")
@@ -133,10 +135,8 @@ def _add_key_commands(commands: Any) -> None:
 
 def _key_action(verb: str) -> Any:
     def run(args: argparse.Namespace) -> None:
-        if verb == "revoke":
-            print_response(client().delete(f"/v1/keys/{args.key_id}"))
-        else:
-            print_response(client().post(f"/v1/keys/{args.key_id}/rotate"))
+        keys = client().keys
+        print_json(keys.revoke(args.key_id) if verb == "revoke" else keys.rotate(args.key_id))
 
     return run
 

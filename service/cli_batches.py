@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-from service.cli_client import answer, client, print_response
+from service.cli_client import client, print_json
 
 if TYPE_CHECKING:
     import argparse
 
-    import httpx
+    from meterway import Client
+    from meterway.sdk import Batch
 
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 FINISHED = ("completed", "failed", "expired", "cancelled")
@@ -38,12 +39,12 @@ def add_batch_commands(commands: Any) -> None:
     submit.add_argument("--wait", action="store_true", help="show progress until the job ends")
     submit.set_defaults(run=lambda a: _with(a, _submit))
     verbs.add_parser("list", help="your batch jobs, newest first").set_defaults(
-        run=lambda a: _with(a, lambda http, _a: print_response(http.get("/v1/batches"))))
+        run=lambda a: _with(a, lambda http, _a: print_json(http.get("/v1/batches"))))
     for name, method, suffix in (("show", "GET", ""), ("cancel", "POST", "/cancel")):
         verb = verbs.add_parser(name, help=f"{name} one batch job")
         verb.add_argument("id")
         verb.set_defaults(run=lambda a, m=method, s=suffix: _with(
-            a, lambda http, b: print_response(http.request(m, f"/v1/batches/{b.id}{s}"))))
+            a, lambda http, b: print_json(http.request(m, f"/v1/batches/{b.id}{s}"))))
     results = verbs.add_parser("results", help="download a finished job's output (or error) file")
     results.add_argument("id")
     results.add_argument("-o", "--output", type=Path, required=True)
@@ -56,44 +57,38 @@ def _with(args: argparse.Namespace, action: Any) -> None:
         action(http, args)
 
 
-def _submit(http: httpx.Client, args: argparse.Namespace) -> None:
+def _submit(http: Client, args: argparse.Namespace) -> None:
     try:
         content = args.file.read_bytes()
     except OSError as exc:
         raise SystemExit(f"meterway: {args.file}: {exc}") from None
-    uploaded = answer(http.post("/v1/files", data={"purpose": "batch"},
-                                 files={"file": (args.file.name, content, "application/jsonl")}))
-    batch = answer(http.post("/v1/batches", json={"input_file_id": uploaded["id"], "endpoint": args.endpoint,
-                                                   "completion_window": "24h"}))
-    print(f"batch {batch['id']}: {batch['status']} (file {uploaded['id']})", file=sys.stderr)
-    print_response(http.get(f"/v1/batches/{batch['id']}") if not args.wait else _watch(http, batch["id"]))
+    uploaded = http.files.create(content, purpose="batch", filename=args.file.name)
+    batch = http.batches.create(input_file_id=uploaded.id, endpoint=args.endpoint)
+    print(f"batch {batch.id}: {batch.status} (file {uploaded.id})", file=sys.stderr)
+    print_json(http.batches.get(batch.id) if not args.wait else _watch(http, batch.id))
 
 
-def _watch(http: httpx.Client, batch_id: str) -> httpx.Response:
-    """Poll the job with a progress bar of answered lines; the job's last response once it ends."""
+def _watch(http: Client, batch_id: str) -> Batch:
+    """Poll the job with a progress bar of answered lines; the job as it ended."""
     with tqdm(desc=batch_id, unit="line", file=sys.stderr) as bar:
         while True:
-            response = http.get(f"/v1/batches/{batch_id}")
-            body = answer(response)
-            counts = body["request_counts"]
+            batch = http.batches.get(batch_id)
+            counts = batch.request_counts or {}
             bar.total = counts["total"] or None
             bar.n = counts["completed"] + counts["failed"]
-            bar.set_postfix(status=body["status"], failed=counts["failed"])
+            bar.set_postfix(status=batch.status, failed=counts["failed"])
             bar.refresh()
-            if body["status"] in FINISHED:
-                return response
+            if batch.status in FINISHED:
+                return batch
             time.sleep(POLL_S)
 
 
-def _results(http: httpx.Client, args: argparse.Namespace) -> None:
-    batch = answer(http.get(f"/v1/batches/{args.id}"))
+def _results(http: Client, args: argparse.Namespace) -> None:
+    batch = http.batches.get(args.id)
     field = "error_file_id" if args.errors else "output_file_id"
-    if not batch.get(field):
-        raise SystemExit(f"meterway: batch {args.id} ({batch['status']}) has no {field.removesuffix('_id')}")
+    if not batch[field]:
+        raise SystemExit(f"meterway: batch {args.id} ({batch.status}) has no {field.removesuffix('_id')}")
     with http.stream("GET", f"/v1/files/{batch[field]}/content") as response, args.output.open("wb") as out:
-        if response.status_code >= 400:
-            response.read()
-            print_response(response)
         for chunk in response.iter_bytes():
             out.write(chunk)
     print(f"{args.output}: {field.removesuffix('_file_id')} of {args.id}", file=sys.stderr)

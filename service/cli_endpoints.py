@@ -14,16 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import yaml
 
-from service.cli_client import answer, client, print_response
+from meterway import APIError, NotFoundError
+from service.cli_client import client, print_json
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Mapping
 
-    import httpx
-
+    from meterway import Client
     from meterway.settings import Settings
 
     Prepare = Callable[[Settings], None]
@@ -67,7 +68,7 @@ def add_endpoint_commands(commands: Any, prepare: Prepare) -> None:
     invoke.add_argument("--path", default="chat/completions", help="chat/completions, completions or embeddings")
     invoke.set_defaults(action=lambda http, a: invoke_endpoint(http, a.name, a.request_file, a.deployment, a.path))
     _verb(verbs, "list", "list endpoints", prepare).set_defaults(
-        action=lambda http, a: print_response(http.get("/v1/endpoints")))
+        action=lambda http, a: print_json(http.get("/v1/endpoints")))
     for verb, method, suffix in (("get", "GET", ""), ("delete", "DELETE", ""), ("keys", "POST", "/keys")):
         named = _verb(verbs, verb, f"{method} /v1/endpoints/NAME{suffix}", prepare)
         named.add_argument("name")
@@ -81,8 +82,8 @@ def _verb(verbs: Any, name: str, help_text: str, prepare: Prepare) -> argparse.A
     return parser
 
 
-def _named(method: str, suffix: str) -> Callable[[httpx.Client, argparse.Namespace], Any]:
-    return lambda http, a: print_response(http.request(method, f"/v1/endpoints/{a.name}{suffix}"))
+def _named(method: str, suffix: str) -> Callable[[Client, argparse.Namespace], Any]:
+    return lambda http, a: print_json(http.request(method, f"/v1/endpoints/{a.name}{suffix}"))
 
 
 def _tenant(args: argparse.Namespace) -> str | None:
@@ -95,7 +96,7 @@ def _run(args: argparse.Namespace, prepare: Prepare) -> None:
 
 
 @contextmanager
-def _session(local: bool, prepare: Prepare) -> Iterator[httpx.Client]:
+def _session(local: bool, prepare: Prepare) -> Iterator[Client]:
     if not local:
         with client() as http:
             yield http
@@ -105,10 +106,12 @@ def _session(local: bool, prepare: Prepare) -> Iterator[httpx.Client]:
 
 
 @contextmanager
-def local_client(prepare: Prepare) -> Iterator[httpx.Client]:
-    """An HTTP client over the embedded default app, its lifespan running, with the local admin key."""
+def local_client(prepare: Prepare) -> Iterator[Client]:
+    """The SDK over the embedded default app in this process (its lifespan running), with the local admin key."""
     from litestar.testing import TestClient
+    from litestar.testing.transport import TestClientTransport
 
+    from meterway import Client
     from meterway.settings import Settings
     from service.app import create_app
     from service.secrets import load_secrets
@@ -118,9 +121,20 @@ def local_client(prepare: Prepare) -> Iterator[httpx.Client]:
         prepare(settings)
         app = create_app(settings)
     base_url = f"http://{settings.server.host}:{settings.server.port}"  # as `meterway serve` would report
-    with TestClient(app, base_url=base_url, raise_server_exceptions=False, timeout=60) as http:
-        http.headers["Authorization"] = f"Bearer {load_secrets(settings).admin_key}"
-        yield http
+    with TestClient(app, base_url=base_url, raise_server_exceptions=False, timeout=60) as app_client:
+        transport = InProcess(TestClientTransport(app_client, raise_server_exceptions=False))
+        with Client(base_url, load_secrets(settings).admin_key, transport=transport) as http:
+            yield http
+
+
+class InProcess(httpx.BaseTransport):
+    """Litestar's in-process test transport as a complete httpx transport (it has no ``close``)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self.inner.handle_request(request)  # type: ignore[no-any-return]
 
 
 def load_specs(paths: list[Path]) -> list[Spec]:
@@ -152,46 +166,57 @@ def _spec(path: Path, document: object) -> Spec:
     return Spec(path, str(document["name"]), body, document.get("endpoint_name"))
 
 
-def apply_specs(http: httpx.Client, specs: list[Spec], tenant: str | None) -> None:
+def apply_specs(http: Client, specs: list[Spec], tenant: str | None) -> None:
     """Endpoints first (no traffic yet), then deployments, then each endpoint's traffic: no call sees a gap."""
     endpoints = [spec for spec in specs if spec.endpoint is None]
     current = {spec.name: _current(http, spec.name) for spec in endpoints}
     for spec in endpoints:
         if current[spec.name] is None:
             created = {key: value for key, value in spec.body.items() if key not in WEIGHTS}
-            answer(http.put(f"/v1/endpoints/{spec.name}", json=_owned(created, tenant)))
+            http.put(f"/v1/endpoints/{spec.name}", json=_owned(created, tenant))
     for spec in specs:
         if spec.endpoint is not None:
-            shown = answer(http.put(f"/v1/endpoints/{spec.endpoint}/deployments/{spec.name}", json=spec.body))
+            shown = http.put(f"/v1/endpoints/{spec.endpoint}/deployments/{spec.name}", json=spec.body)
             print(f"deployment {spec.endpoint}/{spec.name}: {shown.get('state')} (model {shown.get('model')})")
     for spec in endpoints:
         before = current[spec.name] or {}
         kept = {key: before.get(key, {}) for key in WEIGHTS}  # PUT replaces: a weight the spec omits stays
-        shown = answer(http.put(f"/v1/endpoints/{spec.name}", json=_owned({**kept, **spec.body}, tenant)))
+        shown = http.put(f"/v1/endpoints/{spec.name}", json=_owned({**kept, **spec.body}, tenant))
         print(f"endpoint {spec.name}: {'updated' if before else 'created'}, traffic {json.dumps(shown['traffic'])}"
               f", scoring_uri {shown['scoring_uri']}")
 
 
-def _current(http: httpx.Client, name: str) -> dict[str, Any] | None:
-    response = http.get(f"/v1/endpoints/{name}")
-    return None if response.status_code == 404 else answer(response)
+def _current(http: Client, name: str) -> dict[str, Any] | None:
+    try:
+        return dict(http.get(f"/v1/endpoints/{name}"))
+    except NotFoundError:
+        return None
 
 
 def _owned(body: dict[str, Any], tenant: str | None) -> dict[str, Any]:
     return {**body, "tenant": tenant} if tenant else body
 
 
-def invoke_endpoint(http: httpx.Client, name: str, request_file: Path, deployment: str | None, path: str) -> None:
+def invoke_endpoint(http: Client, name: str, request_file: Path, deployment: str | None, path: str) -> None:
     """POST the request to the endpoint's scoring URI; the deployment that served goes to stderr."""
     try:
         request = json.loads(request_file.read_text())
     except (OSError, ValueError) as exc:
         raise SystemExit(f"meterway: {request_file}: {exc}") from None
     headers = {"azureml-model-deployment": deployment} if deployment else {}
-    response = http.post(f"/endpoints/{name}/v1/{path.strip('/')}", json=request, headers=headers)
-    if served := response.headers.get("x-meterway-deployment"):
+    try:
+        with http.stream("POST", f"/endpoints/{name}/v1/{path.strip('/')}", json=request,
+                         headers=headers) as response:
+            _served(response.headers)
+            if response.headers.get("content-type", "").startswith("text/event-stream"):
+                sys.stdout.write(response.read().decode())  # a streamed answer ("stream": true) as it came
+                return
+            print_json(response.json() if response.read() else None)
+    except APIError as exc:
+        _served(exc.headers)
+        raise
+
+
+def _served(headers: Mapping[str, str]) -> None:
+    if served := headers.get("x-meterway-deployment"):
         print(f"deployment: {served}", file=sys.stderr)
-    if response.is_success and response.headers.get("content-type", "").startswith("text/event-stream"):
-        sys.stdout.write(response.text)  # a streamed answer ("stream": true) is printed as it came
-        return
-    print_response(response)

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from service.cli_client import client, print_response
+from service.cli_client import client, print_json
 
 if TYPE_CHECKING:
     import argparse
@@ -34,32 +34,20 @@ def add_model_commands(commands: Any) -> None:
     upload.add_argument("--chunk-mb", type=int, default=8, help="bytes per request, in MiB")
     upload.set_defaults(run=_upload)
     listing = models.add_parser("list", help="list your fine-tuned models")
-    listing.set_defaults(run=lambda a: print_response(client().get("/v1/fine_tuned_models")))
+    listing.set_defaults(run=lambda a: print_json(client().get("/v1/fine_tuned_models")))
     get = models.add_parser("get", help="show one fine-tuned model")
     get.add_argument("model")
-    get.set_defaults(run=lambda a: print_response(client().get(f"/v1/fine_tuned_models/{a.model}")))
+    get.set_defaults(run=lambda a: print_json(client().fine_tunes.get(a.model)))
     remove = models.add_parser("delete", help="delete a fine-tuned model")
     remove.add_argument("model")
-    remove.set_defaults(run=lambda a: print_response(client().delete(f"/v1/fine_tuned_models/{a.model}")))
+    remove.set_defaults(run=lambda a: print_json(client().fine_tunes.delete(a.model)))
 
 
 def _upload(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from models.finetune.client import ResumableUploader, UploadFailed, UploadJob, default_cache
-
     if not args.path.exists():
         raise SystemExit(f"meterway: {args.path} does not exist")
-    job = UploadJob(
-        args.path,
-        args.base,
-        args.name,
-        args.kind,
-        args.input_price,
-        args.output_price,
-        chunk_bytes=max(1, args.chunk_mb) * 1024 * 1024,
-        extra={"tenant": args.tenant} if args.tenant else {},
-    )
     with tqdm(unit="B", unit_scale=True, unit_divisor=1024, desc=f"upload {args.name}") as bar:
 
         def progress(done: int, total: int) -> None:
@@ -67,8 +55,8 @@ def _upload(args: argparse.Namespace) -> None:
             bar.n = done
             bar.refresh()
 
-        try:
-            created = ResumableUploader(client(), default_cache(), progress).upload(job)
-        except UploadFailed as exc:
-            raise SystemExit(f"meterway: {exc.status}: {exc.message}") from None
-    print(json.dumps(created, indent=2))
+        created = client().fine_tunes.upload(
+            args.path, base=args.base, name=args.name, kind=args.kind, input_price=args.input_price,
+            output_price=args.output_price, tenant=args.tenant, chunk_bytes=max(1, args.chunk_mb) * 1024 * 1024,
+            progress=progress)
+    print(json.dumps(created.raw, indent=2))

@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
+from meterway import Client
 from models.finetune.client import ResumableUploader, UploadJob, pack
 from service.cli_models import add_model_commands
 from tests.finetune.conftest import BASE, UploadServer
@@ -197,6 +198,18 @@ def _send_once(uploader: ResumableUploader) -> Any:
     return send
 
 
+class AsTenant(httpx.HTTPTransport):
+    """The network, with the upload server's tenant header on every request (it authenticates by that)."""
+
+    def __init__(self, tenant: str) -> None:
+        super().__init__()
+        self.tenant = tenant
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        request.headers["x-test-tenant"] = self.tenant
+        return super().handle_request(request)
+
+
 def test_cli_upload_command(
     upload_server: UploadServer,
     adapter_dir: Path,
@@ -207,7 +220,8 @@ def test_cli_upload_command(
     import argparse
 
     monkeypatch.setenv("METERWAY_UPLOAD_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr("service.cli_models.client", lambda: upload_server.client("acme"))
+    monkeypatch.setattr("service.cli_models.client",
+                        lambda: Client(upload_server.url, "unused", transport=AsTenant("acme")))
     parser = argparse.ArgumentParser()
     add_model_commands(parser.add_subparsers())
     args = parser.parse_args(

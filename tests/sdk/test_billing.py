@@ -11,7 +11,7 @@ import openai
 
 if TYPE_CHECKING:
     from meterway import Client
-    from meterway.sdk._types import UsageReport
+    from meterway.sdk import UsageReport
     from tests.server import ServerProcess
 
 FUTURE = "2099-01-01T00:00:00Z"  # a price from then on changes no bill of this session's other tests

@@ -14,7 +14,7 @@ from meterway import BadRequestError, ConflictError, NotFoundError
 
 if TYPE_CHECKING:
     from meterway import Client
-    from meterway.sdk._types import Batch
+    from meterway.sdk import Batch
     from tests.server import ServerProcess
 
 ECHO = "meterway-echo"

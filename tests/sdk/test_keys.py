@@ -9,7 +9,7 @@ import pytest
 from meterway import AuthenticationError, BadRequestError, Client, NotFoundError
 
 if TYPE_CHECKING:
-    from meterway.sdk._types import ApiKey
+    from meterway.sdk import ApiKey
     from tests.server import ServerProcess
 
 
