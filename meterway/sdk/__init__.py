@@ -27,6 +27,7 @@ from meterway.sdk._errors import (
     UnprocessableEntityError,
 )
 from meterway.sdk._pages import Pages
+from meterway.sdk._resources._packing import pack as pack_directory
 from meterway.sdk._types import (
     ApiKey,
     AuditEntry,
@@ -77,4 +78,5 @@ __all__ = [
     "Tenant",
     "UnprocessableEntityError",
     "UsageReport",
+    "pack_directory",
 ]

@@ -8,7 +8,7 @@ Public API (the rest is private to the package)::
         .visible, .find, .spec_for_pool (its routes: service/routes/fine_tunes.py)
     service.FineTuneService  — create / list / get / delete, scoped to the caller's tenant
     uploads.UploadSessions   — resumable upload sessions
-    client.ResumableUploader — the client side (``meterway models upload``)
 
-See README.md beside this file for the storage layout and the upload protocol.
+The client side (``meterway models upload``) is the SDK's ``Client.fine_tunes.upload``
+(meterway/sdk/_resources/fine_tunes.py). See README.md beside this file for the storage layout and the upload protocol.
 """

@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from models.finetune.client import ResumableUploader, UploadJob
+from meterway import Client
 from models.pool.metrics import model_label
 from tests.api.ledger import ledger_rows
 from tests.finetune.conftest import BASE
@@ -96,10 +96,10 @@ async def test_fine_tune_end_to_end(
     acme, globex = f"acme-{uuid.uuid4().hex[:6]}", f"globex-{uuid.uuid4().hex[:6]}"
     _, acme_http, acme_ai = tenant_client(server, acme)
     _, globex_http, globex_ai = tenant_client(server, globex)
-    job = UploadJob(
-        adapter_dir, BASE, "support-bot", input_price="0.20", output_price="0.40", chunk_bytes=512 * 1024
-    )
-    created = await asyncio.to_thread(ResumableUploader(acme_http, tmp_path / "cache").upload, job)
+    with Client(server.url, acme_http.headers["Authorization"].removeprefix("Bearer ")) as acme_sdk:
+        created = await asyncio.to_thread(
+            acme_sdk.fine_tunes.upload, adapter_dir, base=BASE, name="support-bot", input_price="0.20",
+            output_price="0.40", chunk_bytes=512 * 1024, cache=tmp_path / "cache")
     model = created["id"]
     assert model == f"ft:{BASE}:{acme}:support-bot"
     try:
@@ -152,8 +152,9 @@ async def test_full_weight_fine_tune_end_to_end(
             shutil.copyfile(store_dir / BASE / name, weights / name)
     tenant = f"acme-{uuid.uuid4().hex[:6]}"
     _, http, ai = tenant_client(server, tenant)
-    job = UploadJob(weights, BASE, "full-bot", output_price="0.5")
-    created = await asyncio.to_thread(ResumableUploader(http, tmp_path / "cache").upload, job)
+    with Client(server.url, http.headers["Authorization"].removeprefix("Bearer ")) as sdk:
+        created = await asyncio.to_thread(sdk.fine_tunes.upload, weights, base=BASE, name="full-bot",
+                                          output_price="0.5", cache=tmp_path / "cache")
     model = created["id"]
     try:
         assert created["kind"] == "full"

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import openai
 import pytest
 
-from models.finetune.client import pack
+from meterway.sdk import pack_directory as pack
 from tests.finetune.conftest import BASE
 from tests.finetune.test_end_to_end import complete, tenant_client
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from meterway import Client
-from models.finetune.client import ResumableUploader, UploadJob, pack
+from meterway.sdk import pack_directory as pack
 from service.cli_models import add_model_commands
 from tests.finetune.conftest import BASE, UploadServer
 
@@ -122,7 +122,8 @@ def test_upload_sessions_are_private_and_bounded(upload_server: UploadServer) ->
 
 
 class CutOnce(httpx.BaseTransport):
-    """Forwards to a real transport, but cuts the ``nth`` PUT short after half its body (a dropped link)."""
+    """Forwards to a real transport as tenant acme, but cuts the ``nth`` PUT short after half its body (a
+    dropped link)."""
 
     def __init__(self, nth: int) -> None:
         self.inner = httpx.HTTPTransport()
@@ -130,6 +131,7 @@ class CutOnce(httpx.BaseTransport):
         self.nth = nth
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        request.headers["x-test-tenant"] = "acme"
         if request.method == "PUT":
             self.puts += 1
             if self.puts == self.nth:
@@ -145,20 +147,20 @@ class CutOnce(httpx.BaseTransport):
         return self.inner.handle_request(request)
 
 
+class Stopped(Exception):
+    """The upload's process 'dies'."""
+
+
 def test_uploader_resumes_after_a_dropped_connection(
     upload_server: UploadServer, adapter_dir: Path, tmp_path: Path
 ) -> None:
     seen: list[tuple[int, int]] = []
-    client = httpx.Client(
-        base_url=upload_server.url, headers={"x-test-tenant": "acme"}, timeout=60, transport=CutOnce(nth=2)
-    )
-    job = UploadJob(adapter_dir, BASE, "support-bot", chunk_bytes=256 * 1024)
-    with client:
-        created = ResumableUploader(
-            client, tmp_path / "cache", lambda done, total: seen.append((done, total))
-        ).upload(job)
-    assert created["id"] == f"ft:{BASE}:acme:support-bot"
-    assert created["kind"] == "lora"
+    with Client(upload_server.url, "unused", transport=CutOnce(nth=2)) as client:
+        created = client.fine_tunes.upload(adapter_dir, base=BASE, name="support-bot", chunk_bytes=256 * 1024,
+                                           cache=tmp_path / "cache",
+                                           progress=lambda done, total: seen.append((done, total)))
+    assert created.id == f"ft:{BASE}:acme:support-bot"
+    assert created.kind == "lora"
     assert seen[-1][0] == seen[-1][1]
     assert [done for done, _ in seen] == sorted(done for done, _ in seen)  # never went backwards
     assert not list((tmp_path / "cache").glob("state-*"))
@@ -169,33 +171,26 @@ def test_second_run_resumes_the_session_the_first_left(
 ) -> None:
     cache = tmp_path / "cache"
     archive = pack(adapter_dir, cache)
-    failing = httpx.Client(
-        base_url=upload_server.url, headers={"x-test-tenant": "acme"}, transport=CutOnce(nth=1)
-    )
-    job = UploadJob(adapter_dir, BASE, "support-bot", chunk_bytes=archive.stat().st_size)
-    with failing, pytest.raises(httpx.TransportError):
-        uploader = ResumableUploader(failing, cache)
-        uploader._send = _send_once(uploader)  # type: ignore[method-assign]
-        uploader.upload(job)
+    held: list[int] = []
+
+    def die_at_the_break(done: int, _total: int) -> None:
+        held.append(done)
+        if len(held) > 1:  # the first call is before any chunk; the next follows the broken one
+            raise Stopped
+
+    with Client(upload_server.url, "unused", max_retries=0, transport=CutOnce(nth=1)) as failing, \
+            pytest.raises(Stopped):
+        failing.fine_tunes.upload(adapter_dir, base=BASE, name="support-bot", cache=cache,
+                                  chunk_bytes=archive.stat().st_size, progress=die_at_the_break)
     [state] = cache.glob("state-*")
-    with upload_server.client() as client:
-        upload_id = __import__("json").loads(state.read_text())["upload_id"]
-        held = client.get(f"/v1/resumable_uploads/{upload_id}").json()["offset"]
-        created = ResumableUploader(client, cache).upload(job)
-        assert created["id"] == f"ft:{BASE}:acme:support-bot"
-        assert client.get(f"/v1/resumable_uploads/{upload_id}").status_code == 404
-    assert held < archive.stat().st_size  # what arrived before the break (if anything) was kept
-
-
-def _send_once(uploader: ResumableUploader) -> Any:
-    """The uploader's send loop without its in-run retries: the process 'dies' at the first break."""
-
-    def send(upload_id: str, archive: Path, chunk_bytes: int) -> None:
-        with archive.open("rb") as handle:
-            chunk = handle.read(chunk_bytes)
-        uploader.client.put(f"/v1/resumable_uploads/{upload_id}", content=chunk, headers={"upload-offset": "0"})
-
-    return send
+    upload_id = __import__("json").loads(state.read_text())["upload_id"]
+    with Client(upload_server.url, "unused", transport=AsTenant("acme")) as client:
+        created = client.fine_tunes.upload(adapter_dir, base=BASE, name="support-bot", cache=cache,
+                                           chunk_bytes=archive.stat().st_size)
+        assert created.id == f"ft:{BASE}:acme:support-bot"
+    with upload_server.client() as http:
+        assert http.get(f"/v1/resumable_uploads/{upload_id}").status_code == 404
+    assert held[-1] < archive.stat().st_size  # what arrived before the break (if anything) was kept
 
 
 class AsTenant(httpx.HTTPTransport):
