@@ -70,3 +70,23 @@ def test_environment_gives_url_and_key(server: ServerProcess, monkeypatch: pytes
     with Client() as client:
         assert client.base_url == server.url
         assert isinstance(client.get("/v1/tenants")["data"], list)
+
+
+def test_tenant_identity_provider(admin: Client, tenant: str) -> None:
+    admin.keys.create(tenant=tenant)
+    issuer = f"https://login.example.com/{tenant}"
+    shown = admin.tenants.set_identity(tenant, issuer=issuer, audience="meterway", roles_claim="groups")
+    assert (shown.issuer, shown.audience, shown.roles_claim) == (issuer, "meterway", "groups")
+    assert admin.tenants.get_identity(tenant).issuer == issuer
+    assert admin.tenants.delete_identity(tenant).deleted is True
+    with pytest.raises(NotFoundError):
+        admin.tenants.get_identity(tenant)
+
+
+def test_workers_importing_the_vocabulary_do_not_load_httpx() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, meterway, meterway.errors, meterway.settings; assert 'httpx' not in sys.modules; "
+            "from meterway import Client; assert 'httpx' in sys.modules and Client.__name__ == 'Client'")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
