@@ -1,4 +1,4 @@
-"""Usage reports for finance: billable ledger entries grouped by day / model / key / tenant / user / endpoint /
+"""Usage reports for finance: billable ledger entries grouped by day / hour / model / key / tenant / user / endpoint /
 deployment / meter / instance type / batch / subject (a token caller's), JSON or CSV. Grouped by ``billable``
 too, a report also shows the entries nobody is charged for (mirrored traffic), at cost 0.
 
@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 GROUPS: dict[str, Any] = {
-    "day": LedgerEntryRow.usage_day, "model": LedgerEntryRow.model, "key": LedgerEntryRow.key_id,
+    "day": LedgerEntryRow.usage_day, "hour": LedgerEntryRow.usage_hour, "model": LedgerEntryRow.model,
+    "key": LedgerEntryRow.key_id,
     "tenant": LedgerEntryRow.tenant, "user": func.coalesce(LedgerEntryRow.end_user, ""),
     "endpoint": LedgerEntryRow.endpoint_name, "deployment": LedgerEntryRow.deployment,
     "billable": LedgerEntryRow.billable, "meter": LEDGER_METER,

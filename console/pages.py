@@ -68,10 +68,10 @@ async def overview(request: Request[Any, Any, Any], console: Console) -> Respons
 
 @get("/usage")
 async def usage(request: Request[Any, Any, Any], console: Console, start: str = "", end: str = "",
-                by: str = "model", tenant: str = "") -> Response[str]:
-    """Charts of tokens and cost per day, and the report's table."""
+                by: str = "model", tenant: str = "", bucket: str = "day") -> Response[str]:
+    """Charts of tokens and cost per day or hour, and the report's table."""
     session = console.session(request)
-    query = views.usage_query(start, end, by, tenant)
+    query = views.usage_query(start, end, by, tenant, bucket)
     async with console.gateway.for_session(request, session) as client:
         context = await views.usage(client, query)
     return console.render("usage.html", session, **context)
@@ -79,11 +79,11 @@ async def usage(request: Request[Any, Any, Any], console: Console, start: str = 
 
 @get("/usage.csv")
 async def usage_csv(request: Request[Any, Any, Any], console: Console, start: str = "", end: str = "",
-                    by: str = "model", tenant: str = "") -> Response[str]:
+                    by: str = "model", tenant: str = "", bucket: str = "day") -> Response[str]:
     """The usage page's report as the API's CSV (the same query)."""
     session = console.session(request)
     async with console.gateway.for_session(request, session) as client:
-        text = await client.request("GET", "/v1/usage", params={**views.usage_query(start, end, by, tenant),
+        text = await client.request("GET", "/v1/usage", params={**views.usage_query(start, end, by, tenant, bucket),
                                                                 "format": "csv"})
     return Response(str(text), media_type="text/csv; charset=utf-8",
                     headers={"content-disposition": 'attachment; filename="usage.csv"'})

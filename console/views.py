@@ -1,10 +1,12 @@
 """What each page shows, fetched from the REST API with the signed-in user's client and shaped for a template.
 
-No figure is computed here that the API does not report: totals and costs are the API's own decimal strings.
+Figures are the API's own: totals and costs are its exact decimal strings (the overview adds some of them up,
+exactly, in ``Decimal``).
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -14,9 +16,12 @@ from console.charts import bar_chart
 from meterway.sdk import APIError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from meterway.sdk import AsyncClient
 
 USAGE_SERIES = ("model", "key", "endpoint")
+BUCKETS = ("day", "hour")  # the ledger's UTC day and hour of each request
 
 
 async def optional(client: AsyncClient, path: str, params: dict[str, Any] | None = None) -> Any:
@@ -34,49 +39,59 @@ def period_start(now: datetime) -> str:
 
 
 async def overview(client: AsyncClient) -> dict[str, Any]:
-    """Today's and this month's totals, each key's budget against its spend this month, the models' states."""
+    """Today's and this month's totals, each key's budget against its spend this month, the models' states.
+
+    One usage report (this month by day and key) gives all three: the lines are exact decimal strings, so
+    today's and each key's sums are exact too. The API calls run concurrently.
+    """
     now = datetime.now(UTC)
-    today = await client.request("GET", "/v1/usage", params={"start": now.date().isoformat(), "group_by": ""})
-    period = await client.request("GET", "/v1/usage", params={"start": period_start(now), "group_by": "key"})
-    keys = await optional(client, "/v1/keys")
-    spend = {line["key"]: line["cost"] for line in period["data"]}
+    period, keys, models = await asyncio.gather(
+        client.request("GET", "/v1/usage", params={"start": period_start(now), "group_by": "day,key"}),
+        optional(client, "/v1/keys"), client.request("GET", "/v1/models"))
+    today = _sum(line for line in period["data"] if line["day"] == now.date().isoformat())
+    spend: dict[str, Decimal] = {}
+    for line in period["data"]:
+        spend[line["key"]] = spend.get(line["key"], Decimal(0)) + Decimal(line["cost"])
     budgets = [{"name": key["name"], "id": key["id"], "budget": key["budget_amount"],
-                "period": key["budget_period"], "spent": spend.get(key["id"], "0")}
+                "period": key["budget_period"], "spent": f"{spend.get(key['id'], Decimal(0)):f}"}
                for key in (keys or {}).get("data", []) if key.get("budget_amount")]
-    models = await client.request("GET", "/v1/models")
-    return {"today": today["total"], "period": _total(period), "period_start": period_start(now),
-            "budgets": budgets, "models": models["data"]}
+    return {"today": {**today, "currency": period["total"]["currency"]}, "period": dict(period["total"]),
+            "period_start": period_start(now), "budgets": budgets, "models": models["data"]}
 
 
-def _total(report: dict[str, Any]) -> dict[str, Any]:
-    return dict(report["total"])
+def _sum(lines: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    requests, tokens, cost = 0, 0, Decimal(0)
+    for line in lines:
+        requests, tokens = requests + line["requests"], tokens + line["total_tokens"]
+        cost += Decimal(line["cost"])
+    return {"requests": requests, "total_tokens": tokens, "cost": f"{cost:f}"}
 
 
-def usage_query(start: str, end: str, series: str, tenant: str = "") -> dict[str, str]:
+def usage_query(start: str, end: str, series: str, tenant: str = "", bucket: str = "day") -> dict[str, str]:
     """The ``/v1/usage`` query of the usage page (and of its CSV download: the same); ``tenant`` narrows the
     admin's report (another tenant's is the API's 404 for a tenant key)."""
     series = series if series in USAGE_SERIES else "model"
     if not start:
         start = (datetime.now(UTC) - timedelta(days=13)).date().isoformat()
-    query = {"start": start, "end": end, "group_by": f"day,{series}"}
+    query = {"start": start, "end": end, "group_by": f"{bucket if bucket in BUCKETS else 'day'},{series}"}
     return {**query, "tenant": tenant} if tenant else query
 
 
 async def usage(client: AsyncClient, query: dict[str, str]) -> dict[str, Any]:
     """The report's lines, its total and charts of tokens and cost per day, one series per group."""
     report = await client.request("GET", "/v1/usage", params=query)
-    series = query["group_by"].split(",")[1]
+    bucket, series = query["group_by"].split(",")
     tokens: dict[str, dict[str, Decimal]] = {}
     costs: dict[str, dict[str, Decimal]] = {}
     for line in report["data"]:
         name = line[series] or "(none)"
-        tokens.setdefault(line["day"], {})[name] = Decimal(line["total_tokens"])
-        costs.setdefault(line["day"], {})[name] = Decimal(line["cost"])
-    csv_query = urlencode({"start": query["start"], "end": query["end"], "by": series,
+        tokens.setdefault(line[bucket], {})[name] = Decimal(line["total_tokens"])
+        costs.setdefault(line[bucket], {})[name] = Decimal(line["cost"])
+    csv_query = urlencode({"start": query["start"], "end": query["end"], "by": series, "bucket": bucket,
                            **({"tenant": query["tenant"]} if "tenant" in query else {})})
-    return {"report": report, "series": series, "query": query, "csv_query": csv_query,
-            "tokens_chart": bar_chart(f"Tokens per day by {series}", tokens),
-            "cost_chart": bar_chart(f"Cost per day by {series}", costs)}
+    return {"report": report, "series": series, "bucket": bucket, "query": query, "csv_query": csv_query,
+            "tokens_chart": bar_chart(f"Tokens per {bucket} by {series}", tokens),
+            "cost_chart": bar_chart(f"Cost per {bucket} by {series}", costs)}
 
 
 async def lists(client: AsyncClient, **paths: str) -> dict[str, Any]:

@@ -121,11 +121,12 @@ def _start(page: Page) -> str:
 
 
 def test_the_csv_is_the_api_report_shown(tenant: Page, gateway: ServerProcess, tenant_key: str) -> None:
-    tenant.goto("/console/usage?by=key")
+    tenant.goto("/console/usage?by=key&bucket=hour")
+    assert tenant.locator("svg.chart rect.bar").count() >= 2
     with tenant.expect_download() as download:
         tenant.get_by_role("link", name="Download CSV").click()
     downloaded = download.value.path().read_text()
-    api = _api(gateway, tenant_key, "/v1/usage", start=_start(tenant), group_by="day,key", format="csv").text
+    api = _api(gateway, tenant_key, "/v1/usage", start=_start(tenant), group_by="hour,key", format="csv").text
     assert downloaded == api
     rows = list(csv.DictReader(io.StringIO(downloaded)))
     assert len(rows) == tenant.locator("#usage-table tbody tr").count()
