@@ -1,8 +1,9 @@
 """Console page renders over a busy ledger: p50/p90 of ``/console`` (overview) and ``/console/usage``.
 
-    .venv/bin/python -m bench.console_bench [--events 100000] [--runs 40]
+    .venv/bin/python -m bench.console_bench [--events 100000] [--runs 40] [--postgres]
 
-A real gateway (``tests.server.ServerProcess``: SQLite under a fresh METERWAY_HOME, the echo model) with one
+A real gateway (``tests.server.ServerProcess``: SQLite under a fresh METERWAY_HOME, or with ``--postgres`` a
+fresh database on METERWAY_TEST_PG's server; the echo model) with one
 tenant whose period holds ``--events`` ledger entries, written straight into ``ledger_entries`` in one
 executemany (the bench measures reading, not ingestion). A signed-in httpx client then times each page: the
 console calls ``/v1/usage`` (aggregated in SQL) and the other REST routes over HTTP, as the browser's user.
@@ -80,15 +81,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--postgres", action="store_true", help="a fresh PostgreSQL database instead of SQLite")
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="console-bench-"))
-    server = ServerProcess(home=root / "home", store=root / "store").start()
+    if not args.postgres:
+        root = Path(tempfile.mkdtemp(prefix="console-bench-"))
+        _bench(args, root, f"sqlite+aiosqlite:///{root / 'home' / 'meterway.db'}", {})
+        return
+    from tests.conftest import fresh_pg_database
+
+    with fresh_pg_database() as url:
+        _bench(args, Path(tempfile.mkdtemp(prefix="console-bench-")), url, {"METERWAY_DATABASE_URL": url})
+
+
+def _bench(args: argparse.Namespace, root: Path, url: str, env: dict[str, str]) -> None:
+    server = ServerProcess(home=root / "home", store=root / "store", env=env).start()
     try:
         keys = [str(server.create_key("bench", name=f"k{i}")["id"]) for i in range(4)]
         secret = str(server.create_key("bench", name="console")["secret"])
-        fill_s = asyncio.run(_fill(f"sqlite+aiosqlite:///{root / 'home' / 'meterway.db'}",
-                                   _rows(args.events, "bench", keys)))
-        print(f"ledger: {args.events} entries for tenant 'bench' written in {fill_s:.1f} s")
+        fill_s = asyncio.run(_fill(url, _rows(args.events, "bench", keys)))
+        print(f"{url.split(':')[0]} ledger: {args.events} entries for tenant 'bench' written in {fill_s:.1f} s")
         for who, key in (("tenant", secret), ("admin", ADMIN_KEY)):
             with httpx.Client(base_url=server.url, timeout=60, follow_redirects=False) as client:
                 client.post("/console/login", data={"api_key": key})
