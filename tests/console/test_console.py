@@ -194,3 +194,20 @@ def test_every_page_renders(tenant: Page, admin: Page, shots: Path) -> None:
     tenant.set_viewport_size({"width": 390, "height": 844})
     tenant.goto("/console/usage")
     screenshot(tenant, shots, "tenant-usage-phone")
+
+
+def test_the_traffic_split_always_sums_to_100(admin: Page, gateway: ServerProcess) -> None:
+    with gateway.admin() as api:
+        api.put("/v1/endpoints/split", json={"tenant": "console-a"}).raise_for_status()
+        for name in ("blue", "green"):
+            api.put(f"/v1/endpoints/split/deployments/{name}", json={"model": "meterway-echo"}).raise_for_status()
+        api.put("/v1/endpoints/split", json={"tenant": "console-a", "traffic": {"blue": 100}}).raise_for_status()
+    admin.goto("/console/endpoints")
+    sliders = admin.locator("form[action='/console/endpoints/split/traffic'] input[type=range]")
+    sliders.nth(1).fill("30")
+    values = [int(sliders.nth(i).input_value()) for i in range(2)]
+    assert values == [70, 30]
+    admin.get_by_role("button", name="Save split").click()
+    expect(admin.locator("p.notice")).to_contain_text("saved")
+    with gateway.admin() as api:
+        assert api.get("/v1/endpoints/split").json()["traffic"] == {"blue": 70, "green": 30}
