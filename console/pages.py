@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from litestar import Request, Response, get, post
 from litestar.response import Redirect
@@ -12,6 +13,11 @@ from console import views
 from console.session import COOKIE, Session
 from console.web import Console
 from meterway.sdk import APIError
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from meterway.sdk import AsyncClient
 
 STATIC = Path(__file__).parent / "static"
 STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
@@ -93,40 +99,29 @@ async def usage_csv(request: Request[Any, Any, Any], console: Console, start: st
 async def keys(request: Request[Any, Any, Any], console: Console, notice: str = "",
                error: str = "") -> Response[str]:
     """The keys the user may see, with forms to create, rotate, revoke and edit them."""
-    session = console.session(request)
-    async with console.gateway.for_session(request, session) as client:
-        context = await views.lists(client, keys="/v1/keys")
-    return console.render("keys.html", session, notice=notice, error=error, **context)
+    return await _page(request, console, "keys.html", partial(views.lists, keys="/v1/keys"), notice, error)
 
 
 @get("/models")
 async def models(request: Request[Any, Any, Any], console: Console, notice: str = "",
                  error: str = "") -> Response[str]:
     """The catalog with prices and state, the user's fine-tunes and the adapter upload."""
-    session = console.session(request)
-    async with console.gateway.for_session(request, session) as client:
-        context = await views.lists(client, models="/v1/models", fine_tunes="/v1/fine_tuned_models")
-    return console.render("models.html", session, notice=notice, error=error, **context)
+    return await _page(request, console, "models.html", partial(views.lists, models="/v1/models",
+                       fine_tunes="/v1/fine_tuned_models"), notice, error)
 
 
 @get("/endpoints")
 async def endpoints(request: Request[Any, Any, Any], console: Console, notice: str = "",
                     error: str = "") -> Response[str]:
     """Endpoints, their deployments and traffic split, and each deployment's requests this period."""
-    session = console.session(request)
-    async with console.gateway.for_session(request, session) as client:
-        context = await views.endpoints(client)
-    return console.render("endpoints.html", session, notice=notice, error=error, **context)
+    return await _page(request, console, "endpoints.html", views.endpoints, notice, error)
 
 
 @get("/batches")
 async def batches(request: Request[Any, Any, Any], console: Console, notice: str = "",
                   error: str = "") -> Response[str]:
     """Batch jobs with their progress."""
-    session = console.session(request)
-    async with console.gateway.for_session(request, session) as client:
-        context = await views.lists(client, batches="/v1/batches")
-    return console.render("batches.html", session, notice=notice, error=error, **context)
+    return await _page(request, console, "batches.html", partial(views.lists, batches="/v1/batches"), notice, error)
 
 
 @get("/playground")
@@ -149,3 +144,12 @@ async def admin(request: Request[Any, Any, Any], console: Console) -> Response[s
 
 page_handlers = [login_page, login, logout, static, overview, usage, usage_csv, keys, models, endpoints,
                  batches, playground, admin]
+
+
+async def _page(request: Request[Any, Any, Any], console: Console, template: str,
+                gather: Callable[[AsyncClient], Awaitable[dict[str, Any]]], notice: str, error: str) -> Response[str]:
+    """A page from what ``gather`` reads through the REST API with the signed-in user's key."""
+    session = console.session(request)
+    async with console.gateway.for_session(request, session) as client:
+        context = await gather(client)
+    return console.render(template, session, notice=notice, error=error, **context)
