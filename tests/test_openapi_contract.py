@@ -35,11 +35,23 @@ def _schemathesis(url: str, key: str, seed: int) -> subprocess.CompletedProcess[
         capture_output=True, text=True, timeout=900, check=False)
 
 
+def _only_the_fuzzer_broke(stdout: str) -> bool:
+    """A run whose only problem is an error inside schemathesis itself (a crash of its generator), with no
+    failed check and no network error: nothing the API did. Such a run is tried once more with the next seed."""
+    summary = stdout[stdout.rfind("SUMMARY"):]
+    return "Runtime Error" in summary and "Failures:" not in summary and "Network Error" not in summary
+
+
 @pytest.mark.battery(9)
 @pytest.mark.parametrize("who", ["admin", "tenant"])
-def test_schemathesis_finds_no_failure(start_server: ServerFactory, who: str) -> None:
+def test_schemathesis_finds_no_failure(start_server: ServerFactory, who: str, tmp_path: Path) -> None:
     server = start_server()
     key = ADMIN_KEY if who == "admin" else str(server.create_key("fuzzed")["secret"])
-    result = _schemathesis(server.url, key, seed=int(os.environ.get("METERWAY_TEST_SCHEMATHESIS_SEED", "20261206")))
+    seed = int(os.environ.get("METERWAY_TEST_SCHEMATHESIS_SEED", "20261206"))
+    result = _schemathesis(server.url, key, seed=seed)
+    (tmp_path / "schemathesis.txt").write_text(result.stdout + result.stderr)  # the whole run, for a person
+    if result.returncode != 0 and _only_the_fuzzer_broke(result.stdout):
+        result = _schemathesis(server.url, key, seed=seed + 1)
+        (tmp_path / "schemathesis-again.txt").write_text(result.stdout + result.stderr)
     assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-2000:]
     assert "No issues found" in result.stdout or " passed" in result.stdout, result.stdout[-2000:]
