@@ -5,7 +5,8 @@
 A real gateway (``tests.server.ServerProcess``: SQLite under a fresh METERWAY_HOME, or with ``--postgres`` a
 fresh database on METERWAY_TEST_PG's server; the echo model) with one
 tenant whose period holds ``--events`` ledger entries, written straight into ``ledger_entries`` in one
-executemany (the bench measures reading, not ingestion). A signed-in httpx client then times each page: the
+executemany, with what they add to the usage rollup (``billing.rollup.deltas``, as the ledger's writers do; the
+bench measures reading, not ingestion). A signed-in httpx client then times each page: the
 console calls ``/v1/usage`` (aggregated in SQL) and the other REST routes over HTTP, as the browser's user.
 Target (docs/performance.md): <= 100 ms p50 for each page.
 """
@@ -24,6 +25,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import insert
 
+from billing import rollup
 from billing.tables import LedgerEntryRow
 from meterway.db import Database
 from tests.server import ADMIN_KEY, ServerProcess
@@ -60,6 +62,7 @@ async def _fill(url: str, rows: list[dict[str, object]]) -> float:
         async with database.sessions() as session:
             for first in range(0, len(rows), 20_000):
                 await session.execute(insert(LedgerEntryRow), rows[first:first + 20_000])
+            await rollup.upsert(session, rollup.deltas(rows))
             await session.commit()
     finally:
         await database.close()

@@ -1,6 +1,7 @@
 """The ledger writer: prices usage events and appends them, idempotently, in one transaction per batch.
 
-It only ever INSERTs into ``ledger_entries`` (``ON CONFLICT (request_id) DO NOTHING``); see README.md.
+It only ever INSERTs into ``ledger_entries`` (``ON CONFLICT (request_id) DO NOTHING``), and adds the entries that
+were new to ``usage_rollups`` in the same transaction; see README.md.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import structlog
 from sqlalchemy import select, text
 
+from billing import rollup
 from billing.ledger_insert import BULK_INSERTS
 from billing.money import BATCH, InstancePrice, Price, as_utc, next_period
 from billing.prices import candidates, load_price_table, models_to_price
@@ -73,7 +75,9 @@ class LedgerWriter:
             now = datetime.now(UTC)
             unique = {e.request_id: e for e in events}  # a batch may carry a redelivery of its own event
             rows = [self.entry(unique[rid], prices, closed, now) for rid in sorted(unique)]
-            return await BULK_INSERTS[dialect_name(session)](session, rows)
+            new = await BULK_INSERTS[dialect_name(session)](session, rows)
+            await rollup.upsert(session, rollup.deltas(row for row in rows if row["request_id"] in new))
+            return len(new)
 
     def entry(self, event: UsageEvent, prices: PriceTable, closed: set[str], now: datetime) -> dict[str, Any]:
         """The ledger row of ``event``: priced at its start, in the first open period (an adjustment if its

@@ -2,7 +2,7 @@
 
 PostgreSQL gets one ``INSERT ... SELECT FROM unnest(arrays)`` statement per batch, sent straight through
 asyncpg: column arrays cost far less to encode and plan than a multi-row VALUES list built by SQLAlchemy.
-SQLite uses SQLAlchemy's executemany. Both return the request ids that were new.
+SQLite uses SQLAlchemy's executemany. Both return the request ids that were new (the rollup adds only those).
 """
 
 from __future__ import annotations
@@ -35,21 +35,22 @@ _PG_UNNEST = (
     "ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
 )
 
-BulkInsert = Callable[["AsyncSession", list[dict[str, Any]]], Awaitable[int]]
+BulkInsert = Callable[["AsyncSession", list[dict[str, Any]]], Awaitable[set[str]]]
 
 
-async def _postgresql(session: AsyncSession, rows: list[dict[str, Any]]) -> int:
+async def _postgresql(session: AsyncSession, rows: list[dict[str, Any]]) -> set[str]:
     connection = await session.connection()
     raw = await connection.get_raw_connection()
     arrays = [[row[name] for row in rows] for name in _PG_COLUMNS]
-    return len(await raw.driver_connection.fetch(_PG_UNNEST, *arrays))  # type: ignore[union-attr]
+    inserted = await raw.driver_connection.fetch(_PG_UNNEST, *arrays)  # type: ignore[union-attr]
+    return {record["request_id"] for record in inserted}
 
 
-async def _sqlite(session: AsyncSession, rows: list[dict[str, Any]]) -> int:
+async def _sqlite(session: AsyncSession, rows: list[dict[str, Any]]) -> set[str]:
     ledger: Table = LedgerEntryRow.__table__  # type: ignore[assignment]
     upsert = sqlite.insert(ledger).on_conflict_do_nothing(index_elements=["request_id"])
     connection = await session.connection()  # Core, not ORM: no per-row bookkeeping
-    return len((await connection.execute(upsert.returning(ledger.c.request_id), rows)).all())
+    return set((await connection.execute(upsert.returning(ledger.c.request_id), rows)).scalars())
 
 
 BULK_INSERTS: dict[str, BulkInsert] = {"postgresql": _postgresql, "sqlite": _sqlite}

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 
 from billing.ledger import CLOSE_LOCKS, lock_ledger
-from billing.money import check_period, cost_of, format_decimal, to_minor_units
+from billing.money import as_utc, check_period, cost_of, format_decimal, to_minor_units
 from billing.tables import LEDGER_METER, REQUEST_COUNT, ClosedPeriodRow, LedgerEntryRow, StatementRow
 from meterway.errors import Conflict
 
@@ -98,6 +98,12 @@ class PeriodCloser:
                     prompt_tokens=s.prompt_tokens, completion_tokens=s.completion_tokens, cost=s.cost,
                     amount_minor=s.amount_minor, lines=json.dumps(s.lines), closed_at=now))
         return statements
+
+    async def closed(self) -> dict[str, datetime]:
+        """Every closed period and when it was closed, newest period first."""
+        async with self._sessions() as session:
+            rows = (await session.execute(select(ClosedPeriodRow).order_by(ClosedPeriodRow.period.desc()))).scalars()
+            return {row.period: as_utc(row.closed_at) for row in rows}
 
     async def statements(self, period: str, tenant: str | None = None) -> list[Statement]:
         """The frozen statements of a closed period (one tenant's, or all)."""

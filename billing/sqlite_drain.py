@@ -8,7 +8,8 @@ of CPU per batch whatever its size. Here the batch is read, decoded and priced f
 ``BEGIN IMMEDIATE`` (the database's single write lock: the same serialisation with ``close_period`` and other
 consumers that ``LedgerWriter`` gets from its no-op write) → check that the oldest outbox rows are still the
 ones read (seq and request id) and that no period closed meanwhile, else read and price them again under the
-lock → ``INSERT … ON CONFLICT (request_id) DO NOTHING`` → delete those outbox rows → ``COMMIT``. Prices are
+lock → ``INSERT … ON CONFLICT (request_id) DO NOTHING`` → add the entries that were new to the usage rollup →
+delete those outbox rows → ``COMMIT``. Prices are
 read before the lock: a price appended meanwhile is as if appended just after the commit.
 
 The entries are built by ``LedgerWriter.entry``, like on every other path, so prices, periods and
@@ -25,6 +26,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from billing import rollup
 from billing.bus import decode_event
 from billing.ledger_insert import LEDGER_COLUMNS
 from billing.money import InstancePrice, Price, as_utc
@@ -95,7 +97,7 @@ class _Plan:
 
     keys: list[tuple[int, str]]
     closed: set[str]
-    entries: list[list[Any]]
+    entries: list[dict[str, Any]]
 
 
 def _prepare(connection: sqlite3.Connection, writer: LedgerWriter, max_events: int) -> _Plan | None:
@@ -116,7 +118,7 @@ def _apply(connection: sqlite3.Connection, plan: _Plan) -> int:
                              (last,)).fetchall()
     if now != plan.keys or _closed(connection) != plan.closed:
         return 0
-    connection.executemany(_INSERT, plan.entries)
+    _write(connection, plan.entries)
     connection.execute("DELETE FROM usage_outbox WHERE seq <= ?", (last,))
     return len(plan.keys)
 
@@ -127,11 +129,21 @@ def _move(connection: sqlite3.Connection, writer: LedgerWriter, max_events: int)
                               (max_events,)).fetchall()
     if not rows:
         return 0
-    connection.executemany(_INSERT, _entries(connection, writer, [payload for _, payload in rows],
-                                             _closed(connection)))
+    _write(connection, _entries(connection, writer, [payload for _, payload in rows], _closed(connection)))
     # The write lock is held since BEGIN IMMEDIATE, so no row below the last one read can appear meanwhile.
     connection.execute("DELETE FROM usage_outbox WHERE seq <= ?", (rows[-1][0],))
     return len(rows)
+
+
+def _write(connection: sqlite3.Connection, entries: list[dict[str, Any]]) -> None:
+    """Insert the entries whose request id is not in the ledger yet, and add those to the rollup (under the
+    write lock, so no other writer adds one of them between the read and the insert)."""
+    ids = [entry["request_id"] for entry in entries]
+    known = {rid for (rid,) in connection.execute(
+        f"SELECT request_id FROM ledger_entries WHERE request_id IN ({', '.join('?' * len(ids))})", ids)}
+    new = [entry for entry in entries if entry["request_id"] not in known]
+    connection.executemany(_INSERT, [_params(entry, LEDGER_COLUMNS) for entry in new])
+    connection.executemany(rollup.SQLITE_UPSERT, [_params(row, rollup.COLUMNS) for row in rollup.deltas(new)])
 
 
 def _closed(connection: sqlite3.Connection) -> set[str]:
@@ -139,12 +151,12 @@ def _closed(connection: sqlite3.Connection) -> set[str]:
 
 
 def _entries(connection: sqlite3.Connection, writer: LedgerWriter, payloads: list[str],
-             closed: set[str]) -> list[list[Any]]:
+             closed: set[str]) -> list[dict[str, Any]]:
     events = [decode_event(payload) for payload in payloads]
     prices = _price_table(connection, events)
     now = datetime.now(UTC)
     unique = {e.request_id: e for e in events}  # a batch may carry a redelivery of its own event
-    return [_params(writer.entry(unique[rid], prices, closed, now)) for rid in sorted(unique)]
+    return [writer.entry(unique[rid], prices, closed, now) for rid in sorted(unique)]
 
 
 def _price_table(connection: sqlite3.Connection, events: list[UsageEvent]) -> PriceTable:
@@ -164,10 +176,10 @@ def _moment(stored: str) -> datetime:
     return as_utc(datetime.fromisoformat(stored))
 
 
-def _params(entry: dict[str, Any]) -> list[Any]:
-    """An entry as SQLite values, stored exactly as SQLAlchemy stores them (decimal strings, UTC text times)."""
+def _params(entry: dict[str, Any], columns: tuple[str, ...]) -> list[Any]:
+    """A row as SQLite values, stored exactly as SQLAlchemy stores them (decimal strings, UTC text times)."""
     values = []
-    for name in LEDGER_COLUMNS:
+    for name in columns:
         value = entry[name]
         if isinstance(value, Decimal):
             value = format(value, "f")

@@ -1,6 +1,7 @@
 """ORM tables of the billing package: the outbox, the ledger, the price books, statements, Stripe exports.
 
-Migration ``0002_billing`` creates the same tables (``0008``, ``0009`` and ``0012`` add to them); keep them in step.
+Migration ``0002_billing`` creates the same tables (``0008``, ``0009`` and ``0012`` add to them, ``0016`` adds the
+rollup); keep them in step.
 """
 
 from __future__ import annotations
@@ -148,3 +149,34 @@ class StripeExportRow(Base):
     status: Mapped[str] = mapped_column(String(8))  # "pending" or "sent"
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class UsageRollupRow(Base):
+    """The ledger summed per hour and report dimension (migration 0016): what reports read when they can.
+
+    Written in the ledger writer's transaction from the entries that transaction adds, so at every commit it
+    equals ``GROUP BY`` over ``ledger_entries`` (``billing.rollup.drift`` checks it). Never edited otherwise."""
+
+    __tablename__ = "usage_rollups"
+    __table_args__ = (UniqueConstraint(
+        "tenant", "usage_hour", "model", "key_id", "endpoint_name", "deployment", "billable", "meter",
+        "input_per_million", "output_per_million", "per_instance_minute", "currency", name="usage_rollups_grain"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    usage_day: Mapped[str] = mapped_column(String(10))
+    usage_hour: Mapped[str] = mapped_column(String(13))
+    model: Mapped[str] = mapped_column(String(128))
+    key_id: Mapped[str] = mapped_column(String(80))
+    endpoint_name: Mapped[str] = mapped_column(String(32))
+    deployment: Mapped[str] = mapped_column(String(32))
+    billable: Mapped[bool] = mapped_column(Boolean)
+    meter: Mapped[str] = mapped_column(String(16))  # "tokens" or "instance_minutes"
+    input_per_million: Mapped[Decimal] = mapped_column(ExactDecimal)
+    output_per_million: Mapped[Decimal] = mapped_column(ExactDecimal)
+    per_instance_minute: Mapped[Decimal] = mapped_column(ExactDecimal)
+    currency: Mapped[str] = mapped_column(String(8))
+    requests: Mapped[int] = mapped_column(BigInteger)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger)
+    instance_minutes: Mapped[int] = mapped_column(BigInteger)

@@ -34,3 +34,11 @@ async def add_tenants(database: Database, **links: str | None) -> None:
     for tenant, customer in links.items():
         if customer:
             await link_stripe_customer(database.sessions, tenant, customer)
+
+
+async def rollup_drift(database: Database) -> list[Any]:
+    """Where the usage rollup and the ledger disagree (they never should)."""
+    from billing.rollup import drift
+
+    async with database.sessions() as session:
+        return await drift(session)
