@@ -112,9 +112,24 @@ async def set_traffic(name: str, request: Request[Any, Any, Any], console: Conso
     return back("/console/endpoints", notice=f"Traffic of {name} saved.")
 
 
+@post("/admin/periods/close", status_code=303)
+async def close_period(request: Request[Any, Any, Any], console: Console) -> Redirect:
+    """Close a billing period (the admin's); its statements are then shown."""
+    session, form = await console.posted(request)
+    period = form.get("period", "").strip()
+    try:
+        async with console.gateway.for_session(request, session) as client:
+            closed = await client.request("POST", f"/v1/billing/periods/{period}/close")
+    except APIError as exc:
+        return back("/console/admin", error=exc.message)
+    return back(f"/console/admin?period={period}",
+                notice=f"Period {period} closed: {len(closed['data'])} statements.")
+
+
 def _split(form: dict[str, str], prefix: str) -> dict[str, int]:
     return {name[len(prefix):]: int(value) for name, value in form.items()
             if name.startswith(prefix) and value.isdigit() and (prefix == "traffic." or int(value))}
 
 
-action_handlers = [create_key, rotate_key, revoke_key, edit_key, delete_fine_tune, cancel_batch, set_traffic]
+action_handlers = [create_key, rotate_key, revoke_key, edit_key, delete_fine_tune, cancel_batch, set_traffic,
+                   close_period]

@@ -134,16 +134,24 @@ async def playground(request: Request[Any, Any, Any], console: Console) -> Respo
 
 
 @get("/admin")
-async def admin(request: Request[Any, Any, Any], console: Console) -> Response[str]:
-    """Tenants, the price books and this period's usage per tenant (the admin's)."""
+async def admin(request: Request[Any, Any, Any], console: Console, period: str = "", notice: str = "",
+                error: str = "") -> Response[str]:
+    """Tenants, the price books, this period's usage per tenant, period close and a closed period's statements."""
+    return await _page(request, console, "admin.html", partial(views.admin, period=period), notice, error)
+
+
+@get("/admin/statements.csv")
+async def statements_csv(request: Request[Any, Any, Any], console: Console, period: str) -> Response[str]:
+    """A closed period's statements as the API's CSV."""
     session = console.session(request)
     async with console.gateway.for_session(request, session) as client:
-        context = await views.admin(client)
-    return console.render("admin.html", session, **context)
+        text = await client.request("GET", f"/v1/billing/periods/{period}/statements", params={"format": "csv"})
+    return Response(str(text), media_type="text/csv; charset=utf-8",
+                    headers={"content-disposition": f'attachment; filename="statements-{period}.csv"'})
 
 
 page_handlers = [login_page, login, logout, static, overview, usage, usage_csv, keys, models, endpoints,
-                 batches, playground, admin]
+                 batches, playground, admin, statements_csv]
 
 
 async def _page(request: Request[Any, Any, Any], console: Console, template: str,

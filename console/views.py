@@ -112,8 +112,16 @@ async def endpoints(client: AsyncClient) -> dict[str, Any]:
     return {"endpoints": found["endpoints"], "figures": figures}
 
 
-async def admin(client: AsyncClient) -> dict[str, Any]:
-    """Tenants, both price books and this month's usage per tenant (the admin's; 403s leave them empty)."""
-    found = await lists(client, tenants="/v1/tenants", prices="/v1/prices", instance_prices="/v1/prices/instances")
-    by_tenant = await optional(client, "/v1/usage", {"start": period_start(datetime.now(UTC)), "group_by": "tenant"})
-    return {**found, "by_tenant": (by_tenant or {}).get("data", []), "period_start": period_start(datetime.now(UTC))}
+async def admin(client: AsyncClient, period: str = "") -> dict[str, Any]:
+    """Tenants, both price books, this month's usage per tenant, the closed periods and the statements of
+    ``period`` (default: the latest closed one). A finance key sees the parts it may read; 403s leave the rest
+    empty."""
+    found = await lists(client, tenants="/v1/tenants", prices="/v1/prices", instance_prices="/v1/prices/instances",
+                        periods="/v1/billing/periods")
+    now = datetime.now(UTC)
+    by_tenant = await optional(client, "/v1/usage", {"start": period_start(now), "group_by": "tenant"})
+    shown = period or (found["periods"][0]["period"] if found["periods"] else "")
+    statements = await optional(client, f"/v1/billing/periods/{shown}/statements") if shown else None
+    last_month = (now.replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
+    return {**found, "by_tenant": (by_tenant or {}).get("data", []), "period_start": period_start(now),
+            "statement_period": shown, "statements": (statements or {}).get("data", []), "last_month": last_month}

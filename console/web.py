@@ -92,7 +92,7 @@ class Console:
 def back(to: str, notice: str = "", error: str = "") -> Redirect:
     """After a form: to the page, with what happened in its query."""
     query = "&".join(f"{name}={_quote(value)}" for name, value in (("notice", notice), ("error", error)) if value)
-    return Redirect(f"{to}?{query}" if query else to, status_code=303)
+    return Redirect(f"{to}{'&' if '?' in to else '?'}{query}" if query else to, status_code=303)
 
 
 def _quote(value: str) -> str:

@@ -64,6 +64,7 @@ from service.routes.health import health_handlers
 from service.routes.identity import identity_dependencies, identity_handlers
 from service.routes.keys import key_handlers
 from service.routes.openai import openai_handlers, provide_via
+from service.routes.periods import period_handlers
 from service.routes.tenants import tenant_handlers
 from service.routes.uploads import upload_dependencies, upload_handlers
 from service.routing import FRESH_S as ROUTES_FRESH_S
@@ -219,6 +220,7 @@ def create_app(settings: Settings, *, meter: UsageRecorder | None = None) -> Lit
 
     dependencies = _dependencies(settings, parts, tenants, audit_log)
     handlers = [*openai_handlers, *key_handlers, *tenant_handlers, *health_handlers, *billing_handlers,
+                *period_handlers,
                 *fine_tune_handlers, *upload_handlers, *endpoint_handlers, *batch_handlers,
                 *file_handlers, *identity_handlers, *audit_handlers]
     document_errors(handlers)

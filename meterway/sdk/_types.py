@@ -121,6 +121,31 @@ class UsageReport(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class BillingPeriod(Record):
+    """A closed billing period (a UTC month); its statements are final."""
+
+    period: str
+    closed_at: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Statement(Record):
+    """One tenant's statement of a closed period: exact ``cost`` (a decimal string), ``amount_minor`` rounded
+    once, and its per-model ``lines``."""
+
+    period: str
+    tenant: str
+    currency: str
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    instance_minutes: int
+    cost: str
+    amount_minor: int
+    lines: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, kw_only=True)
 class FineTunedModel(Record):
     """A fine-tuned model (``ft:<base>:<tenant>:<name>``) with its per-token prices."""
 

@@ -170,6 +170,8 @@ billing_handlers = [list_prices, create_price, list_instance_prices, create_inst
 
 
 def billing_dependencies(billing: Billing) -> dict[str, Provide]:
-    """What the billing handlers take: ``price_book`` and ``usage_reports``."""
+    """What the billing handlers take: ``price_book``, ``usage_reports`` and (the periods' routes)
+    ``period_closer``."""
     return {"price_book": Provide(lambda: billing.prices, use_cache=True, sync_to_thread=False),
+            "period_closer": Provide(lambda: billing.periods, use_cache=True, sync_to_thread=False),
             "usage_reports": Provide(lambda: billing.reports, use_cache=True, sync_to_thread=False)}

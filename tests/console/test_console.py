@@ -5,20 +5,24 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import time
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+from openai import OpenAI
 from playwright.sync_api import expect
 
+from tests.api.ledger import bill_in_the_past
 from tests.console.conftest import screenshot, sign_in
+from tests.finetune.conftest import train_adapter
 from tests.server import ADMIN_KEY
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from playwright.sync_api import Browser, Page
 
     from tests.conftest import ServerFactory
@@ -211,3 +215,95 @@ def test_the_traffic_split_always_sums_to_100(admin: Page, gateway: ServerProces
     expect(admin.locator("p.notice")).to_contain_text("saved")
     with gateway.admin() as api:
         assert api.get("/v1/endpoints/split").json()["traffic"] == {"blue": 70, "green": 30}
+
+
+def test_finance_closes_a_period_and_downloads_its_statements(admin: Page, gateway: ServerProcess,
+                                                              shots: Path) -> None:
+    with gateway.admin() as api:
+        api.post("/v1/prices", json={"model": "console-period-model", "input_per_million": "2.50",
+                                     "output_per_million": "10", "effective_from": "2025-01-01"}).raise_for_status()
+    bill_in_the_past(gateway, ["console-a"], datetime(2025, 6, 3, 8, tzinfo=UTC), "console-period-model")
+    admin.goto("/console/admin")
+    admin.get_by_label("Period (a month that has ended)").fill("2025-06")
+    admin.get_by_role("button", name="Close period").click()
+    expect(admin.locator(".notice")).to_contain_text("Period 2025-06 closed: 1 statements.")
+    # 3,000 prompt tokens at 2.50 and 1,000 completion tokens at 10 per million: 0.0175, 2 cents.
+    row = admin.locator("#statements tbody tr", has_text="console-a")
+    expect(row).to_contain_text("0.0175 usd")
+    expect(row).to_contain_text("2 (minor units)")
+    screenshot(admin, shots, "admin-statements")
+    with admin.expect_download() as download:
+        admin.get_by_role("link", name="CSV").first.click()
+    shown = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+    api_rows = _api(gateway, ADMIN_KEY, "/v1/billing/periods/2025-06/statements").json()["data"]
+    assert [(r["tenant"], r["cost"], r["amount_minor"]) for r in shown] == \
+        [(r["tenant"], r["cost"], str(r["amount_minor"])) for r in api_rows]
+    admin.get_by_label("Period (a month that has ended)").fill("2025-06")
+    admin.get_by_role("button", name="Close period").click()  # once only: the API's refusal is shown
+    expect(admin.locator(".error")).to_contain_text("period 2025-06 is already closed")
+
+
+def test_an_adapter_uploads_with_progress_and_deletes(tenant: Page, gateway: ServerProcess, store_dir: Path,
+                                                      tmp_path: Path, tenant_key: str) -> None:
+    adapter = train_adapter(store_dir, tmp_path / "console-bot", steps=1)
+    tenant.goto("/console/models")
+    tenant.get_by_label("Name").fill("console-bot")
+    tenant.get_by_label("Adapter files").set_input_files(sorted(str(p) for p in adapter.iterdir() if p.is_file()))
+    tenant.get_by_role("button", name="Upload").click()
+    model_id = "ft:smollm2-135m-instruct:console-a:console-bot"
+    expect(tenant.locator("#up-status")).to_have_text(f"Uploaded {model_id}", timeout=60_000)
+    assert float(tenant.locator("#up-progress").evaluate("p => p.value")) == 100
+    tenant.wait_for_load_state()  # the page reloads with the new fine-tune listed
+    expect(tenant.locator("tr", has_text=model_id)).to_have_count(2)  # in the catalog and among the fine-tunes
+    row = tenant.locator("tr", has_text=model_id, has=tenant.get_by_role("button", name="Delete"))
+    assert model_id in {m["id"] for m in _api(gateway, tenant_key, "/v1/fine_tuned_models").json()["data"]}
+    tenant.once("dialog", lambda dialog: dialog.accept())  # "Delete ...?"
+    row.get_by_role("button", name="Delete").click()
+    expect(tenant.locator(".notice")).to_contain_text("Fine-tune deleted.")
+    expect(tenant.locator("tr", has_text=model_id)).to_have_count(0)
+    assert model_id not in {m["id"] for m in _api(gateway, tenant_key, "/v1/fine_tuned_models").json()["data"]}
+
+
+def _batch(gateway: ServerProcess, key: str, lines: int, model: str, max_tokens: int) -> str:
+    ai = OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0)
+    body = "\n".join(json.dumps({"custom_id": f"line-{i}", "method": "POST", "url": "/v1/chat/completions",
+                                 "body": {"model": model, "max_tokens": max_tokens,
+                                          "messages": [{"role": "user", "content": f"Count to {i}."}]}})
+                     for i in range(lines))
+    uploaded = ai.files.create(file=("lines.jsonl", body.encode()), purpose="batch")
+    return ai.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                             completion_window="24h").id
+
+
+def test_batches_show_progress_cancel_and_download_results(tenant: Page, gateway: ServerProcess,
+                                                           tenant_key: str) -> None:
+    done = _batch(gateway, tenant_key, 3, "meterway-echo", 4)
+    ai = OpenAI(base_url=f"{gateway.url}/v1", api_key=tenant_key, max_retries=0)
+    for _ in range(600):
+        if ai.batches.retrieve(done).status == "completed":
+            break
+        time.sleep(0.1)
+    tenant.goto("/console/batches")
+    row = tenant.locator("tr", has_text=done)
+    expect(row).to_contain_text("completed")
+    expect(row).to_contain_text("3/3")
+    with tenant.expect_download() as download:
+        row.get_by_role("link", name="Results").click()
+    results = [json.loads(line) for line in Path(download.value.path()).read_text().splitlines()]
+    output = ai.files.content(str(ai.batches.retrieve(done).output_file_id)).text
+    assert sorted(r["custom_id"] for r in results) == ["line-0", "line-1", "line-2"]
+    assert results == [json.loads(line) for line in output.splitlines()]
+
+    # Long enough on the real model that the cancel lands while it runs.
+    running = _batch(gateway, tenant_key, 64, "smollm2-135m-instruct", 32)
+    tenant.goto("/console/batches")
+    tenant.locator("tr", has_text=running).get_by_role("button", name="Cancel").click()
+    expect(tenant.locator(".notice")).to_contain_text("Cancelling.")
+    assert ai.batches.retrieve(running).status in ("cancelling", "cancelled")
+    for _ in range(600):
+        if ai.batches.retrieve(running).status == "cancelled":
+            break
+        time.sleep(0.1)
+    tenant.goto("/console/batches")
+    expect(tenant.locator("tr", has_text=running)).to_contain_text("cancelled")
+    expect(tenant.locator("tr", has_text=running).get_by_role("button", name="Cancel")).to_have_count(0)

@@ -6,7 +6,7 @@ from typing import Any
 
 from meterway.sdk._resources.audit import Audit
 from meterway.sdk._resources.batches import Batches
-from meterway.sdk._resources.billing import Prices, Usage
+from meterway.sdk._resources.billing import Periods, Prices, Usage
 from meterway.sdk._resources.endpoints import Endpoints
 from meterway.sdk._resources.files import Files
 from meterway.sdk._resources.fine_tunes import FineTunes
@@ -22,6 +22,7 @@ class ResourceGroups:
         self.tenants = Tenants(client)
         self.prices = Prices(client)
         self.usage = Usage(client)
+        self.periods = Periods(client)
         self.fine_tunes = FineTunes(client)
         self.endpoints = Endpoints(client)
         self.batches = Batches(client)

@@ -1,11 +1,12 @@
-"""``client.prices`` (the price books) and ``client.usage`` (the usage report)."""
+"""``client.prices`` (the price books), ``client.usage`` (the usage report) and ``client.periods`` (period close
+and statements)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from meterway.sdk._resources._base import Resource, body_of
-from meterway.sdk._types import InstancePrice, Price, UsageReport
+from meterway.sdk._types import BillingPeriod, InstancePrice, Price, Statement, UsageReport
 
 if TYPE_CHECKING:
     import builtins
@@ -51,6 +52,33 @@ class Usage(Resource):
         """The same report as CSV text: one row per line, group columns first."""
         params = {**_query(start, end, group_by, tenant), "format": "csv"}
         return self._value("GET", "/v1/usage", str, params=params)  # type: ignore[no-any-return]
+
+
+class Periods(Resource):
+    """Billing periods: the closed ones, closing one (admin), a closed period's statements (a tenant: its own)."""
+
+    def list(self) -> list[BillingPeriod]:
+        """The closed periods, newest first."""
+        return self._list(BillingPeriod, "/v1/billing/periods")
+
+    def close(self, period: str) -> builtins.list[Statement]:
+        """Close ``period`` ('YYYY-MM', ended) and return its statements; raises ``ConflictError`` if it is
+        already closed or has not ended."""
+        return self._value("POST", f"/v1/billing/periods/{period}/close", _statements)  # type: ignore[no-any-return]
+
+    def statements(self, period: str, *, tenant: str | None = None) -> builtins.list[Statement]:
+        """The statements of a closed period."""
+        return self._list(Statement, f"/v1/billing/periods/{period}/statements", {"tenant": tenant})
+
+    def statements_csv(self, period: str, *, tenant: str | None = None) -> str:
+        """The same statements as CSV text, one row per tenant."""
+        params = {"tenant": tenant, "format": "csv"}
+        return self._value("GET", f"/v1/billing/periods/{period}/statements", str,  # type: ignore[no-any-return]
+                           params=params)
+
+
+def _statements(body: dict[str, Any]) -> builtins.list[Statement]:
+    return [Statement.from_dict(item) for item in body.get("data", [])]
 
 
 def _query(start: str | None, end: str | None, group_by: str | Sequence[str] | None,
