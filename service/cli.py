@@ -81,25 +81,38 @@ def _prepare(settings: Settings, *, migrate_database: bool = True) -> None:
 
 
 def _serve(args: argparse.Namespace) -> None:
+    import asyncio
+
     import uvicorn
 
+    settings = Settings.from_env()
+    # One loop for the whole process: the standby worker started first is the pool's to adopt on it.
+    with asyncio.Runner() as runner:
+        if settings.pool.standby and settings.pool.backend == "local":
+            from models.pool.standby import start_early
+
+            runner.run(start_early())  # its torch import runs while this process starts the gateway
+        _prepare(settings)
+        host, port = args.host or settings.server.host, args.port or settings.server.port
+        server = uvicorn.Server(uvicorn.Config(_gateway(settings, host, port), host=host, port=port, log_config=None,
+                                               access_log=False, timeout_graceful_shutdown=10))
+        runner.run(server.serve())
+
+
+def _gateway(settings: Settings, host: str, port: int) -> Any:
+    """The gateway's app, after the admin key (shown once when it was just generated)."""
     from service.app import create_app
     from service.secrets import admin_key_file, load_secrets
 
-    settings = Settings.from_env()
-    _prepare(settings)
     platform = load_secrets(settings)
     if platform.admin_key_generated:
         print(f"\nGenerated the admin key (kept in {admin_key_file(settings)}, shown once):\n\n"
               f"    {platform.admin_key}\n\nCreate a tenant key with it:\n"
               f"    curl -H 'Authorization: Bearer <admin key>' -d '{{\"tenant\":\"acme\",\"name\":\"ci\"}}' "
               f"http://{settings.server.host}:{settings.server.port}/v1/keys\n", flush=True)
-    host = args.host or settings.server.host
-    port = args.port or settings.server.port
     app = create_app(settings)  # configures the JSON logs
     structlog.get_logger("meterway.cli").info("serving", url=f"http://{host}:{port}", openapi="/schema/swagger")
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False,
-                timeout_graceful_shutdown=10)
+    return app
 
 
 def _migrate(_args: argparse.Namespace) -> None:

@@ -30,7 +30,7 @@ from models.pool.dedicated import GroupView, InstanceGroups
 from models.pool.hosts import HostContext, ModelHost, host_kind
 from models.pool.metrics import PoolMetrics
 from models.pool.residency import Resident, choose_victims, reserved_bytes
-from models.pool.standby import StandbyWorker
+from models.pool.standby import DEFAULT_LOADER, StandbyWorker
 from models.pool.stream import GenerationStream
 from models.runtime.api import EmbeddingResult, GenerationRequest, TokenDelta
 
@@ -47,7 +47,6 @@ if TYPE_CHECKING:
 STANDBY_REFILL_DELAY_S, STANDBY_REFILL_MAX_WAIT_S = 2.0, 10.0
 
 log = structlog.get_logger("meterway.pool")
-DEFAULT_LOADER = "models.runtime:load"
 
 
 class LocalPool:
