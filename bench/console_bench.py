@@ -18,7 +18,7 @@ import asyncio
 import statistics
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -49,7 +49,8 @@ def _rows(count: int, tenant: str, keys: list[str]) -> list[dict[str, object]]:
                      "input_per_million": Decimal("0.05"), "output_per_million": Decimal("0.10"),
                      "per_instance_minute": Decimal(0), "instance_minutes": 0,
                      "cost": (prompt * Decimal("0.05") + completion * Decimal("0.10")) / 1_000_000,
-                     "currency": "usd", "started_at": at, "finished_at": at, "usage_day": stamp[:10],
+                     "currency": "usd", "started_at": at, "finished_at": at + timedelta(milliseconds=200 + i % 400),
+                     "duration_ms": 200 + i % 400, "usage_day": stamp[:10],
                      "usage_hour": stamp[:13], "status": "ok", "billable": True, "period": stamp[:7],
                      "kind": "usage", "created_at": at})
     return rows

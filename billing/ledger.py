@@ -6,7 +6,7 @@ were new to ``usage_rollups`` in the same transaction; see README.md.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -82,7 +82,7 @@ class LedgerWriter:
     def entry(self, event: UsageEvent, prices: PriceTable, closed: set[str], now: datetime) -> dict[str, Any]:
         """The ledger row of ``event``: priced at its start, in the first open period (an adjustment if its
         own is in ``closed``). Every write path builds its rows here."""
-        started = as_utc(event.started_at)
+        started, finished = as_utc(event.started_at), as_utc(event.finished_at)
         stamp = started.isoformat()  # 'YYYY-MM-DDTHH:...' in UTC: cheaper than three strftime calls
         period, kind = stamp[:7], "usage"
         while period in closed:
@@ -95,7 +95,9 @@ class LedgerWriter:
             "endpoint": event.endpoint, "endpoint_name": event.endpoint_name, "deployment": event.deployment,
             "batch_id": event.batch_id, "subject": event.subject,
             "prompt_tokens": event.prompt_tokens, "completion_tokens": event.completion_tokens, **charge,
-            "started_at": started, "finished_at": as_utc(event.finished_at),
+            "started_at": started, "finished_at": finished,
+            "duration_ms": None if event.instance_minutes > 0 else
+            max(0, (finished - started) // timedelta(milliseconds=1)),
             "usage_day": stamp[:10], "usage_hour": stamp[:13],
             "status": event.status, "billable": event.billable, "period": period, "kind": kind,
             "created_at": now,

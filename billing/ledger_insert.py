@@ -25,7 +25,7 @@ _PG_COLUMNS = {
     "subject": "text", "prompt_tokens": "int4", "completion_tokens": "int4", "input_per_million": "numeric",
     "output_per_million": "numeric", "instance_type": "text", "instance_minutes": "int4",
     "per_instance_minute": "numeric", "cost": "numeric", "currency": "text", "started_at": "timestamptz",
-    "finished_at": "timestamptz", "usage_day": "text", "usage_hour": "text", "status": "text",
+    "finished_at": "timestamptz", "duration_ms": "int4", "usage_day": "text", "usage_hour": "text", "status": "text",
     "billable": "bool", "period": "text", "kind": "text", "created_at": "timestamptz",
 }
 LEDGER_COLUMNS: tuple[str, ...] = tuple(_PG_COLUMNS)  # every column a writer fills, in this order

@@ -41,13 +41,14 @@ GROUPS: dict[str, Any] = {
     "batch": func.coalesce(LedgerEntryRow.batch_id, ""),
     "subject": func.coalesce(LedgerEntryRow.subject, ""),  # a token caller's subject ("": keys)
 }
-_COUNTS = ("requests", "prompt_tokens", "completion_tokens", "total_tokens", "instance_minutes")
+_COUNTS = ("requests", "prompt_tokens", "completion_tokens", "total_tokens", "instance_minutes", "mean_latency_ms")
 # What a report sums per group and set of unit prices.
 _PRICES = (LedgerEntryRow.input_per_million, LedgerEntryRow.output_per_million,
            LedgerEntryRow.per_instance_minute, LedgerEntryRow.currency, LedgerEntryRow.billable.label("charged"))
 _SUMS = (REQUEST_COUNT.label("requests"), func.sum(LedgerEntryRow.prompt_tokens).label("prompt"),
          func.sum(LedgerEntryRow.completion_tokens).label("completion"),
-         func.sum(LedgerEntryRow.instance_minutes).label("minutes"))
+         func.sum(LedgerEntryRow.instance_minutes).label("minutes"),
+         func.count(LedgerEntryRow.duration_ms).label("timed"), func.sum(LedgerEntryRow.duration_ms).label("duration"))
 # The same, from the rollup.
 _ROLLUP_PRICES = (UsageRollupRow.input_per_million, UsageRollupRow.output_per_million,
                   UsageRollupRow.per_instance_minute, UsageRollupRow.currency,
@@ -55,7 +56,9 @@ _ROLLUP_PRICES = (UsageRollupRow.input_per_million, UsageRollupRow.output_per_mi
 _ROLLUP_SUMS = (func.sum(UsageRollupRow.requests).label("requests"),
                 func.sum(UsageRollupRow.prompt_tokens).label("prompt"),
                 func.sum(UsageRollupRow.completion_tokens).label("completion"),
-                func.sum(UsageRollupRow.instance_minutes).label("minutes"))
+                func.sum(UsageRollupRow.instance_minutes).label("minutes"),
+                func.sum(UsageRollupRow.timed_requests).label("timed"),
+                func.sum(UsageRollupRow.duration_ms).label("duration"))
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,8 @@ class UsageQuery:
 
 @dataclass
 class UsageLine:
-    """One group's totals: requests and tokens, instance-minutes, and the exact cost of both."""
+    """One group's totals: requests and tokens, instance-minutes, the exact cost of both, and the mean latency of
+    its requests (start to last token, whole milliseconds; none where no request has one)."""
 
     group: dict[str, str]
     currency: str
@@ -78,13 +82,17 @@ class UsageLine:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     instance_minutes: int = 0
+    timed_requests: int = 0  # requests with a measured duration (all but those written before migration 0016)
+    duration_ms: int = 0
     cost: Decimal = field(default_factory=Decimal)
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.group, "requests": self.requests, "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens,
                 "total_tokens": self.prompt_tokens + self.completion_tokens,
-                "instance_minutes": self.instance_minutes, "cost": format_decimal(self.cost),
+                "instance_minutes": self.instance_minutes,
+                "mean_latency_ms": self.duration_ms // self.timed_requests if self.timed_requests else None,
+                "cost": format_decimal(self.cost),
                 "currency": self.currency}
 
 
@@ -205,6 +213,8 @@ def _add(line: UsageLine, row: Any) -> None:
     line.prompt_tokens += prompt
     line.completion_tokens += completion
     line.instance_minutes += minutes
+    line.timed_requests += int(row.timed or 0)
+    line.duration_ms += int(row.duration or 0)
     if row.charged:  # mirrored traffic is shown, never charged
         line.cost += cost_of(prompt, completion, row.input_per_million, row.output_per_million)
         line.cost += minutes * row.per_instance_minute

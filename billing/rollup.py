@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 GRAIN = ("tenant", "usage_hour", "model", "key_id", "endpoint_name", "deployment", "billable", "meter",
          "input_per_million", "output_per_million", "per_instance_minute", "currency")
-SUMS = ("requests", "prompt_tokens", "completion_tokens", "instance_minutes")
+SUMS = ("requests", "prompt_tokens", "completion_tokens", "instance_minutes", "timed_requests", "duration_ms")
 COLUMNS = (*GRAIN, "usage_day", *SUMS)
 # Report groups the rollup keeps, by the rollup column that holds each.
 GROUPS: dict[str, Any] = {
@@ -54,11 +54,14 @@ def deltas(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         row = rows.get(key)
         if row is None:
             row = rows[key] = {**dict(zip(GRAIN, key, strict=True)), "usage_day": entry["usage_hour"][:10],
-                               "requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "instance_minutes": 0}
+                               **dict.fromkeys(SUMS, 0)}
         row["requests"] += 0 if minutes > 0 else 1
         row["prompt_tokens"] += int(entry["prompt_tokens"])
         row["completion_tokens"] += int(entry["completion_tokens"])
         row["instance_minutes"] += minutes
+        if entry["duration_ms"] is not None:
+            row["timed_requests"] += 1
+            row["duration_ms"] += int(entry["duration_ms"])
     return [rows[key] for key in sorted(rows, key=_order)]
 
 
@@ -104,7 +107,8 @@ async def drift(session: AsyncSession) -> list[tuple[Any, ...]]:
                     entry.deployment, entry.billable, LEDGER_METER.label("meter"), entry.input_per_million,
                     entry.output_per_million, entry.per_instance_minute, entry.currency, REQUEST_COUNT,
                     func.sum(entry.prompt_tokens), func.sum(entry.completion_tokens),
-                    func.sum(entry.instance_minutes))
+                    func.sum(entry.instance_minutes), func.count(entry.duration_ms),
+                    func.coalesce(func.sum(entry.duration_ms), 0))
     ledger = ledger.group_by(*ledger.selected_columns[:len(GRAIN)])
     rollup = select(*(getattr(UsageRollupRow, name) for name in (*GRAIN, *SUMS)))
     want = {_normal(row) for row in (await session.execute(ledger)).all()}

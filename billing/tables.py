@@ -55,6 +55,9 @@ class LedgerEntryRow(Base):
     currency: Mapped[str] = mapped_column(String(8))
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # A request's milliseconds from its start to its last token (migration 0016); none for capacity entries
+    # and for entries written before it.
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
     usage_day: Mapped[str] = mapped_column(String(10))  # UTC day of started_at, for portable GROUP BY
     usage_hour: Mapped[str] = mapped_column(String(13))  # UTC hour of started_at, for the Stripe export
     status: Mapped[str] = mapped_column(String(16))
@@ -180,3 +183,5 @@ class UsageRollupRow(Base):
     prompt_tokens: Mapped[int] = mapped_column(BigInteger)
     completion_tokens: Mapped[int] = mapped_column(BigInteger)
     instance_minutes: Mapped[int] = mapped_column(BigInteger)
+    timed_requests: Mapped[int] = mapped_column(BigInteger)  # entries with a duration_ms
+    duration_ms: Mapped[int] = mapped_column(BigInteger)  # their sum

@@ -10,6 +10,7 @@ from typing import Any
 from litestar import Request, Response, post
 from litestar.response import Redirect
 
+from console import views
 from console.web import Console, back
 from meterway.sdk import APIError
 
@@ -112,6 +113,25 @@ async def set_traffic(name: str, request: Request[Any, Any, Any], console: Conso
     return back("/console/endpoints", notice=f"Traffic of {name} saved.")
 
 
+@post("/endpoints/{name:str}/keys", status_code=200)
+async def endpoint_keys(name: str, request: Request[Any, Any, Any], console: Console) -> Response[Any]:
+    """The endpoint's two keys, shown in this response only; ``regenerate`` (primary or secondary) first
+    replaces that one (the other keeps working)."""
+    session, form = await console.posted(request)
+    try:
+        async with console.gateway.for_session(request, session) as client:
+            if form.get("regenerate") in ("primary", "secondary"):
+                await client.request("POST", f"/v1/endpoints/{name}/keys/regenerate",
+                                     json={"key_type": form["regenerate"]})
+            keys = await client.request("POST", f"/v1/endpoints/{name}/keys")
+            context = await views.endpoints(client)
+    except APIError as exc:
+        return back("/console/endpoints", error=exc.message)
+    notice = f"The {form['regenerate']} key of {name} was regenerated." if form.get("regenerate") else ""
+    return console.render("endpoints.html", session, shown_keys={"endpoint": name, **keys}, notice=notice,
+                          error="", **context)
+
+
 @post("/admin/periods/close", status_code=303)
 async def close_period(request: Request[Any, Any, Any], console: Console) -> Redirect:
     """Close a billing period (the admin's); its statements are then shown."""
@@ -132,4 +152,4 @@ def _split(form: dict[str, str], prefix: str) -> dict[str, int]:
 
 
 action_handlers = [create_key, rotate_key, revoke_key, edit_key, delete_fine_tune, cancel_batch, set_traffic,
-                   close_period]
+                   endpoint_keys, close_period]

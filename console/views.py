@@ -104,12 +104,25 @@ async def lists(client: AsyncClient, **paths: str) -> dict[str, Any]:
 
 
 async def endpoints(client: AsyncClient) -> dict[str, Any]:
-    """Endpoints with their deployments, and requests per deployment this month (from usage)."""
+    """Endpoints with their deployments; requests, tokens and cost per deployment this month, and charts of
+    each deployment's requests and mean latency per day (from usage)."""
     found = await lists(client, endpoints="/v1/endpoints")
-    usage_by = await optional(client, "/v1/usage", {"start": period_start(datetime.now(UTC)),
-                                                    "group_by": "endpoint,deployment"})
+    start = period_start(datetime.now(UTC))
+    usage_by, daily = await asyncio.gather(
+        optional(client, "/v1/usage", {"start": start, "group_by": "endpoint,deployment"}),
+        optional(client, "/v1/usage", {"start": start, "group_by": "day,endpoint,deployment"}))
     figures = {(line["endpoint"], line["deployment"]): line for line in (usage_by or {}).get("data", [])}
-    return {"endpoints": found["endpoints"], "figures": figures}
+    requests: dict[tuple[str, str], dict[str, dict[str, Decimal]]] = {}
+    latency: dict[tuple[str, str], dict[str, dict[str, Decimal]]] = {}
+    for line in (daily or {}).get("data", []):
+        at = (line["endpoint"], line["deployment"])
+        requests.setdefault(at, {})[line["day"]] = {"requests": Decimal(line["requests"])}
+        if line.get("mean_latency_ms") is not None:
+            latency.setdefault(at, {})[line["day"]] = {"mean latency": Decimal(line["mean_latency_ms"])}
+    charts = {at: (bar_chart(f"Requests per day: {at[0]}/{at[1]}", requests[at]),
+                   bar_chart(f"Mean latency per day: {at[0]}/{at[1]}", latency.get(at, {}), " ms"))
+              for at in requests}
+    return {"endpoints": found["endpoints"], "figures": figures, "charts": charts}
 
 
 async def admin(client: AsyncClient, period: str = "") -> dict[str, Any]:

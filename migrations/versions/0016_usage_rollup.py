@@ -1,5 +1,6 @@
 """usage rollup: the ledger summed per (tenant, hour, model, key, endpoint, deployment, billable, meter, unit
 prices), kept by the ledger writers from here on (ledger invariant 12); filled here from the entries so far.
+A request's duration (start to last token) on each new ledger entry, summed in the rollup for mean latencies.
 
 Revision ID: 0016
 Revises: 0015
@@ -19,10 +20,10 @@ METER = "CASE WHEN instance_minutes > 0 THEN 'instance_minutes' ELSE 'tokens' EN
 # The same sums the writers add, over every entry already written.
 BACKFILL = (
     f"INSERT INTO usage_rollups ({', '.join(GRAIN)}, usage_day, requests, prompt_tokens, completion_tokens, "
-    "instance_minutes) "
+    "instance_minutes, timed_requests, duration_ms) "
     f"SELECT {', '.join(METER if name == 'meter' else name for name in GRAIN)}, MIN(usage_day), "
     "SUM(CASE WHEN instance_minutes = 0 THEN 1 ELSE 0 END), SUM(prompt_tokens), SUM(completion_tokens), "
-    f"SUM(instance_minutes) FROM ledger_entries GROUP BY {', '.join(METER if n == 'meter' else n for n in GRAIN)}"
+    f"SUM(instance_minutes), 0, 0 FROM ledger_entries GROUP BY {', '.join(METER if n == 'meter' else n for n in GRAIN)}"
 )
 
 
@@ -31,6 +32,8 @@ def _decimal() -> sa.types.TypeEngine:
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("ledger_entries") as batch:
+        batch.add_column(sa.Column("duration_ms", sa.Integer(), nullable=True))  # none for older entries
     op.create_table(
         "usage_rollups",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
@@ -51,6 +54,8 @@ def upgrade() -> None:
         sa.Column("prompt_tokens", sa.BigInteger(), nullable=False),
         sa.Column("completion_tokens", sa.BigInteger(), nullable=False),
         sa.Column("instance_minutes", sa.BigInteger(), nullable=False),
+        sa.Column("timed_requests", sa.BigInteger(), nullable=False),
+        sa.Column("duration_ms", sa.BigInteger(), nullable=False),
         sa.UniqueConstraint(*GRAIN, name="usage_rollups_grain"),
     )
     op.execute(BACKFILL)
@@ -58,3 +63,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("usage_rollups")
+    with op.batch_alter_table("ledger_entries") as batch:
+        batch.drop_column("duration_ms")

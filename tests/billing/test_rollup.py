@@ -54,6 +54,7 @@ async def test_a_report_from_the_rollup_equals_one_from_the_entries(database, ma
             off = (off_start, off_end) if window[0] else (None, off_end + timedelta(days=30))
             from_entries = await reports.report(UsageQuery(*off, group_by=combo, tenant=tenant))
             assert from_rollup.total.requests > 0
+            assert from_rollup.total.as_dict()["mean_latency_ms"] == 250  # every request took 250 ms
             assert [line.as_dict() for line in from_rollup.lines] == \
                 [line.as_dict() for line in from_entries.lines], (combo, window, tenant)
             assert from_rollup.total.as_dict() == from_entries.total.as_dict(), (combo, window, tenant)

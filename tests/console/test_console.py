@@ -307,3 +307,43 @@ def test_batches_show_progress_cancel_and_download_results(tenant: Page, gateway
     tenant.goto("/console/batches")
     expect(tenant.locator("tr", has_text=running)).to_contain_text("cancelled")
     expect(tenant.locator("tr", has_text=running).get_by_role("button", name="Cancel")).to_have_count(0)
+
+
+def test_an_endpoint_shows_its_keys_and_each_deployments_charts(admin: Page, gateway: ServerProcess) -> None:
+    with gateway.admin() as api:
+        api.put("/v1/endpoints/keyed", json={"tenant": "console-a"}).raise_for_status()
+        api.put("/v1/endpoints/keyed/deployments/blue", json={"model": "meterway-echo"}).raise_for_status()
+        api.put("/v1/endpoints/keyed", json={"tenant": "console-a", "traffic": {"blue": 100}}).raise_for_status()
+        endpoint = api.get("/v1/endpoints/keyed").json()
+        keys = api.post("/v1/endpoints/keyed/keys").json()
+
+    def call(key: str) -> int:
+        response = httpx.post(f"{endpoint['scoring_uri']}/chat/completions", timeout=60,
+                              headers={"Authorization": f"Bearer {key}"},
+                              json={"model": "meterway-echo", "max_tokens": 2,
+                                    "messages": [{"role": "user", "content": "hello"}]})
+        return response.status_code
+
+    assert call(keys["primary_key"]) == 200
+    section = admin.locator("section", has=admin.locator("#ep-keyed"))
+    for _ in range(100):  # the ledger consumer writes the request's entry within a moment
+        admin.goto("/console/endpoints")
+        if section.locator("div.charts[data-deployment=blue] svg.chart").count() == 2:
+            break
+        time.sleep(0.2)
+    charts = section.locator("div.charts[data-deployment=blue] svg.chart")
+    expect(charts.first).to_have_attribute("aria-label", "Requests per day: keyed/blue")
+    expect(charts.nth(1)).to_have_attribute("aria-label", "Mean latency per day: keyed/blue")
+    assert charts.first.locator("rect.bar").count() == 1  # one day, one request
+    lines = _api(gateway, ADMIN_KEY, "/v1/usage", group_by="endpoint,deployment").json()["data"]
+    [blue] = [line for line in lines if (line["endpoint"], line["deployment"]) == ("keyed", "blue")]
+    assert blue["requests"] == 1 and blue["mean_latency_ms"] is not None  # what the latency chart draws
+    section.get_by_role("button", name="Show keys").click()
+    expect(admin.locator("#pk-keyed")).to_have_text(keys["primary_key"])
+    expect(admin.locator("#sk-keyed")).to_have_text(keys["secondary_key"])
+    admin.locator("section", has=admin.locator("#ep-keyed")).get_by_role("button", name="Regenerate primary").click()
+    expect(admin.locator(".notice")).to_contain_text("The primary key of keyed was regenerated.")
+    fresh = admin.locator("#pk-keyed").inner_text()
+    assert fresh != keys["primary_key"] and admin.locator("#sk-keyed").inner_text() == keys["secondary_key"]
+    assert call(keys["primary_key"]) == 401  # the old primary is gone at once; the secondary keeps working
+    assert call(keys["secondary_key"]) == 200 and call(fresh) == 200
