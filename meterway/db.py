@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -45,14 +46,43 @@ def _sqlite_pragmas(engine: AsyncEngine) -> None:
         cursor.close()
 
 
-def migrate(url: str, revision: str = "head") -> None:
-    """Apply Alembic migrations up to ``revision`` (synchronously; call before serving)."""
-    from alembic import command
+def _config(url: str) -> Any:
     from alembic.config import Config
 
-    config = Config(str(MIGRATIONS.parent / "alembic.ini"))
+    config = Config()  # no alembic.ini: an installed package has only the migrations package
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["url"] = url
+    return config
+
+
+def migrate(url: str, revision: str = "head") -> None:
+    """Apply Alembic migrations up to ``revision`` (synchronously; call before serving). On PostgreSQL one
+    migration runs at a time (an advisory lock in migrations/env.py)."""
+    from alembic import command
+
     if url.startswith("sqlite"):
         Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
-    command.upgrade(config, revision)
+    command.upgrade(_config(url), revision)
+
+
+def check_schema(url: str) -> None:
+    """Raise ``RuntimeError`` unless the database is at the migrations' head (``serve`` without migrating)."""
+    import asyncio
+
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    async def current() -> str | None:
+        if url.startswith("sqlite") and not Path(url.split("///", 1)[1]).exists():
+            return None  # no database file yet
+        engine = create_async_engine(url)
+        try:
+            async with engine.connect() as connection:
+                return await connection.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
+        finally:
+            await engine.dispose()
+
+    head, found = ScriptDirectory.from_config(_config(url)).get_current_head(), asyncio.run(current())
+    if found != head:
+        raise RuntimeError(f"the database schema is at revision {found or 'none'}, this code needs {head}: "
+                           "run `meterway migrate` first")

@@ -56,6 +56,8 @@ class DatabaseSettings:
 
     url: str = _env("METERWAY_DATABASE_URL", "SQLAlchemy async URL; empty means SQLite under METERWAY_HOME", "")
     echo: bool = _env("METERWAY_DATABASE_ECHO", "log every SQL statement", False)
+    migrate_on_serve: bool = _env("METERWAY_MIGRATE_ON_SERVE", "serve migrates the database first; off: it only "
+                                  "checks the schema is current (migrations run once, by `meterway migrate`)", True)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 if TYPE_CHECKING:
@@ -42,11 +43,25 @@ def _run(connection) -> None:  # type: ignore[no-untyped-def]
         context.run_migrations()
 
 
+# PostgreSQL: replicas that start together migrate one at a time (the later ones find the schema at head).
+# SQLite's single writer lock serialises them already.
+MIGRATION_LOCK = 0x6D77_6D69  # "mwmi"
+
+
 async def _online() -> None:
     engine = create_async_engine(_url())
     async with engine.connect() as connection:
-        await connection.run_sync(_run)
-        await connection.commit()
+        locked = connection.dialect.name == "postgresql"
+        if locked:
+            await connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+            await connection.commit()  # the lock is the session's: it outlives this transaction
+        try:
+            await connection.run_sync(_run)
+            await connection.commit()
+        finally:
+            if locked:
+                await connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+                await connection.commit()
     await engine.dispose()
 
 

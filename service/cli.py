@@ -92,11 +92,23 @@ def _serve(args: argparse.Namespace) -> None:
             from models.pool.standby import start_early
 
             runner.run(start_early())  # its torch import runs while this process starts the gateway
-        _prepare(settings)
+        _prepare(settings, migrate_database=settings.database.migrate_on_serve)
+        if not settings.database.migrate_on_serve:
+            _check_schema(settings)
         host, port = args.host or settings.server.host, args.port or settings.server.port
         server = uvicorn.Server(uvicorn.Config(_gateway(settings, host, port), host=host, port=port, log_config=None,
                                                access_log=False, timeout_graceful_shutdown=10))
         runner.run(server.serve())
+
+
+def _check_schema(settings: Settings) -> None:
+    """Refuse to serve a database that ``meterway migrate`` has not brought to this code's schema."""
+    from meterway.db import check_schema
+
+    try:
+        check_schema(settings.database_url)
+    except RuntimeError as exc:
+        raise SystemExit(f"meterway: {exc}") from exc
 
 
 def _gateway(settings: Settings, host: str, port: int) -> Any:

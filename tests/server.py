@@ -32,6 +32,7 @@ class ServerProcess:
     env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     command: tuple[str, ...] = ("-m", "service.cli", "serve")
+    cwd: Path = REPO  # elsewhere (with PYTHONPATH in env) to run an installed copy instead of this checkout
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -50,7 +51,7 @@ class ServerProcess:
                # No pre-started worker: most test gateways serve only the echo model, on 2 shared cores.
                "METERWAY_POOL_STANDBY": "0", **self.env}
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen([sys.executable, *self.command], cwd=REPO, env=env,
+            self.process = subprocess.Popen([sys.executable, *self.command], cwd=self.cwd, env=env,
                                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self._wait_healthy(timeout_s)
         return self

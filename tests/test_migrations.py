@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import uuid
+
 import pytest
 from alembic import command
 from alembic.config import Config
@@ -10,6 +15,7 @@ from sqlalchemy import Column, Integer
 
 from meterway.db import MIGRATIONS
 from meterway.tables import Base
+from tests.conftest import PG_ADMIN_URL, _pg_admin
 
 
 def _check(url: str) -> None:
@@ -32,3 +38,20 @@ def test_a_column_without_its_migration_is_found(database_url: str) -> None:
             _check(database_url)
     finally:
         table._columns.remove(column)  # leave the shared metadata as the code declares it
+
+
+def test_replicas_that_start_together_migrate_once_each_without_a_race() -> None:
+    """Four migrations of one empty PostgreSQL database at once (as replicas starting together): each one
+    succeeds, and the schema is the declared one."""
+    name = f"mw_{uuid.uuid4().hex[:12]}"
+    _pg_admin(f'CREATE DATABASE "{name}"')
+    url = f"{PG_ADMIN_URL.rsplit('/', 1)[0].replace('postgresql://', 'postgresql+asyncpg://')}/{name}"
+    try:
+        replicas = [subprocess.Popen([sys.executable, "-m", "service.cli", "migrate"], stderr=subprocess.PIPE,
+                                     env={**os.environ, "METERWAY_DATABASE_URL": url}) for _ in range(4)]
+        for replica in replicas:
+            _, stderr = replica.communicate(timeout=120)
+            assert replica.returncode == 0, stderr.decode()[-2000:]
+        _check(url)
+    finally:
+        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
