@@ -29,6 +29,8 @@ from billing.tables import LEDGER_METER, REQUEST_COUNT, LedgerEntryRow, UsageRol
 from meterway.errors import InvalidRequest
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 GROUPS: dict[str, Any] = {
@@ -175,35 +177,42 @@ class UsageReports:
         return UsageReport(query, [lines[k] for k in sorted(lines)], total)
 
 
+@dataclass(frozen=True)
+class _Source:
+    """Where a report's sums come from: the ledger's entries or the rollup, with the columns of each."""
+
+    groups: dict[str, Any]
+    prices: tuple[Any, ...]
+    sums: tuple[Any, ...]
+    billable: Any
+    tenant: Any
+    since: Callable[[datetime], Any]  # the condition of a start bound
+    until: Callable[[datetime], Any]  # and of an end bound
+
+
+_ENTRIES = _Source(GROUPS, _PRICES, _SUMS, LedgerEntryRow.billable, LedgerEntryRow.tenant,
+                   lambda at: LedgerEntryRow.started_at >= at.astimezone(UTC),
+                   lambda at: LedgerEntryRow.started_at < at.astimezone(UTC))
+# Whole-hour bounds compare as the rollup's hour stamps.
+_ROLLUP = _Source(rollup.GROUPS, _ROLLUP_PRICES, _ROLLUP_SUMS, UsageRollupRow.billable, UsageRollupRow.tenant,
+                  lambda at: UsageRollupRow.usage_hour >= rollup.hour_of(at),
+                  lambda at: UsageRollupRow.usage_hour < rollup.hour_of(at))
+
+
 def _statement(query: UsageQuery) -> Any:
-    """The SQL of a report: sums per group and set of unit prices, within the query's bounds."""
-    if rollup.answers(query.group_by, query.start, query.end):
-        return _rollup_statement(query)
-    columns = [GROUPS[name].label(name) for name in query.group_by]
-    statement = select(*columns, *_PRICES, *_SUMS).group_by(*columns, *_PRICES)
+    """The SQL of a report: sums per group and set of unit prices, within the query's bounds, from the rollup
+    when it answers the query."""
+    source = _ROLLUP if rollup.answers(query.group_by, query.start, query.end) else _ENTRIES
+    columns = [source.groups[name].label(name) for name in query.group_by]
+    statement = select(*columns, *source.prices, *source.sums).group_by(*columns, *source.prices)
     if "billable" not in query.group_by:
-        statement = statement.where(LedgerEntryRow.billable.is_(True))
+        statement = statement.where(source.billable.is_(True))
     if query.tenant is not None:
-        statement = statement.where(LedgerEntryRow.tenant == query.tenant)
+        statement = statement.where(source.tenant == query.tenant)
     if query.start is not None:
-        statement = statement.where(LedgerEntryRow.started_at >= query.start.astimezone(UTC))
+        statement = statement.where(source.since(query.start))
     if query.end is not None:
-        statement = statement.where(LedgerEntryRow.started_at < query.end.astimezone(UTC))
-    return statement
-
-
-def _rollup_statement(query: UsageQuery) -> Any:
-    """``_statement`` over the rollup: whole-hour bounds compare as the rollup's hour stamps."""
-    columns = [rollup.GROUPS[name].label(name) for name in query.group_by]
-    statement = select(*columns, *_ROLLUP_PRICES, *_ROLLUP_SUMS).group_by(*columns, *_ROLLUP_PRICES)
-    if "billable" not in query.group_by:
-        statement = statement.where(UsageRollupRow.billable.is_(True))
-    if query.tenant is not None:
-        statement = statement.where(UsageRollupRow.tenant == query.tenant)
-    if query.start is not None:
-        statement = statement.where(UsageRollupRow.usage_hour >= rollup.hour_of(query.start))
-    if query.end is not None:
-        statement = statement.where(UsageRollupRow.usage_hour < rollup.hour_of(query.end))
+        statement = statement.where(source.until(query.end))
     return statement
 
 
