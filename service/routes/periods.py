@@ -22,7 +22,7 @@ from service.guard import needs
 if TYPE_CHECKING:
     from billing.periods import Statement
 
-PERIOD = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+PERIOD = r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])$"
 Period = Annotated[str, Parameter(pattern=PERIOD, description="a UTC month, YYYY-MM")]
 
 
