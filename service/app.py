@@ -241,6 +241,7 @@ def create_app(settings: Settings, *, meter: UsageRecorder | None = None) -> Lit
     )
     accurate_components(app)
     document_csv(app, "/v1/usage")
+    document_csv(app, "/v1/billing/periods/{period}/statements")
     return app
 
 

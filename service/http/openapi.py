@@ -57,7 +57,7 @@ _MEANINGS = {
     504: "The generation ran past the server's time limit",
 }
 _INFERENCE = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
-_CONFLICTS = ("/v1/resumable_uploads", "/v1/fine_tuned_models", "/v1/prices", "/v1/endpoints")
+_CONFLICTS = ("/v1/resumable_uploads", "/v1/fine_tuned_models", "/v1/prices", "/v1/endpoints", "/v1/billing/periods")
 _OPEN = ("/health", "/metrics")
 
 RATE_HEADERS = [
