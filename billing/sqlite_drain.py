@@ -98,6 +98,7 @@ class _Plan:
     keys: list[tuple[int, str]]
     closed: set[str]
     entries: list[dict[str, Any]]
+    params: list[list[Any]]  # the entries as SQLite values, built before the lock too
 
 
 def _prepare(connection: sqlite3.Connection, writer: LedgerWriter, max_events: int) -> _Plan | None:
@@ -106,8 +107,9 @@ def _prepare(connection: sqlite3.Connection, writer: LedgerWriter, max_events: i
     if not rows:
         return None
     closed = _closed(connection)
-    return _Plan([(seq, rid) for seq, rid, _ in rows], closed,
-                 _entries(connection, writer, [payload for _, _, payload in rows], closed))
+    entries = _entries(connection, writer, [payload for _, _, payload in rows], closed)
+    return _Plan([(seq, rid) for seq, rid, _ in rows], closed, entries,
+                 [_params(entry, LEDGER_COLUMNS) for entry in entries])
 
 
 def _apply(connection: sqlite3.Connection, plan: _Plan) -> int:
@@ -118,7 +120,7 @@ def _apply(connection: sqlite3.Connection, plan: _Plan) -> int:
                              (last,)).fetchall()
     if now != plan.keys or _closed(connection) != plan.closed:
         return 0
-    _write(connection, plan.entries)
+    _write(connection, plan.entries, plan.params)
     connection.execute("DELETE FROM usage_outbox WHERE seq <= ?", (last,))
     return len(plan.keys)
 
@@ -129,21 +131,23 @@ def _move(connection: sqlite3.Connection, writer: LedgerWriter, max_events: int)
                               (max_events,)).fetchall()
     if not rows:
         return 0
-    _write(connection, _entries(connection, writer, [payload for _, payload in rows], _closed(connection)))
+    entries = _entries(connection, writer, [payload for _, payload in rows], _closed(connection))
+    _write(connection, entries, [_params(entry, LEDGER_COLUMNS) for entry in entries])
     # The write lock is held since BEGIN IMMEDIATE, so no row below the last one read can appear meanwhile.
     connection.execute("DELETE FROM usage_outbox WHERE seq <= ?", (rows[-1][0],))
     return len(rows)
 
 
-def _write(connection: sqlite3.Connection, entries: list[dict[str, Any]]) -> None:
-    """Insert the entries whose request id is not in the ledger yet, and add those to the rollup (under the
-    write lock, so no other writer adds one of them between the read and the insert)."""
+def _write(connection: sqlite3.Connection, entries: list[dict[str, Any]], params: list[list[Any]]) -> None:
+    """Insert the entries (``params``: the same as SQLite values) whose request id is not in the ledger yet, and
+    add those to the rollup (under the write lock, so no other writer adds one of them meanwhile)."""
     ids = [entry["request_id"] for entry in entries]
     known = {rid for (rid,) in connection.execute(
         f"SELECT request_id FROM ledger_entries WHERE request_id IN ({', '.join('?' * len(ids))})", ids)}
-    new = [entry for entry in entries if entry["request_id"] not in known]
-    connection.executemany(_INSERT, [_params(entry, LEDGER_COLUMNS) for entry in new])
-    connection.executemany(rollup.SQLITE_UPSERT, [_params(row, rollup.COLUMNS) for row in rollup.deltas(new)])
+    new = [i for i, rid in enumerate(ids) if rid not in known]
+    connection.executemany(_INSERT, [params[i] for i in new])
+    connection.executemany(rollup.SQLITE_UPSERT, [_params(row, rollup.COLUMNS)
+                                                  for row in rollup.deltas(entries[i] for i in new)])
 
 
 def _closed(connection: sqlite3.Connection) -> set[str]:

@@ -107,15 +107,17 @@ async def endpoints(client: AsyncClient) -> dict[str, Any]:
     """Endpoints with their deployments; requests, tokens and cost per deployment this month, and charts of
     each deployment's requests and mean latency per day (from usage)."""
     found = await lists(client, endpoints="/v1/endpoints")
-    start = period_start(datetime.now(UTC))
-    usage_by, daily = await asyncio.gather(
-        optional(client, "/v1/usage", {"start": start, "group_by": "endpoint,deployment"}),
-        optional(client, "/v1/usage", {"start": start, "group_by": "day,endpoint,deployment"}))
-    figures = {(line["endpoint"], line["deployment"]): line for line in (usage_by or {}).get("data", [])}
+    daily = await optional(client, "/v1/usage", {"start": period_start(datetime.now(UTC)),
+                                                 "group_by": "day,endpoint,deployment"})
+    figures: dict[tuple[str, str], dict[str, Any]] = {}  # the month's totals: exact sums of the days
     requests: dict[tuple[str, str], dict[str, dict[str, Decimal]]] = {}
     latency: dict[tuple[str, str], dict[str, dict[str, Decimal]]] = {}
     for line in (daily or {}).get("data", []):
         at = (line["endpoint"], line["deployment"])
+        total = figures.setdefault(at, {"requests": 0, "total_tokens": 0, "cost": "0"})
+        total.update(requests=total["requests"] + line["requests"],
+                     total_tokens=total["total_tokens"] + line["total_tokens"],
+                     cost=f"{Decimal(total['cost']) + Decimal(line['cost']):f}")
         requests.setdefault(at, {})[line["day"]] = {"requests": Decimal(line["requests"])}
         if line.get("mean_latency_ms") is not None:
             latency.setdefault(at, {})[line["day"]] = {"mean latency": Decimal(line["mean_latency_ms"])}

@@ -46,6 +46,10 @@ def _sqlite_pragmas(engine: AsyncEngine) -> None:
         cursor.close()
 
 
+def _sqlite_file(url: str) -> Path | None:
+    return Path(url.split("///", 1)[1]) if url.startswith("sqlite") else None
+
+
 def _config(url: str) -> Any:
     from alembic.config import Config
 
@@ -60,8 +64,8 @@ def migrate(url: str, revision: str = "head") -> None:
     migration runs at a time (an advisory lock in migrations/env.py)."""
     from alembic import command
 
-    if url.startswith("sqlite"):
-        Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+    if (file := _sqlite_file(url)) is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
     command.upgrade(_config(url), revision)
 
 
@@ -73,7 +77,7 @@ def check_schema(url: str) -> None:
     from alembic.script import ScriptDirectory
 
     async def current() -> str | None:
-        if url.startswith("sqlite") and not Path(url.split("///", 1)[1]).exists():
+        if (file := _sqlite_file(url)) is not None and not file.exists():
             return None  # no database file yet
         engine = create_async_engine(url)
         try:

@@ -145,6 +145,16 @@ async def create_instance_price(data: JSONBody[InstancePriceCreate], audit: Name
     return view
 
 
+def tenant_scope(principal: Principal, tenant: str | None) -> str | None:
+    """The tenant a finance read covers: the one asked for (None: all) for the admin, the caller's own otherwise
+    (another tenant's is a 404, as if it did not exist)."""
+    if principal.is_admin:
+        return tenant
+    if tenant is not None and tenant != principal.tenant:
+        raise NotFound(f"tenant '{tenant}' not found", param="tenant")
+    return principal.billing_tenant
+
+
 @get("/v1/usage", summary="Usage report", tags=["Billing"], opt=needs(BILLING))
 async def usage_report(
     principal: NamedDependency[Principal], usage_reports: NamedDependency[UsageReports],
@@ -155,11 +165,8 @@ async def usage_report(
     tenant: Annotated[str | None, QueryParameter()] = None,
 ) -> Response[Any]:
     """Billable usage between ``start`` and ``end`` grouped by day/model/key/tenant; a tenant sees its own."""
-    if not principal.is_admin:
-        if tenant is not None and tenant != principal.tenant:
-            raise NotFound(f"tenant '{tenant}' not found", param="tenant")
-        tenant = principal.billing_tenant
-    query = UsageQuery(parse_bound(start, "start"), parse_bound(end, "end"), parse_group_by(group_by), tenant)
+    query = UsageQuery(parse_bound(start, "start"), parse_bound(end, "end"), parse_group_by(group_by),
+                       tenant_scope(principal, tenant))
     report = await usage_reports.report(query)
     if output == "csv":
         return Response(report.as_csv(), media_type="text/csv; charset=utf-8")

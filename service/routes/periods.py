@@ -18,6 +18,7 @@ from meterway.roles import BILLING, PLATFORM
 from service.audit_trail import AuditTrail
 from service.auth import Principal
 from service.guard import needs
+from service.routes.billing import tenant_scope
 
 if TYPE_CHECKING:
     from billing.periods import Statement
@@ -67,10 +68,7 @@ async def list_statements(
     output: Annotated[Literal["json", "csv"], QueryParameter(name="format")] = "json",
 ) -> Response[Any]:
     """The statements of a closed period: every tenant's (admin) or the caller's own; CSV with ``format=csv``."""
-    if not principal.is_admin:
-        if tenant is not None and tenant != principal.tenant:
-            raise NotFound(f"tenant '{tenant}' not found", param="tenant")
-        tenant = principal.billing_tenant
+    tenant = tenant_scope(principal, tenant)
     if period not in await period_closer.closed():
         raise NotFound(f"period {period} is not closed", param="period")
     statements = await period_closer.statements(period, tenant)
